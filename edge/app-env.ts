@@ -1,0 +1,11 @@
+import type { Env, FarmConfig } from './env.ts';
+
+/** Hono's environment for every route: bindings plus per-request values set by middleware. */
+export interface AppEnv {
+  Bindings: Env;
+  Variables: {
+    config: FarmConfig;
+    /** Tells nodes waiting in a long poll that new work may be there. */
+    wake: () => void;
+  };
+}

@@ -1,0 +1,117 @@
+/**
+ * D1 schema. Migrations in edge/migrations/ are generated from this file by drizzle-kit
+ * (`npm run db:generate`). Times are epoch milliseconds.
+ *
+ * Jobs carry a frame cursor (`next_frame`): submitting a job inserts one row whatever its length,
+ * and tasks (frame ranges) are created only when nodes claim them.
+ */
+import { sqliteTable, text, integer, index, primaryKey } from 'drizzle-orm/sqlite-core';
+
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    status: text('status').notNull().default('queued'),
+    priority: integer('priority').notNull().default(50),
+    startFrame: integer('start_frame').notNull(),
+    endFrame: integer('end_frame').notNull(),
+    /** Frames per task; null lets the scheduler size chunks from measured frame times. */
+    chunkSize: integer('chunk_size'),
+    /** The first frame no task has covered yet; the job is fully handed out past end_frame. */
+    nextFrame: integer('next_frame').notNull(),
+    blendFile: text('blend_file').notNull(),
+    blendSha256: text('blend_sha256').notNull(),
+    blendSize: integer('blend_size').notNull(),
+    maxAttempts: integer('max_attempts').notNull().default(3),
+    /** A node that failed this many tasks of the job gets no more of its work. */
+    maxNodeFailures: integer('max_node_failures').notNull().default(2),
+    completedFrames: integer('completed_frames').notNull().default(0),
+    frameTimeMsTotal: integer('frame_time_ms_total').notNull().default(0),
+    framesTimed: integer('frames_timed').notNull().default(0),
+    error: text('error'),
+    /** JSON array of strings: missing textures, libraries and the like. */
+    warnings: text('warnings').notNull().default('[]'),
+    /** Written by the claim batch to find the range it just carved out (see scheduler). */
+    claimToken: text('claim_token'),
+    claimStart: integer('claim_start'),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+    startedAt: integer('started_at'),
+    finishedAt: integer('finished_at'),
+  },
+  (t) => [index('jobs_runnable').on(t.status, t.priority, t.createdAt), index('jobs_claim_token').on(t.claimToken)],
+);
+
+export const tasks = sqliteTable(
+  'tasks',
+  {
+    id: text('id').primaryKey(),
+    jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
+    startFrame: integer('start_frame').notNull(),
+    endFrame: integer('end_frame').notNull(),
+    /** queued (waiting for a node) | running (leased) | completed | failed (attempts exhausted). */
+    status: text('status').notNull(),
+    workerId: text('worker_id'),
+    leaseId: text('lease_id'),
+    leaseExpiresAt: integer('lease_expires_at'),
+    attempts: integer('attempts').notNull().default(0),
+    message: text('message'),
+    failureReason: text('failure_reason'),
+    logTail: text('log_tail'),
+    logKey: text('log_key'),
+    currentFrame: integer('current_frame'),
+    peakMemMb: integer('peak_mem_mb'),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    index('tasks_job').on(t.jobId, t.status),
+    index('tasks_lease').on(t.leaseId),
+    index('tasks_expiry').on(t.status, t.leaseExpiresAt),
+  ],
+);
+
+export const frames = sqliteTable(
+  'frames',
+  {
+    jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
+    frame: integer('frame').notNull(),
+    taskId: text('task_id'),
+    workerId: text('worker_id'),
+    key: text('r2_key').notNull(),
+    size: integer('size').notNull(),
+    sha256: text('sha256').notNull(),
+    contentType: text('content_type').notNull(),
+    renderMs: integer('render_ms'),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.frame] })],
+);
+
+export const workers = sqliteTable('workers', {
+  id: text('id').primaryKey(),
+  name: text('name').notNull(),
+  hostname: text('hostname'),
+  blenderVersion: text('blender_version'),
+  threads: integer('threads'),
+  /** false once drained/disabled: the node gets no new work. */
+  enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+  framesRendered: integer('frames_rendered').notNull().default(0),
+  failures: integer('failures').notNull().default(0),
+  createdAt: integer('created_at').notNull(),
+  lastSeenAt: integer('last_seen_at').notNull(),
+});
+
+/** Nodes that failed a job's tasks too often, per job (Flamenco's blocklist). */
+export const jobBlocklist = sqliteTable(
+  'job_blocklist',
+  {
+    jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
+    workerId: text('worker_id').notNull(),
+    failures: integer('failures').notNull().default(0),
+    lastReason: text('last_reason'),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.workerId] })],
+);

@@ -1,0 +1,130 @@
+/**
+ * Storing a rendered frame: the object goes to R2 under a key built from validated parts, then
+ * one D1 batch records it, conditioned on the uploader still holding the task's lease. A repeated
+ * upload of the same frame replaces the object and the row: one frame, counted once.
+ */
+import { FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
+import { fail } from './errors.ts';
+import { assertLease, loadTask } from './task-lease.ts';
+import { frameKey } from './storage-keys.ts';
+
+const CONTENT_TYPES: Record<string, string> = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  exr: 'image/x-exr',
+  tif: 'image/tiff',
+  tiff: 'image/tiff',
+  bmp: 'image/bmp',
+  webp: 'image/webp',
+  hdr: 'image/vnd.radiance',
+  tga: 'image/x-tga',
+  jp2: 'image/jp2',
+  dpx: 'image/x-dpx',
+  cin: 'image/x-cineon',
+};
+
+/** Checks a frame file extension against the allowed image types. */
+export function frameExtension(value: string | undefined | null): string {
+  const ext = (value ?? '').toLowerCase();
+  if (!(FRAME_EXTENSIONS as readonly string[]).includes(ext)) {
+    fail(400, `the frame's file type "${ext.slice(0, 20)}" is not one of ${FRAME_EXTENSIONS.join(', ')}`);
+  }
+  return ext;
+}
+
+export interface FrameUpload {
+  workerId: string;
+  taskId: string;
+  leaseId: string;
+  frame: number;
+  ext: string;
+  body: ReadableStream | ArrayBuffer | Uint8Array;
+  /** Hex SHA-256 from the node; R2 verifies it while storing. Computed here when absent. */
+  sha256: string | null;
+  renderMs: number | null;
+}
+
+export function frameUrl(jobId: string, frame: number): string {
+  return `/jobs/${jobId}/frames/${frame}`;
+}
+
+/** Stores one frame of a leased task and returns what the frames list will show for it. */
+export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: FrameUpload): Promise<FrameInfo & { job_id: string; completed_frames: number }> {
+  const task = assertLease(await loadTask(db, upload.taskId), upload.taskId, upload.workerId, upload.leaseId, true);
+  if (upload.frame < task.start_frame || upload.frame > task.end_frame) {
+    fail(400, `frame ${upload.frame} is not in task ${upload.taskId} (frames ${task.start_frame}-${task.end_frame})`);
+  }
+  const key = frameKey(task.job_id, upload.frame, upload.ext);
+  const contentType = CONTENT_TYPES[upload.ext]!;
+  let stored: R2Object | null;
+  try {
+    stored = await bucket.put(key, upload.body, {
+      httpMetadata: { contentType },
+      ...(upload.sha256 ? { sha256: upload.sha256 } : {}),
+    });
+  } catch (err) {
+    if (upload.sha256 && /checksum|sha-?256|digest/i.test(String(err))) {
+      fail(400, `the uploaded bytes do not match the SHA-256 the node sent (${upload.sha256}): the upload was corrupted, send it again`);
+    }
+    if (/length|stream/i.test(String(err))) fail(400, `the upload ended before its Content-Length: send the whole file`);
+    throw err;
+  }
+  if (!stored) fail(500, 'R2 did not store the frame');
+  const sha256 = upload.sha256 ?? (stored.checksums.sha256 ? hex(stored.checksums.sha256) : await digestObject(bucket, key));
+  const now = Date.now();
+  const leaseHeld = `EXISTS (SELECT 1 FROM tasks WHERE id = ?3 AND lease_id = ?4 AND status = 'running')`;
+  const isNew = `NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ?1 AND frame = ?2)`;
+  const [, , inserted, job] = await db.batch([
+    db
+      .prepare(
+        `UPDATE jobs SET completed_frames = completed_frames + 1,
+           frame_time_ms_total = frame_time_ms_total + COALESCE(?5, 0), frames_timed = frames_timed + (?5 IS NOT NULL),
+           updated_at = ?6
+         WHERE id = ?1 AND ${isNew} AND ${leaseHeld}`,
+      )
+      .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.renderMs, now),
+    db
+      .prepare(`UPDATE workers SET frames_rendered = frames_rendered + 1 WHERE id = ?5 AND ${isNew} AND ${leaseHeld}`)
+      .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.workerId),
+    db
+      .prepare(
+        `INSERT INTO frames (job_id, frame, task_id, worker_id, r2_key, size, sha256, content_type, render_ms, created_at)
+         SELECT ?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE ${leaseHeld}
+         ON CONFLICT (job_id, frame) DO UPDATE SET task_id = excluded.task_id, worker_id = excluded.worker_id,
+           r2_key = excluded.r2_key, size = excluded.size, sha256 = excluded.sha256, content_type = excluded.content_type,
+           render_ms = COALESCE(excluded.render_ms, frames.render_ms)
+         RETURNING frame`,
+      )
+      .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.workerId, key, stored.size, sha256, contentType, upload.renderMs, now),
+    db.prepare(`SELECT completed_frames FROM jobs WHERE id = ?`).bind(task.job_id),
+  ]);
+  if (inserted!.results.length === 0) {
+    fail(409, `lease ${upload.leaseId} of task ${upload.taskId} ended while the frame was uploading; the frame was not recorded`);
+  }
+  return {
+    job_id: task.job_id,
+    frame: upload.frame,
+    size: stored.size,
+    sha256,
+    content_type: contentType,
+    file_name: key.split('/').pop()!,
+    url: frameUrl(task.job_id, upload.frame),
+    render_ms: upload.renderMs,
+    worker_id: upload.workerId,
+    completed_frames: (job!.results[0] as { completed_frames: number }).completed_frames,
+  };
+}
+
+function hex(buffer: ArrayBuffer): string {
+  return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Hashes a stored object by streaming it, for uploads that came without a hash. */
+async function digestObject(bucket: R2Bucket, key: string): Promise<string> {
+  const object = await bucket.get(key);
+  if (!object) fail(500, 'the stored frame vanished');
+  const digest = new crypto.DigestStream('SHA-256');
+  await object.body.pipeTo(digest);
+  return hex(await digest.digest);
+}

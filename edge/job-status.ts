@@ -1,0 +1,91 @@
+/**
+ * A job's progress as the API reports it. Frame counts come from the jobs row's counter and from
+ * the job's tasks (one row per claimed chunk), never from a scan of every frame.
+ */
+import type { JobStatus, JobStatusResponse } from '../protocol/schemas.ts';
+import { fail } from './errors.ts';
+
+export interface JobRow {
+  id: string;
+  name: string;
+  status: JobStatus;
+  priority: number;
+  start_frame: number;
+  end_frame: number;
+  chunk_size: number | null;
+  next_frame: number;
+  blend_file: string;
+  blend_sha256: string;
+  blend_size: number;
+  max_attempts: number;
+  max_node_failures: number;
+  completed_frames: number;
+  frame_time_ms_total: number;
+  frames_timed: number;
+  error: string | null;
+  warnings: string;
+  created_at: number;
+  updated_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** Frames of running / failed tasks not yet uploaded, per job, in one query. */
+const TASK_FRAMES_SQL = `SELECT t.status AS status,
+    COALESCE(SUM(t.end_frame - t.start_frame + 1 - (SELECT COUNT(*) FROM frames f
+      WHERE f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame)), 0) AS frames,
+    COUNT(DISTINCT t.worker_id) AS nodes
+  FROM tasks t WHERE t.job_id = ?1 AND t.status IN ('running', 'failed')
+    AND (t.status = 'failed' OR t.lease_expires_at >= ?2)
+  GROUP BY t.status`;
+
+export async function loadJobRow(db: D1Database, jobId: string): Promise<JobRow | null> {
+  return db.prepare(`SELECT * FROM jobs WHERE id = ?`).bind(jobId).first<JobRow>();
+}
+
+export async function requireJobRow(db: D1Database, jobId: string): Promise<JobRow> {
+  const job = await loadJobRow(db, jobId);
+  if (!job) fail(404, `no job with id ${jobId}`);
+  return job;
+}
+
+/** The full `job_status` answer for one job. */
+export async function describeJob(db: D1Database, job: JobRow, now = Date.now()): Promise<JobStatusResponse> {
+  const { results } = await db.prepare(TASK_FRAMES_SQL).bind(job.id, now).all<{ status: string; frames: number; nodes: number }>();
+  const running = results.find((r) => r.status === 'running');
+  const runningFrames = running?.frames ?? 0;
+  const failedFrames = results.find((r) => r.status === 'failed')?.frames ?? 0;
+  const total = job.end_frame - job.start_frame + 1;
+  const avgFrameMs = job.frames_timed > 0 ? Math.round(job.frame_time_ms_total / job.frames_timed) : null;
+  const remaining = total - job.completed_frames;
+  const activeStates: JobStatus[] = ['queued', 'running'];
+  const parallel = Math.max(1, running?.nodes ?? 1);
+  return {
+    job_id: job.id,
+    name: job.name,
+    status: job.status,
+    priority: job.priority,
+    start_frame: job.start_frame,
+    end_frame: job.end_frame,
+    chunk_size: job.chunk_size,
+    total_frames: total,
+    completed_frames: job.completed_frames,
+    failed_frames: failedFrames,
+    running_frames: runningFrames,
+    queued_frames: Math.max(0, total - job.completed_frames - runningFrames - failedFrames),
+    progress: total > 0 ? Math.round((job.completed_frames / total) * 10_000) / 10_000 : 0,
+    blend_file: job.blend_file,
+    blend_sha256: job.blend_sha256,
+    error: job.error,
+    warnings: JSON.parse(job.warnings) as string[],
+    created_at: iso(job.created_at)!,
+    started_at: iso(job.started_at),
+    finished_at: iso(job.finished_at),
+    avg_frame_ms: avgFrameMs,
+    eta_seconds:
+      avgFrameMs !== null && activeStates.includes(job.status) ? Math.round((remaining * avgFrameMs) / parallel / 1000) : null,
+    max_attempts: job.max_attempts,
+  };
+}

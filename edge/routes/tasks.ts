@@ -1,0 +1,126 @@
+/** The render node's side of the protocol: claiming work and reporting on it. */
+import { Hono } from 'hono';
+import {
+  getJobSchema,
+  updateTaskStatusSchema,
+  type TaskAssignment,
+  type UpdateTaskStatusResponse,
+} from '../../protocol/schemas.ts';
+import type { AppEnv } from '../app-env.ts';
+import { claimTask, describeClaim } from '../scheduler.ts';
+import { explainLeaseRefusal, loadTask } from '../task-lease.ts';
+import { readJson } from '../validation.ts';
+import { RECHECK_MS, waitForWork } from '../work-signal.ts';
+import { countActiveWorkers, touchWorker } from '../workers-registry.ts';
+import { completeJobIfDone, completeTask, failTask } from '../task-outcomes.ts';
+
+/** Wall time an adaptive chunk aims for. */
+const TARGET_CHUNK_MS = 120_000;
+/** A claim whose frames were all uploaded already is closed and the next claim is tried. */
+const MAX_CLAIMS_PER_REQUEST = 5;
+
+export const taskRoutes = new Hono<AppEnv>()
+  .post('/get_job', async (c) => {
+    const config = c.get('config');
+    const { worker_id: workerId, wait_ms: waitMs = 0 } = await readJson(c, getJobSchema, config.maxJsonBytes);
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      const now = Date.now();
+      const worker = await touchWorker(c.env.DB, workerId, now);
+      if (!worker.enabled) return c.body(null, 204);
+      const activeNodes = await countActiveWorkers(c.env.DB, now, config.leaseMs);
+      for (let i = 0; i < MAX_CLAIMS_PER_REQUEST; i++) {
+        const claimed = await claimTask(c.env.DB, {
+          workerId,
+          now,
+          leaseMs: config.leaseMs,
+          targetChunkMs: TARGET_CHUNK_MS,
+          activeNodes,
+        });
+        if (!claimed) break;
+        const assignment: TaskAssignment = await describeClaim(c.env.DB, claimed, config.leaseMs);
+        if (assignment.frames.length > 0) return c.json(assignment, 200);
+        // Every frame of this range was uploaded by a node that died before reporting: close it.
+        await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now());
+      }
+      const left = deadline - Date.now();
+      if (left <= 0 || c.req.raw.signal.aborted) return c.body(null, 204);
+      await waitForWork(Math.min(left, RECHECK_MS), c.req.raw.signal);
+    }
+  })
+  .post('/update_task_status', async (c) => {
+    const config = c.get('config');
+    const body = await readJson(c, updateTaskStatusSchema, config.maxJsonBytes);
+    const db = c.env.DB;
+    const now = Date.now();
+    await touchWorker(db, body.worker_id, now);
+
+    let response: UpdateTaskStatusResponse;
+    switch (body.status) {
+      case 'running': {
+        const row = await db
+          .prepare(
+            `UPDATE tasks SET lease_expires_at = ?1, updated_at = ?2, message = COALESCE(?3, message),
+               current_frame = COALESCE(?4, current_frame), peak_mem_mb = MAX(COALESCE(peak_mem_mb, 0), COALESCE(?5, 0))
+             WHERE id = ?6 AND lease_id = ?7 AND worker_id = ?8 AND status = 'running'
+             RETURNING lease_expires_at, (SELECT status FROM jobs WHERE jobs.id = tasks.job_id) AS job_status`,
+          )
+          .bind(
+            now + config.leaseMs,
+            now,
+            body.message ?? null,
+            body.current_frame ?? null,
+            body.peak_mem_mb === undefined ? null : Math.round(body.peak_mem_mb),
+            body.task_id,
+            body.lease_id,
+            body.worker_id,
+          )
+          .first<{ lease_expires_at: number; job_status: string }>();
+        if (!row) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
+        response = {
+          task_id: body.task_id,
+          status: 'running',
+          lease_expires_at: new Date(row!.lease_expires_at).toISOString(),
+          abort: row!.job_status === 'canceled' || row!.job_status === 'failed',
+        };
+        break;
+      }
+      case 'completed': {
+        await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message);
+        response = { task_id: body.task_id, status: 'completed', lease_expires_at: null, abort: false };
+        break;
+      }
+      case 'failed': {
+        const status = await failTask(db, {
+          taskId: body.task_id,
+          workerId: body.worker_id,
+          leaseId: body.lease_id,
+          now,
+          message: body.message ?? 'the node reported a failure without a message',
+          reason: body.failure_reason ?? 'unknown',
+          logTail: body.log_tail ?? null,
+        });
+        c.get('wake')();
+        response = { task_id: body.task_id, status, lease_expires_at: null, abort: false };
+        break;
+      }
+      case 'released': {
+        // A node shutting down hands its task back; a graceful stop does not use up an attempt.
+        const row = await db
+          .prepare(
+            `UPDATE tasks SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+               attempts = MAX(0, attempts - 1), updated_at = ?1, message = ?2
+             WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' RETURNING id`,
+          )
+          .bind(now, body.message ?? 'released by the node', body.task_id, body.lease_id, body.worker_id)
+          .first();
+        if (!row) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
+        c.get('wake')();
+        response = { task_id: body.task_id, status: 'queued', lease_expires_at: null, abort: false };
+        break;
+      }
+    }
+    const task = await loadTask(db, body.task_id);
+    if (task) await completeJobIfDone(db, task.job_id, now);
+    return c.json(response);
+  });

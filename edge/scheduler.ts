@@ -1,0 +1,143 @@
+/**
+ * Handing out work. A claim is one D1 batch (a single transaction), so two nodes can never be
+ * given the same frames:
+ *
+ *  1. expired leases of tasks that used up their attempts fail those tasks (and their jobs);
+ *  2. otherwise-claimable tasks (released, or leased but expired) are re-leased, best job first;
+ *  3. if nothing was re-leased, the best job's frame cursor is advanced by one chunk and
+ *  4. a task row is inserted for the range the cursor just passed.
+ *
+ * "Best" is highest priority, then oldest. Frames get task rows only when claimed, so
+ * submitting a million frames costs the same as submitting ten.
+ */
+import type { TaskAssignment } from '../protocol/schemas.ts';
+
+const RUNNABLE = `('queued', 'running')`;
+
+/** Jobs this worker may take: not blocklisted for it. `j` is the jobs alias, ?1 the worker id. */
+const ELIGIBLE = `NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = j.id AND b.worker_id = ?1 AND b.failures >= j.max_node_failures)`;
+
+/**
+ * Frames per new task: the job's fixed chunk_size, or, when it has none, enough frames to last
+ * about ?6 ms at the job's measured mean frame time, but never more than the remaining frames
+ * divided by ?7 (the nodes seen recently), so that near the end every node gets a share.
+ */
+const CHUNK = `COALESCE(j.chunk_size,
+  CASE WHEN j.frames_timed = 0 THEN 1
+  ELSE MAX(1, MIN(?6 * j.frames_timed / MAX(1, j.frame_time_ms_total),
+                  (j.end_frame - j.next_frame + 1) / MAX(1, ?7))) END)`;
+
+export interface ClaimOptions {
+  workerId: string;
+  now: number;
+  leaseMs: number;
+  /** Target wall time of one adaptive chunk. */
+  targetChunkMs: number;
+  /** How many nodes share the work, for shrinking chunks near the end. */
+  activeNodes: number;
+}
+
+interface ClaimedRow {
+  id: string;
+  job_id: string;
+  start_frame: number;
+  end_frame: number;
+  attempts: number;
+}
+
+/**
+ * Claims the next piece of work for a node, or returns null when there is none.
+ * The caller still has to read the job and the frames already uploaded (see `describeClaim`).
+ */
+export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<ClaimedRow | null> {
+  const leaseId = crypto.randomUUID();
+  const taskId = crypto.randomUUID();
+  const expires = opts.now + opts.leaseMs;
+  const params = [opts.workerId, opts.now, leaseId, taskId, expires, opts.targetChunkMs, opts.activeNodes];
+  // D1 wants exactly as many values as the highest ?N a statement uses.
+  const bind = (sql: string) => {
+    const highest = Math.max(...[...sql.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
+    return db.prepare(sql).bind(...params.slice(0, highest));
+  };
+
+  const results = await db.batch<ClaimedRow>([
+    // 1. Leases that ran out on a task's last attempt: the task fails, and so does its job.
+    bind(`UPDATE jobs SET status = 'failed', finished_at = ?2, updated_at = ?2,
+            error = COALESCE(error, 'frames ' || (SELECT t.start_frame || '-' || t.end_frame FROM tasks t
+              WHERE t.job_id = jobs.id AND t.status = 'running' AND t.lease_expires_at < ?2
+              AND t.attempts >= jobs.max_attempts LIMIT 1) || ' failed: the node rendering them stopped answering on every attempt')
+          WHERE status IN ${RUNNABLE} AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.id AND t.status = 'running'
+            AND t.lease_expires_at < ?2 AND t.attempts >= jobs.max_attempts)`),
+    bind(`UPDATE tasks SET status = 'failed', failure_reason = 'lease_expired', updated_at = ?2,
+            message = 'the node stopped renewing its lease (' || attempts || ' attempts)'
+          WHERE status = 'running' AND lease_expires_at < ?2
+            AND attempts >= (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id)`),
+    // 2. Re-lease a released or expired task, unless a job of higher priority has fresh frames.
+    bind(`UPDATE tasks SET status = 'running', worker_id = ?1, lease_id = ?3, lease_expires_at = ?5,
+            attempts = attempts + 1, updated_at = ?2, message = NULL, current_frame = NULL
+          WHERE id = (
+            SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
+            WHERE j.status IN ${RUNNABLE}
+              AND (t.status = 'queued' OR (t.status = 'running' AND t.lease_expires_at < ?2))
+              AND ${ELIGIBLE}
+              AND j.priority >= COALESCE((SELECT MAX(j2.priority) FROM jobs j2 WHERE j2.status IN ${RUNNABLE}
+                    AND j2.next_frame <= j2.end_frame
+                    AND NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = j2.id AND b.worker_id = ?1
+                      AND b.failures >= j2.max_node_failures)), -1)
+            ORDER BY j.priority DESC, j.created_at, t.start_frame LIMIT 1)
+          RETURNING id, job_id, start_frame, end_frame, attempts`),
+    // 3. Otherwise carve the next chunk off the best job's cursor.
+    bind(`UPDATE jobs SET claim_token = ?3, claim_start = next_frame,
+            next_frame = MIN(end_frame + 1, next_frame + (SELECT ${CHUNK} FROM jobs j WHERE j.id = jobs.id)),
+            status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
+          WHERE id = (
+            SELECT j.id FROM jobs j WHERE j.status IN ${RUNNABLE} AND j.next_frame <= j.end_frame AND ${ELIGIBLE}
+            ORDER BY j.priority DESC, j.created_at LIMIT 1)
+            AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)`),
+    // 4. The task for that chunk.
+    bind(`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, worker_id, lease_id, lease_expires_at,
+            attempts, created_at, updated_at)
+          SELECT ?4, id, claim_start, next_frame - 1, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
+          RETURNING id, job_id, start_frame, end_frame, attempts`),
+    // A re-leased task's job is running again (it may have been queued after a requeue).
+    bind(`UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
+          WHERE status = 'queued' AND id = (SELECT job_id FROM tasks WHERE lease_id = ?3)`),
+  ]);
+  const claimed = results[2]?.results?.[0] ?? results[4]?.results?.[0];
+  return claimed ? { ...claimed } : null;
+}
+
+/** Builds the node's assignment from a claimed row: the frames still missing, the blend, the lease. */
+export async function describeClaim(
+  db: D1Database,
+  claimed: ClaimedRow,
+  leaseMs: number,
+): Promise<Omit<TaskAssignment, 'frames'> & { frames: number[] }> {
+  const [jobRows, uploaded, lease] = await db.batch([
+    db.prepare(`SELECT name, blend_file, blend_sha256, blend_size FROM jobs WHERE id = ?`).bind(claimed.job_id),
+    db
+      .prepare(`SELECT frame FROM frames WHERE job_id = ? AND frame BETWEEN ? AND ?`)
+      .bind(claimed.job_id, claimed.start_frame, claimed.end_frame),
+    db.prepare(`SELECT lease_id, lease_expires_at FROM tasks WHERE id = ?`).bind(claimed.id),
+  ]);
+  const job = jobRows!.results[0] as { name: string; blend_file: string; blend_sha256: string; blend_size: number };
+  const done = new Set((uploaded!.results as { frame: number }[]).map((r) => r.frame));
+  const frames: number[] = [];
+  for (let f = claimed.start_frame; f <= claimed.end_frame; f++) if (!done.has(f)) frames.push(f);
+  const leaseRow = lease!.results[0] as { lease_id: string; lease_expires_at: number };
+  return {
+    task_id: claimed.id,
+    lease_id: leaseRow.lease_id,
+    job_id: claimed.job_id,
+    job_name: job.name,
+    frames,
+    start_frame: claimed.start_frame,
+    end_frame: claimed.end_frame,
+    blend_file: job.blend_file,
+    blend_sha256: job.blend_sha256,
+    blend_size: job.blend_size,
+    lease_expires_at: new Date(leaseRow.lease_expires_at).toISOString(),
+    lease_ms: leaseMs,
+    attempt: claimed.attempts,
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * Fencing: every update, upload and release names the lease it holds. These helpers find the
+ * task a lease-bearing request is about and explain a refusal precisely.
+ */
+import { fail } from './errors.ts';
+
+export interface TaskRow {
+  id: string;
+  job_id: string;
+  start_frame: number;
+  end_frame: number;
+  status: string;
+  worker_id: string | null;
+  lease_id: string | null;
+  lease_expires_at: number | null;
+  attempts: number;
+  log_key: string | null;
+}
+
+export async function loadTask(db: D1Database, taskId: string): Promise<TaskRow | null> {
+  return db.prepare(`SELECT * FROM tasks WHERE id = ?`).bind(taskId).first<TaskRow>();
+}
+
+/** Answers 404 for an unknown task and 409 for a lease that is not (or no longer) the task's. */
+export function assertLease(task: TaskRow | null, taskId: string, workerId: string, leaseId: string, needRunning: boolean): TaskRow {
+  if (!task) fail(404, `no task with id ${taskId}`);
+  if (task.lease_id !== leaseId || task.worker_id !== workerId) {
+    fail(409, `lease ${leaseId} is not the current lease of task ${taskId}: the task was given to another node or released; stop working on it`);
+  }
+  if (needRunning && task.status !== 'running') {
+    fail(409, `task ${taskId} is ${task.status}, not running: stop working on it`);
+  }
+  return task;
+}
+
+/** Explains why a conditional UPDATE on a leased task changed nothing. */
+export async function explainLeaseRefusal(db: D1Database, taskId: string, workerId: string, leaseId: string): Promise<never> {
+  assertLease(await loadTask(db, taskId), taskId, workerId, leaseId, true);
+  fail(409, `task ${taskId} changed while this request ran; fetch new work`);
+}

@@ -1,0 +1,44 @@
+import { defineConfig } from 'vitest/config';
+import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
+
+const migrations = await readD1Migrations('./edge/migrations');
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        // The master, inside workerd with real D1 and R2 bindings and the real migrations.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
+          }),
+        ],
+        test: {
+          name: 'edge',
+          include: ['test/edge/**/*.test.ts'],
+          setupFiles: ['test/edge/apply-migrations.ts'],
+        },
+      },
+      {
+        // The render node's logic, the CLI and the scripts, in plain Node.
+        test: {
+          name: 'node',
+          environment: 'node',
+          include: ['test/worker-node/**/*.test.ts', 'test/cli/**/*.test.ts'],
+          testTimeout: 60_000,
+        },
+      },
+      {
+        // Real master (wrangler dev) + real render nodes + real Blender.
+        test: {
+          name: 'e2e',
+          environment: 'node',
+          include: ['test/e2e/**/*.test.ts'],
+          testTimeout: 600_000,
+          hookTimeout: 180_000,
+        },
+      },
+    ],
+  },
+});
