@@ -1,7 +1,9 @@
 /**
  * Storing a rendered frame: the object goes to R2 under a key built from validated parts, then
- * one D1 batch records it, conditioned on the uploader still holding the task's lease. A repeated
- * upload of the same frame replaces the object and the row: one frame, counted once.
+ * one D1 batch records it, conditioned on the uploader still holding the task's lease. Each upload
+ * has its own key, so an upload that lost its lease is deleted without touching the frame stored by
+ * the new holder. A repeated upload of the same frame replaces the row and deletes the object it
+ * replaced: one frame, counted once.
  */
 import { FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
@@ -55,7 +57,7 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   if (upload.frame < task.start_frame || upload.frame > task.end_frame) {
     fail(400, `frame ${upload.frame} is not in task ${upload.taskId} (frames ${task.start_frame}-${task.end_frame})`);
   }
-  const key = frameKey(task.job_id, upload.frame, upload.ext);
+  const key = frameKey(task.job_id, upload.frame, upload.ext, crypto.randomUUID());
   const contentType = CONTENT_TYPES[upload.ext]!;
   let stored: R2Object | null;
   try {
@@ -75,7 +77,8 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   const now = Date.now();
   const leaseHeld = `EXISTS (SELECT 1 FROM tasks WHERE id = ?3 AND lease_id = ?4 AND status = 'running')`;
   const isNew = `NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ?1 AND frame = ?2)`;
-  const [, , inserted, job] = await db.batch([
+  const [previous, , , inserted, job] = await db.batch([
+    db.prepare(`SELECT r2_key FROM frames WHERE job_id = ? AND frame = ?`).bind(task.job_id, upload.frame),
     db
       .prepare(
         `UPDATE jobs SET completed_frames = completed_frames + 1,
@@ -100,7 +103,13 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
     db.prepare(`SELECT completed_frames FROM jobs WHERE id = ?`).bind(task.job_id),
   ]);
   if (inserted!.results.length === 0) {
+    // Recorded nowhere, so the object is nobody's: the frame's row still names its own object.
+    await bucket.delete(key).catch((err) => console.error(`deleting unrecorded upload ${key}:`, err));
     fail(409, `lease ${upload.leaseId} of task ${upload.taskId} ended while the frame was uploading; the frame was not recorded`);
+  }
+  const replaced = (previous!.results[0] as { r2_key: string } | undefined)?.r2_key;
+  if (replaced && replaced !== key) {
+    await bucket.delete(replaced).catch((err) => console.error(`deleting replaced frame ${replaced}:`, err));
   }
   return {
     job_id: task.job_id,

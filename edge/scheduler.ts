@@ -18,14 +18,14 @@ const RUNNABLE = `('queued', 'running')`;
 const ELIGIBLE = `NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = j.id AND b.worker_id = ?1 AND b.failures >= j.max_node_failures)`;
 
 /**
- * Frames per new task: the job's fixed chunk_size, or, when it has none, enough frames to last
+ * Frames per new task (D1 binds JS numbers as REAL, hence the casts to keep whole frames): the job's fixed chunk_size, or, when it has none, enough frames to last
  * about ?6 ms at the job's measured mean frame time, but never more than the remaining frames
  * divided by ?7 (the nodes seen recently), so that near the end every node gets a share.
  */
 const CHUNK = `COALESCE(j.chunk_size,
   CASE WHEN j.frames_timed = 0 THEN 1
-  ELSE MAX(1, MIN(?6 * j.frames_timed / MAX(1, j.frame_time_ms_total),
-                  (j.end_frame - j.next_frame + 1) / MAX(1, ?7))) END)`;
+  ELSE CAST(MAX(1, MIN(CAST(?6 AS INTEGER) * j.frames_timed / MAX(1, j.frame_time_ms_total),
+                  (j.end_frame - j.next_frame + 1) / MAX(1, CAST(?7 AS INTEGER)))) AS INTEGER) END)`;
 
 export interface ClaimOptions {
   workerId: string;

@@ -6,12 +6,24 @@ import type { Context } from 'hono';
 import type { z } from 'zod';
 import { fail } from './errors.ts';
 
-/** The first problem zod found, as one sentence. */
-export function describeIssue(error: z.ZodError): string {
+/** The value at `path` inside `input`, or undefined where the path leads nowhere. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/** The first problem zod found in `input`, as one sentence. */
+export function describeIssue(error: z.ZodError, input?: unknown): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid input';
   const field = issue.path.join('.');
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `${field || 'value'} is required`;
+  // zod 4 leaves `issue.input` out of issues unless asked to, so whether the field was sent at
+  // all is read from the parsed value: "abc" for a number is "must be a number", not "required".
+  if (issue.code === 'invalid_type' && valueAt(input, issue.path) === undefined) return `${field || 'value'} is required`;
   if (issue.code === 'unrecognized_keys') return `unknown field(s): ${issue.keys.join(', ')}`;
   return field && !issue.message.startsWith(field) ? `${field}: ${issue.message}` : issue.message;
 }
@@ -19,7 +31,7 @@ export function describeIssue(error: z.ZodError): string {
 /** Parses `value` with `schema` or answers 400 with the first problem. */
 export function parseOr400<S extends z.ZodType>(schema: S, value: unknown): z.infer<S> {
   const result = schema.safeParse(value);
-  if (!result.success) fail(400, describeIssue(result.error));
+  if (!result.success) fail(400, describeIssue(result.error, value));
   return result.data;
 }
 
@@ -78,12 +90,13 @@ export async function readMultipart(c: Context, maxBytes: number): Promise<FormD
   }
 }
 
-/** The text value of a multipart field, or undefined; a file where text belongs is an error. */
+/** The text value of a multipart field, or undefined when absent or blank; a file where text belongs is an error. */
 export function formText(form: FormData, field: string): string | undefined {
   const value = form.get(field);
   if (value === null) return undefined;
   if (typeof value !== 'string') fail(400, `${field} must be a text field, not a file`);
-  return value;
+  // `curl -F start_frame=` sends an empty field: it is absent, not the 0 that number coercion makes of it.
+  return value.trim() === '' ? undefined : value;
 }
 
 /** Path parameters that name ids we minted. */

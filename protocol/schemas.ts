@@ -5,8 +5,11 @@
  */
 import { z } from 'zod';
 
-/** Frame numbers Blender accepts (MAXFRAME is 1,048,574; negative frames are legal in Blender). */
-export const FRAME_MIN = -1_048_574;
+/**
+ * Frame numbers a render node can ask Blender for: MAXFRAME is 1,048,574, and the command line
+ * reads `-f -5` as "5 before the end", so negative frames cannot be rendered headless.
+ */
+export const FRAME_MIN = 0;
 export const FRAME_MAX = 1_048_574;
 
 const frameNumber = (field: string) =>

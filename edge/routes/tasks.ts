@@ -41,7 +41,9 @@ export const taskRoutes = new Hono<AppEnv>()
         const assignment: TaskAssignment = await describeClaim(c.env.DB, claimed, config.leaseMs);
         if (assignment.frames.length > 0) return c.json(assignment, 200);
         // Every frame of this range was uploaded by a node that died before reporting: close it.
-        await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now());
+        await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now()).catch((err) => {
+          console.warn(`closing fully uploaded task ${assignment.task_id}:`, err);
+        });
       }
       const left = deadline - Date.now();
       if (left <= 0 || c.req.raw.signal.aborted) return c.body(null, 204);

@@ -1,0 +1,41 @@
+/** The node refuses to start misconfigured, and says what to fix. */
+import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../worker-node/config.ts';
+
+describe('loadConfig', () => {
+  it('without a master URL, explains both ways to give one', async () => {
+    await expect(loadConfig([], { PATH: process.env.PATH })).rejects.toThrow(/--master .*FARM_MASTER_URL/);
+  });
+
+  it('with no Blender anywhere, says where it looked and how to install it', async () => {
+    const err = await loadConfig(['--master', 'http://localhost:8000'], { PATH: '/nonexistent' }).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toMatch(/Blender not found/);
+    expect(err.message).toMatch(/\/nonexistent/);
+    expect(err.message).toMatch(/apt-get install blender/);
+    expect(err.message).toMatch(/--blender/);
+  });
+
+  it('with BLENDER pointing at a non-executable file, names the variable', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'farm-cfg-'));
+    const fake = join(dir, 'blender');
+    writeFileSync(fake, 'not a program');
+    chmodSync(fake, 0o644);
+    await expect(loadConfig(['--master', 'http://x:1'], { PATH: '', BLENDER: fake })).rejects.toThrow(/from BLENDER/);
+  });
+
+  it('rejects a bad thread count and an unknown flag', async () => {
+    await expect(loadConfig(['--master', 'http://x:1', '--threads', '-2'], process.env)).rejects.toThrow(/--threads/);
+    await expect(loadConfig(['--master', 'http://x:1', '--bogus'], process.env)).rejects.toThrow(/bogus/);
+  });
+
+  it('reads flags and the real Blender version', async () => {
+    const config = await loadConfig(['--master', 'http://127.0.0.1:9/', '--name', 'n-1', '--threads', '2'], { PATH: process.env.PATH });
+    if (config === 'help') throw new Error('unexpected help');
+    expect(config).toMatchObject({ masterUrl: 'http://127.0.0.1:9', name: 'n-1', threads: 2 });
+    expect(config.blenderVersion).toMatch(/^\d+\.\d+/);
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * The node's configuration from flags and environment variables, validated at start so that a
+ * misconfigured node says what is wrong and exits instead of failing every task later.
+ */
+import { execFile } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { hostname, cpus } from 'node:os';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+
+export interface NodeConfig {
+  masterUrl: string;
+  name: string;
+  workDir: string;
+  /** Blender's -t: 0 lets Blender use every core. */
+  threads: number;
+  blender: string;
+  blenderVersion: string;
+  token: string | undefined;
+  /** How long to wait for Blender to stop on shutdown before killing it. */
+  graceMs: number;
+  /** Long-poll wait per get_job call. */
+  pollWaitMs: number;
+}
+
+export class ConfigError extends Error {}
+
+export const USAGE = `Usage: npm run worker -- --master URL [options]
+
+  --master URL      the master's URL (env FARM_MASTER_URL)              [required]
+  --name NAME       this node's name (env FARM_NODE_NAME)               [default: hostname]
+  --work-dir DIR    cache, renders and identity (env FARM_WORK_DIR)     [default: ./.farm/node-NAME]
+  --threads N       Blender render threads, 0 = all cores (env FARM_THREADS) [default: 0]
+  --blender PATH    the Blender executable (env BLENDER)                [default: blender on PATH]
+  --token TOKEN     node enrolment token (env FARM_NODE_TOKEN)
+  --grace-ms MS     on SIGTERM, how long the current task may finish     [default: 20000]
+  --help            this text`;
+
+/** Finds an executable the way a shell would: a path as given, or a name searched on PATH. */
+export function findExecutable(name: string, pathEnv = process.env.PATH ?? ''): string | null {
+  const candidates = name.includes('/') ? [resolve(name)] : pathEnv.split(delimiter).filter(Boolean).map((dir) => join(dir, name));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // Not here; keep looking.
+    }
+  }
+  return null;
+}
+
+/** Asks Blender for its version; doubles as a check that it starts at all. */
+export async function blenderVersion(blender: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(blender, ['-b', '--factory-startup', '--version'], { timeout: 60_000 });
+  const match = /Blender (\d+\.\d+(?:\.\d+)?)/.exec(stdout);
+  if (!match) throw new ConfigError(`${blender} --version printed no Blender version: is it Blender?`);
+  return match[1]!;
+}
+
+function intOption(value: string | undefined, flag: string, fallback: number, max: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new ConfigError(`${flag} must be a whole number from 0 to ${max} (got "${value}")`);
+  return n;
+}
+
+/** Parses argv and the environment; throws ConfigError with a message meant for the operator. */
+export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<NodeConfig | 'help'> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        master: { type: 'string' },
+        name: { type: 'string' },
+        'work-dir': { type: 'string' },
+        threads: { type: 'string' },
+        blender: { type: 'string' },
+        token: { type: 'string' },
+        'grace-ms': { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) return 'help';
+
+  const masterUrl = (values.master as string | undefined) ?? env.FARM_MASTER_URL;
+  if (!masterUrl) throw new ConfigError(`no master URL: pass --master http://host:8000 or set FARM_MASTER_URL\n\n${USAGE}`);
+  let url: URL;
+  try {
+    url = new URL(masterUrl);
+  } catch {
+    throw new ConfigError(`--master "${masterUrl}" is not a URL (expected e.g. http://localhost:8000)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`--master must be an http(s) URL, got ${url.protocol}`);
+
+  const name = ((values.name as string | undefined) ?? env.FARM_NODE_NAME ?? hostname()).trim();
+  if (!/^[\w.@-]{1,100}$/.test(name)) throw new ConfigError(`--name "${name}" may only use letters, digits, ".", "_", "@" and "-" (1-100 characters)`);
+  const workDirRaw = (values['work-dir'] as string | undefined) ?? env.FARM_WORK_DIR ?? join('.farm', `node-${name}`);
+  const workDir = isAbsolute(workDirRaw) ? workDirRaw : resolve(workDirRaw);
+  const threads = intOption((values.threads as string | undefined) ?? env.FARM_THREADS, '--threads', 0, cpus().length * 4 || 1024);
+  const graceMs = intOption(values['grace-ms'] as string | undefined, '--grace-ms', 20_000, 3_600_000);
+
+  const requested = (values.blender as string | undefined) ?? env.BLENDER;
+  const blender = findExecutable(requested ?? 'blender', env.PATH);
+  if (!blender) {
+    const where = requested
+      ? `"${requested}" (from ${values.blender ? '--blender' : 'BLENDER'}) is not an executable file`
+      : `no "blender" on PATH (${env.PATH ?? ''}) and neither --blender nor BLENDER is set`;
+    throw new ConfigError(
+      `Blender not found: ${where}.\nInstall it (Debian/Ubuntu: sudo apt-get install blender; others: https://www.blender.org/download/) ` +
+        `or point the node at it with --blender /path/to/blender or BLENDER=/path/to/blender.`,
+    );
+  }
+  let version: string;
+  try {
+    version = await blenderVersion(blender);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`${blender} did not start: ${(err as Error).message.split('\n')[0]}`);
+  }
+  return {
+    masterUrl: url.toString().replace(/\/+$/, ''),
+    name,
+    workDir,
+    threads,
+    blender,
+    blenderVersion: version,
+    token: (values.token as string | undefined) ?? env.FARM_NODE_TOKEN,
+    graceMs,
+    pollWaitMs: 20_000,
+  };
+}
