@@ -21,6 +21,28 @@ export default defineConfig({
         },
       },
       {
+        // The same master with authentication on, as deployed: wrangler.toml's [vars] run it open
+        // for local development, so these bindings turn that off and set test tokens.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: './wrangler.toml' },
+            miniflare: {
+              bindings: {
+                TEST_MIGRATIONS: migrations,
+                FARM_ALLOW_ANONYMOUS: 'false',
+                FARM_SUBMIT_TOKEN: 'test-submit-token-old, test-submit-token-new',
+                FARM_NODE_TOKEN: 'test-node-enrolment-token',
+              },
+            },
+          }),
+        ],
+        test: {
+          name: 'edge-auth',
+          include: ['test/edge-auth/**/*.test.ts'],
+          setupFiles: ['test/edge/apply-migrations.ts'],
+        },
+      },
+      {
         // The render node's logic, the CLI and the scripts, in plain Node.
         test: {
           name: 'node',

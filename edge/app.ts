@@ -2,14 +2,23 @@
 import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { AppEnv } from './app-env.ts';
+import { authenticate } from './auth.ts';
 import { readConfig } from './env.ts';
 import { blendRoutes } from './routes/blends.ts';
+import { blobJobRoutes } from './routes/blob-jobs.ts';
+import { blobRoutes } from './routes/blobs.ts';
+import { dashboardRoutes } from './routes/dashboard.ts';
+import { jobControlRoutes } from './routes/job-control.ts';
 import { jobRoutes } from './routes/jobs.ts';
+import { nodeControlRoutes } from './routes/node-control.ts';
+import { previewRoutes } from './routes/previews.ts';
 import { resultRoutes } from './routes/results.ts';
+import { storageRoutes } from './routes/storage.ts';
 import { submitRoutes } from './routes/submit.ts';
 import { taskRoutes } from './routes/tasks.ts';
 import { timeRoutes } from './routes/time.ts';
 import { workerRoutes } from './routes/workers.ts';
+import { webhookSweeper } from './webhooks.ts';
 import { wakeWaiters } from './work-signal.ts';
 
 export const app = new Hono<AppEnv>()
@@ -18,13 +27,24 @@ export const app = new Hono<AppEnv>()
     c.set('wake', wakeWaiters);
     await next();
   })
+  // Before every route: who is asking, and may they (edge/auth.ts).
+  .use(authenticate)
+  // After requests that may finish jobs: call their webhooks (edge/webhooks.ts).
+  .use(webhookSweeper)
   .route('/', timeRoutes)
   .route('/', submitRoutes)
   .route('/', workerRoutes)
   .route('/', taskRoutes)
   .route('/', resultRoutes)
   .route('/', blendRoutes)
-  .route('/', jobRoutes);
+  .route('/', blobRoutes)
+  .route('/', blobJobRoutes)
+  .route('/', jobRoutes)
+  .route('/', storageRoutes)
+  .route('/', jobControlRoutes)
+  .route('/', nodeControlRoutes)
+  .route('/', previewRoutes)
+  .route('/', dashboardRoutes);
 
 app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
 

@@ -3,13 +3,14 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 
 /**
  * Throws an HTTP error whose body is `{ "error": message }`. Handlers throw; `app.onError`
- * turns it into the response, so every error on the wire has one shape.
+ * turns it into the response, so every error on the wire has one shape. `headers` adds e.g.
+ * `Retry-After` to a 429 or `WWW-Authenticate` to a 401.
  */
-export function fail(status: ContentfulStatusCode, message: string): never {
+export function fail(status: ContentfulStatusCode, message: string, headers: Record<string, string> = {}): never {
   throw new HTTPException(status, {
     res: new Response(JSON.stringify({ error: message }), {
       status,
-      headers: { 'content-type': 'application/json; charset=utf-8' },
+      headers: { ...headers, 'content-type': 'application/json; charset=utf-8' },
     }),
   });
 }

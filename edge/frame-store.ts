@@ -1,8 +1,9 @@
 /**
  * Storing a rendered frame: the object goes to R2 under a key built from validated parts, then
- * one D1 batch records it, conditioned on the uploader still holding the task's lease. Each upload
- * has its own key, so an upload that lost its lease is deleted without touching the frame stored by
- * the new holder. A repeated upload of the same frame replaces the row and deletes the object it
+ * one D1 batch records it, conditioned on the uploader still holding the task's lease. Each lease
+ * has its own keys, so an upload that lost its lease is deleted without touching the frame stored by
+ * the new holder, and a retried upload on the same lease overwrites its own object instead of
+ * leaving an orphan. A repeated upload of the same frame replaces the row and deletes the object it
  * replaced: one frame, counted once.
  */
 import { FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
@@ -42,6 +43,8 @@ export interface FrameUpload {
   frame: number;
   ext: string;
   body: ReadableStream | ArrayBuffer | Uint8Array;
+  /** Says whether a streamed body was cut off by the client (see request-body.ts). */
+  cutShort?: () => boolean;
   /** Hex SHA-256 from the node; R2 verifies it while storing. Computed here when absent. */
   sha256: string | null;
   renderMs: number | null;
@@ -57,7 +60,10 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   if (upload.frame < task.start_frame || upload.frame > task.end_frame) {
     fail(400, `frame ${upload.frame} is not in task ${upload.taskId} (frames ${task.start_frame}-${task.end_frame})`);
   }
-  const key = frameKey(task.job_id, upload.frame, upload.ext, crypto.randomUUID());
+  // Keyed by the lease: a retry of this upload (say, after the master restarted between storing
+  // the object and recording it) writes the same key instead of leaving an orphan behind, while an
+  // upload on a lost lease can still never overwrite what the task's new holder stored.
+  const key = frameKey(task.job_id, upload.frame, upload.ext, upload.leaseId);
   const contentType = CONTENT_TYPES[upload.ext]!;
   let stored: R2Object | null;
   try {
@@ -69,7 +75,9 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
     if (upload.sha256 && /checksum|sha-?256|digest/i.test(String(err))) {
       fail(400, `the uploaded bytes do not match the SHA-256 the node sent (${upload.sha256}): the upload was corrupted, send it again`);
     }
-    if (/length|stream/i.test(String(err))) fail(400, `the upload ended before its Content-Length: send the whole file`);
+    if (upload.cutShort?.() || /length|stream/i.test(String(err))) {
+      fail(400, `the upload ended before its Content-Length (the connection was cut, or the body is short): send the whole file`);
+    }
     throw err;
   }
   if (!stored) fail(500, 'R2 did not store the frame');
@@ -103,8 +111,9 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
     db.prepare(`SELECT completed_frames FROM jobs WHERE id = ?`).bind(task.job_id),
   ]);
   if (inserted!.results.length === 0) {
-    // Recorded nowhere, so the object is nobody's: the frame's row still names its own object.
-    await bucket.delete(key).catch((err) => console.error(`deleting unrecorded upload ${key}:`, err));
+    // Not recorded by this upload. The key is this lease's, so a frames row names it only if an
+    // earlier upload on the same lease recorded it (this one was a retry): that object stays.
+    await deleteUnlessRecorded(db, bucket, task.job_id, upload.frame, key);
     fail(409, `lease ${upload.leaseId} of task ${upload.taskId} ended while the frame was uploading; the frame was not recorded`);
   }
   const replaced = (previous!.results[0] as { r2_key: string } | undefined)?.r2_key;
@@ -123,6 +132,16 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
     worker_id: upload.workerId,
     completed_frames: (job!.results[0] as { completed_frames: number }).completed_frames,
   };
+}
+
+/** Deletes a frame object unless a frames row names it (a late retry must not delete a recorded frame). */
+async function deleteUnlessRecorded(db: D1Database, bucket: R2Bucket, jobId: string, frame: number, key: string): Promise<void> {
+  try {
+    const recorded = await db.prepare(`SELECT 1 AS n FROM frames WHERE job_id = ? AND frame = ? AND r2_key = ?`).bind(jobId, frame, key).first();
+    if (!recorded) await bucket.delete(key);
+  } catch (err) {
+    console.error(`deleting unrecorded upload ${key}:`, err);
+  }
 }
 
 function hex(buffer: ArrayBuffer): string {

@@ -62,6 +62,14 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
   const remaining = total - job.completed_frames;
   const activeStates: JobStatus[] = ['queued', 'running'];
   const parallel = Math.max(1, running?.nodes ?? 1);
+  // Only a failed job has a reason, and then its latest failed task gives it.
+  const failureReason =
+    job.status === 'failed'
+      ? ((await db
+          .prepare(`SELECT failure_reason FROM tasks WHERE job_id = ? AND status = 'failed' ORDER BY updated_at DESC LIMIT 1`)
+          .bind(job.id)
+          .first<string | null>('failure_reason')) ?? null)
+      : null;
   return {
     job_id: job.id,
     name: job.name,
@@ -79,6 +87,7 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
     blend_file: job.blend_file,
     blend_sha256: job.blend_sha256,
     error: job.error,
+    failure_reason: failureReason,
     warnings: JSON.parse(job.warnings) as string[],
     created_at: iso(job.created_at)!,
     started_at: iso(job.started_at),

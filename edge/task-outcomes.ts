@@ -9,15 +9,29 @@ import { assertLease, loadTask } from './task-lease.ts';
 const UPLOADED_IN_RANGE = `(SELECT COUNT(*) FROM frames f WHERE f.job_id = tasks.job_id
   AND f.frame BETWEEN tasks.start_frame AND tasks.end_frame)`;
 
-/** Marks a job completed once all of its frames are stored. */
-export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<void> {
-  await db
-    .prepare(
-      `UPDATE jobs SET status = 'completed', finished_at = ?1, updated_at = ?1
-       WHERE id = ?2 AND status IN ('queued', 'running', 'paused') AND completed_frames >= end_frame - start_frame + 1`,
-    )
-    .bind(now, jobId)
-    .run();
+/**
+ * Marks a job completed once all of its frames are stored, and closes the job's tasks that are
+ * still open then: a node that died after uploading its last frame never reports, and its task
+ * must not stay "running" in a finished job. Returns whether the job is completed.
+ */
+export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<boolean> {
+  const [, , job] = await db.batch([
+    db
+      .prepare(
+        `UPDATE jobs SET status = 'completed', finished_at = ?1, updated_at = ?1
+         WHERE id = ?2 AND status IN ('queued', 'running', 'paused') AND completed_frames >= end_frame - start_frame + 1`,
+      )
+      .bind(now, jobId),
+    db
+      .prepare(
+        `UPDATE tasks SET status = 'completed', lease_expires_at = NULL, updated_at = ?1,
+           message = 'closed with the job: every frame was stored'
+         WHERE job_id = ?2 AND status IN ('queued', 'running') AND (SELECT status FROM jobs WHERE id = ?2) = 'completed'`,
+      )
+      .bind(now, jobId),
+    db.prepare(`SELECT status FROM jobs WHERE id = ?`).bind(jobId),
+  ]);
+  return (job!.results[0] as { status: string } | undefined)?.status === 'completed';
 }
 
 /**

@@ -44,12 +44,44 @@ export function contentLength(c: Context): number | null {
   return n;
 }
 
-/** Refuses a body whose declared size is over `maxBytes` before reading any of it. */
-export function assertBodySize(c: Context, maxBytes: number, what: string): void {
+/**
+ * Refuses a body whose declared size is over `maxBytes` before reading any of it. `setting` names
+ * the variable that sets the limit, so the 413 says what an operator would change.
+ */
+export function assertBodySize(c: Context, maxBytes: number, what: string, setting?: string): void {
   const length = contentLength(c);
   if (length !== null && length > maxBytes) {
-    fail(413, `${what} is ${length} bytes, over the limit of ${maxBytes} bytes`);
+    fail(413, `${what} is ${length} bytes, over the limit of ${maxBytes} bytes${setting ? ` (${setting})` : ''}`);
   }
+}
+
+/**
+ * Reads a body as text, stopping with 413 as soon as it passes `maxBytes`: a body sent without a
+ * Content-Length (chunked) is never buffered beyond the limit.
+ */
+async function readTextCapped(c: Context, maxBytes: number, what: string, setting: string): Promise<string> {
+  const body = c.req.raw.body;
+  if (!body) return '';
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      fail(413, `${what} is over the limit of ${maxBytes} bytes (${setting})`);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return new TextDecoder().decode(bytes);
 }
 
 function mediaType(c: Context): string {
@@ -61,9 +93,8 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxBy
   if (mediaType(c) !== 'application/json') {
     fail(415, `send the body as JSON with Content-Type: application/json (got ${c.req.header('content-type') ?? 'none'})`);
   }
-  assertBodySize(c, maxBytes, 'the JSON body');
-  const text = await c.req.text();
-  if (text.length > maxBytes) fail(413, `the JSON body is over the limit of ${maxBytes} bytes`);
+  assertBodySize(c, maxBytes, 'the JSON body', 'MAX_JSON_BYTES');
+  const text = await readTextCapped(c, maxBytes, 'the JSON body', 'MAX_JSON_BYTES');
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -82,7 +113,7 @@ export async function readMultipart(c: Context, maxBytes: number): Promise<FormD
   }
   const length = contentLength(c);
   if (length === null) fail(411, 'a multipart body needs a Content-Length header');
-  assertBodySize(c, maxBytes, 'the multipart body');
+  assertBodySize(c, maxBytes, 'the multipart body', 'MAX_SUBMIT_BYTES');
   try {
     return await c.req.raw.formData();
   } catch {

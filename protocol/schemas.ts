@@ -31,6 +31,31 @@ const positiveInt = (field: string, max: number) =>
 export const idSchema = (field: string) =>
   z.string({ error: `${field} is required` }).regex(/^[0-9a-f-]{36}$/, { message: `${field} is not a valid id` });
 
+/**
+ * Why a name would be unsafe where names become paths (a CLI's output folder, a ZIP entry, a log
+ * line): control characters (NUL included), backslashes, a leading "/" or any ".." segment.
+ * "shot/010" is a fine name; "../../etc" and "C:\x" are not. Null when the name is fine.
+ */
+export function unsafeName(name: string): string | null {
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'contains a control character (such as NUL or a newline)';
+  if (name.includes('\\')) return 'contains a backslash';
+  if (name.startsWith('/')) return 'starts with "/" (a name is not a path)';
+  if (name.split('/').some((part) => part.trim() === '..')) return 'contains a ".." segment';
+  return null;
+}
+
+/** A job's or a node's name: trimmed, 1 to `max` characters, and safe (see `unsafeName`). */
+export const displayName = (field: string, max: number) =>
+  z
+    .string({ error: `${field} is required` })
+    .trim()
+    .min(1, { message: `${field} must not be empty` })
+    .max(max, { message: `${field} is longer than ${max} characters` })
+    .superRefine((name, ctx) => {
+      const problem = unsafeName(name);
+      if (problem) ctx.addIssue({ code: 'custom', message: `${field} ${problem}` });
+    });
+
 export const JOB_STATUSES = ['queued', 'running', 'paused', 'completed', 'failed', 'canceled'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
@@ -47,7 +72,7 @@ export const submitJobFieldsSchema = z
       .number({ error: 'priority must be a number' })
       .refine((n) => Number.isInteger(n) && n >= 0 && n <= 100, { message: 'priority must be a whole number from 0 to 100' })
       .optional(),
-    name: z.string().trim().min(1, { message: 'name must not be empty' }).max(200, { message: 'name is longer than 200 characters' }).optional(),
+    name: displayName('name', 200).optional(),
     max_attempts: positiveInt('max_attempts', 20).optional(),
   })
   .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] });
@@ -78,6 +103,12 @@ export const jobStatusSchema = z.object({
   blend_file: z.string(),
   blend_sha256: z.string(),
   error: z.string().nullable(),
+  /**
+   * Why the job failed, as the node classified Blender's exit: corrupt_file, newer_blender,
+   * no_camera, out_of_memory, killed, crashed, missing_output, lease_expired, ...; null unless failed.
+   */
+  failure_reason: z.string().nullable(),
+  /** Missing textures, libraries and the like: the frames rendered, but not as intended. */
   warnings: z.array(z.string()),
   created_at: z.string(),
   started_at: z.string().nullable(),
@@ -88,13 +119,22 @@ export const jobStatusSchema = z.object({
 });
 export type JobStatusResponse = z.infer<typeof jobStatusSchema>;
 
+/** A compute device a node reports: `CPU`, or a GPU backend (`CUDA`, `OPTIX`, `HIP`, `METAL`, `ONEAPI`) and its name. */
+export const deviceSchema = z.object({
+  type: z.string().max(20, { message: 'device type is longer than 20 characters' }),
+  name: z.string().max(200, { message: 'device name is longer than 200 characters' }),
+});
+export type Device = z.infer<typeof deviceSchema>;
+
 export const registerWorkerSchema = z.object({
-  name: z.string({ error: 'name is required' }).trim().min(1, { message: 'name must not be empty' }).max(200, { message: 'name is longer than 200 characters' }),
+  name: displayName('name', 200),
   hostname: z.string().max(255).optional(),
   blender_version: z.string().max(100).optional(),
   threads: z.number().int().min(0).max(4096).optional(),
   /** A node that restarts sends the id it was given before, so it keeps its identity. */
   worker_id: idSchema('worker_id').optional(),
+  /** What the node can render with, shown in the node list. */
+  devices: z.array(deviceSchema).max(64, { message: 'at most 64 devices' }).optional(),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerSchema>;
 
@@ -102,6 +142,11 @@ export const registerWorkerResponseSchema = z.object({
   worker_id: z.string(),
   name: z.string(),
   lease_ms: z.number(),
+  /**
+   * The node's own credential, sent only when one was issued (an enrolment): every later call
+   * sends it as `Authorization: Bearer <node_token>`. The master keeps only its hash.
+   */
+  node_token: z.string().optional(),
 });
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
@@ -109,28 +154,45 @@ export const getJobSchema = z.object({
   worker_id: idSchema('worker_id'),
   /** Long poll: wait up to this many ms for work before answering 204. */
   wait_ms: z.number().int().min(0).max(30_000).optional(),
+  /**
+   * A fresh id per request for work, the same on every retry of it: a retry whose first try was
+   * answered with a claim that got lost on the way gets that claim again (it becomes the lease id).
+   */
+  claim_id: idSchema('claim_id').optional(),
 });
 export type GetJobRequest = z.infer<typeof getJobSchema>;
 
-/** A claimed task: the frames to render and the lease that fences every later call about it. */
+/**
+ * A claimed task: the frames to render and the lease that fences every later call about it.
+ * The node validates it with this schema before use: ids and names become paths on the node's
+ * disk and numbers go on Blender's command line, so each is checked for its exact shape.
+ */
+const frameOnNode = z.number().int().min(FRAME_MIN).max(FRAME_MAX);
 export const taskAssignmentSchema = z.object({
-  task_id: z.string(),
-  lease_id: z.string(),
-  job_id: z.string(),
-  job_name: z.string(),
-  frames: z.array(z.number()),
-  start_frame: z.number(),
-  end_frame: z.number(),
-  blend_file: z.string(),
-  blend_sha256: z.string(),
-  blend_size: z.number(),
+  task_id: idSchema('task_id'),
+  lease_id: idSchema('lease_id'),
+  job_id: idSchema('job_id'),
+  job_name: z.string().max(1000),
+  frames: z.array(frameOnNode).min(1).max(100_000),
+  start_frame: frameOnNode,
+  end_frame: frameOnNode,
+  blend_file: z.string().regex(/^[0-9a-f]{64}\.(blend|zip)$/, { message: 'blend_file must be <sha256>.blend or <sha256>.zip' }),
+  blend_sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: 'blend_sha256 must be a hex SHA-256' }),
+  blend_size: z.number().int().min(0),
+  /** `blend`: blend_file is the .blend to render; `zip`: a project archive to unpack first. */
+  input_kind: z.enum(['blend', 'zip']).default('blend'),
+  /** For a zip: the .blend to render, relative to the archive's root; null: the only top-level .blend. */
+  main_blend: z.string().nullable().default(null),
   lease_expires_at: z.string(),
-  lease_ms: z.number(),
-  attempt: z.number(),
+  lease_ms: z.number().int().min(1),
+  attempt: z.number().int().min(0).max(1_000_000),
 });
 export type TaskAssignment = z.infer<typeof taskAssignmentSchema>;
 
 export const TASK_UPDATE_STATUSES = ['running', 'completed', 'failed', 'released'] as const;
+/** Limits of `warnings` in one `update_task_status`. */
+export const MAX_WARNINGS_PER_UPDATE = 50;
+export const MAX_WARNING_LENGTH = 1000;
 
 export const updateTaskStatusSchema = z.object({
   worker_id: idSchema('worker_id'),
@@ -144,6 +206,11 @@ export const updateTaskStatusSchema = z.object({
   log_tail: z.string().max(64_000).optional(),
   current_frame: frameNumber('current_frame').optional(),
   peak_mem_mb: z.number().min(0).max(10_000_000).optional(),
+  /** Problems that do not stop a render (a missing texture or library), shown on the job. */
+  warnings: z
+    .array(z.string().min(1, { message: 'a warning must not be empty' }).max(MAX_WARNING_LENGTH, { message: `a warning is longer than ${MAX_WARNING_LENGTH} characters` }))
+    .max(MAX_WARNINGS_PER_UPDATE, { message: `at most ${MAX_WARNINGS_PER_UPDATE} warnings per update` })
+    .optional(),
 });
 export type UpdateTaskStatusRequest = z.infer<typeof updateTaskStatusSchema>;
 
@@ -208,3 +275,95 @@ export function frameFileName(frame: number, ext: string): string {
   const digits = String(Math.abs(frame)).padStart(6, '0');
   return `frame_${frame < 0 ? '-' : ''}${digits}.${ext}`;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Blobs: content-addressed files (a .blend or a project .zip) uploaded in parts, and jobs that
+// reference them. See README, "Projects and large files".
+
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
+export const sha256Schema = (field: string) =>
+  z.string({ error: `${field} is required` }).regex(SHA256_HEX, { message: `${field} must be a SHA-256 in lowercase hex (64 characters)` });
+
+/** R2 refuses parts under 5 MiB (all but the last) and uploads of more than 10,000 parts. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024;
+export const MAX_PARTS = 10_000;
+
+export const INPUT_KINDS = ['blend', 'zip'] as const;
+export type InputKind = (typeof INPUT_KINDS)[number];
+
+/** What the master knows of a stored blob (`GET /blobs/{sha256}?info`, `POST .../complete`). */
+export const blobInfoSchema = z.object({ sha256: z.string(), size: z.number() });
+export type BlobInfo = z.infer<typeof blobInfoSchema>;
+
+/** `POST /blobs/{sha256}/uploads`: start an upload, or resume the one already in progress. */
+export const startUploadSchema = z.object({
+  size: z.number({ error: 'size must be a number' }).int({ message: 'size must be a whole number of bytes' }).min(1, { message: 'size must be at least 1 byte' }),
+  /** Preferred bytes per part; the master clamps it. A resumed upload keeps its own. */
+  part_size: z.number().int().min(MIN_PART_BYTES, { message: `part_size must be at least ${MIN_PART_BYTES} bytes (R2's minimum)` }).optional(),
+});
+export type StartUploadRequest = z.infer<typeof startUploadSchema>;
+
+/**
+ * An upload in progress. Parts are numbered from 1; every part is `part_size` bytes but the last.
+ * `parts_done` lists the parts the master already holds, so a client resumes with the others.
+ * `blob_exists`: the master has this blob already and nothing needs to be sent (upload_id null).
+ */
+export const uploadStateSchema = z.object({
+  sha256: z.string(),
+  size: z.number(),
+  upload_id: z.string().nullable(),
+  part_size: z.number(),
+  part_count: z.number(),
+  parts_done: z.array(z.number()),
+  blob_exists: z.boolean(),
+});
+export type UploadState = z.infer<typeof uploadStateSchema>;
+
+export const uploadPartResponseSchema = z.object({ part_number: z.number(), size: z.number() });
+export type UploadPartResponse = z.infer<typeof uploadPartResponseSchema>;
+
+/**
+ * A path inside a project archive: relative, `/`-separated, no `.`/`..` segments, no drive
+ * letters or backslashes. The node checks again before it touches its disk.
+ */
+export function unsafeRelativePath(path: string): string | null {
+  if (path.length === 0) return 'is empty';
+  if (path.length > 1024) return 'is longer than 1024 characters';
+  if (path.includes('\\')) return 'contains a backslash (use / between folders)';
+  if (path.includes('\0')) return 'contains a NUL character';
+  if (path.startsWith('/') || /^[a-zA-Z]:/.test(path)) return 'is absolute (it must be relative to the archive root)';
+  const parts = path.split('/');
+  if (parts.some((p) => p === '..')) return 'goes up with ".." (it must stay inside the archive)';
+  if (parts.some((p) => p === '' || p === '.')) return 'has an empty or "." segment';
+  return null;
+}
+
+/** `POST /jobs`: a job whose input is an uploaded blob. */
+export const createJobSchema = z
+  .object({
+    blob_sha256: sha256Schema('blob_sha256'),
+    kind: z.enum(INPUT_KINDS, { error: `kind must be one of ${INPUT_KINDS.join(', ')}` }),
+    main_blend: z
+      .string()
+      .superRefine((p, ctx) => {
+        const problem = unsafeRelativePath(p);
+        if (problem) ctx.addIssue({ code: 'custom', message: `main_blend ${problem}` });
+        else if (!/\.blend$/i.test(p)) ctx.addIssue({ code: 'custom', message: 'main_blend must name a .blend file' });
+      })
+      .optional(),
+    start_frame: frameNumber('start_frame'),
+    end_frame: frameNumber('end_frame'),
+    chunk_size: positiveInt('chunk_size', 10_000).optional(),
+    priority: z
+      .number({ error: 'priority must be a number' })
+      .refine((n) => Number.isInteger(n) && n >= 0 && n <= 100, { message: 'priority must be a whole number from 0 to 100' })
+      .optional(),
+    name: displayName('name', 200).optional(),
+    max_attempts: positiveInt('max_attempts', 20).optional(),
+    /** Shown with the job's status: e.g. the files `farm submit` could not find. */
+    warnings: z.array(z.string().max(1000)).max(200, { message: 'at most 200 warnings' }).optional(),
+  })
+  .strict()
+  .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] })
+  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, { message: 'main_blend is only for kind "zip"', path: ['main_blend'] });
+export type CreateJobRequest = z.infer<typeof createJobSchema>;

@@ -2,37 +2,77 @@
  * Blend files on the node's disk, by content hash: `blend_files/<sha256>.blend`. A file is
  * downloaded to a temporary name, its SHA-256 checked against the one the master gave, and only
  * then renamed into place, so a file in the cache is always complete and correct.
+ *
+ * Projects (`<sha256>.zip`: a .blend with its textures, caches and libraries) are downloaded and
+ * verified the same way, then unpacked (see project-unpack.ts) into `projects/<sha256>.tmp-…` and
+ * renamed to `projects/<sha256>/`; Blender then renders the main .blend inside, where its
+ * relative `//` paths find the files beside it.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { TaskAssignment } from '../protocol/schemas.ts';
 import type { MasterClient } from './master-client.ts';
+import { resolveMainBlend, unpackLimitsFromEnv, unpackProject, type UnpackLimits } from './project-unpack.ts';
 
-const BLEND_NAME = /^[0-9a-f]{64}\.blend$/;
+const BLEND_NAME = /^[0-9a-f]{64}\.(blend|zip)$/;
 const SHA256 = /^[0-9a-f]{64}$/;
+const isDir = (path: string) => stat(path).then((s) => s.isDirectory(), () => false);
 
 export class BlendCache {
   readonly dir: string;
+  /** Unpacked projects, one folder per archive hash. */
+  readonly projectsDir: string;
   private readonly client: MasterClient;
+  private readonly limits: UnpackLimits;
   /** Downloads in flight, so a prefetch and a task asking for the same file share one. */
   private readonly pending = new Map<string, Promise<string>>();
 
-  constructor(workDir: string, client: MasterClient) {
+  constructor(workDir: string, client: MasterClient, limits: UnpackLimits = unpackLimitsFromEnv()) {
     this.dir = join(workDir, 'blend_files');
+    this.projectsDir = join(workDir, 'projects');
     this.client = client;
+    this.limits = limits;
   }
 
-  /** The local path of a task's blend, downloading and verifying it when not cached. */
-  ensure(blendFile: string, sha256: string): Promise<string> {
+  /**
+   * The local path of the .blend to render for a task, downloading and verifying it when not
+   * cached. For a project (`<sha256>.zip`) that is the main .blend inside the unpacked folder:
+   * `input.main_blend`, or the only top-level .blend when the task names none.
+   */
+  ensure(blendFile: string, sha256: string, input: Partial<Pick<TaskAssignment, 'main_blend'>> = {}): Promise<string> {
     // Names come from the master: never let one choose a path on this disk.
-    if (!BLEND_NAME.test(blendFile) || !SHA256.test(sha256) || blendFile !== `${sha256}.blend`) {
-      return Promise.reject(new Error(`refusing blend file name "${blendFile.slice(0, 100)}": not <sha256>.blend`));
+    if (!BLEND_NAME.test(blendFile) || !SHA256.test(sha256) || !blendFile.startsWith(`${sha256}.`)) {
+      return Promise.reject(new Error(`refusing blend file name "${blendFile.slice(0, 100)}": not <sha256>.blend or <sha256>.zip`));
     }
-    const existing = this.pending.get(sha256);
-    if (existing) return existing;
-    const job = this.fetch(blendFile, sha256).finally(() => this.pending.delete(sha256));
-    this.pending.set(sha256, job);
-    return job;
+    const existing = this.pending.get(blendFile);
+    const job =
+      existing ??
+      (blendFile.endsWith('.zip') ? this.fetchProject(blendFile, sha256) : this.fetch(blendFile, sha256)).finally(() =>
+        this.pending.delete(blendFile),
+      );
+    if (!existing) this.pending.set(blendFile, job);
+    return blendFile.endsWith('.zip') ? job.then((dir) => resolveMainBlend(dir, input.main_blend ?? null)) : job;
+  }
+
+  /** The unpacked folder of project archive `<sha256>.zip`. */
+  private async fetchProject(zipName: string, sha256: string): Promise<string> {
+    const dir = join(this.projectsDir, sha256);
+    if (await isDir(dir)) return dir;
+    const zipPath = await this.fetch(zipName, sha256);
+    const tmp = `${dir}.tmp-${randomUUID()}`;
+    try {
+      await unpackProject(zipPath, tmp, this.limits);
+      await rename(tmp, dir);
+    } catch (err) {
+      // Another download of the same project finished first: its folder is as good as ours.
+      if (!(await isDir(dir))) throw new Error(`unpacking project ${sha256.slice(0, 12)}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+      // The unpacked folder is the cache; the archive itself is not needed again.
+      await rm(zipPath, { force: true });
+    }
+    return dir;
   }
 
   private async fetch(blendFile: string, sha256: string): Promise<string> {

@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { hostname, cpus } from 'node:os';
+import { hostname, cpus, totalmem } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 
@@ -21,7 +21,18 @@ export interface NodeConfig {
   graceMs: number;
   /** Long-poll wait per get_job call. */
   pollWaitMs: number;
+  /** Render in one long-lived Blender per job (hot-blender.ts) rather than one process per task. */
+  hot: boolean;
+  /** Restart the hot Blender after this many frames; 0 = never. */
+  hotMaxFrames: number;
+  /** Restart the hot Blender once its resident memory after a frame is above this (MB); 0 = never. */
+  hotMaxMemMb: number;
 }
+
+/** A hot Blender is restarted after this many frames unless --hot-max-frames says otherwise. */
+export const DEFAULT_HOT_MAX_FRAMES = 500;
+/** ...and once it holds more than this share of the machine's memory after a frame. */
+export const DEFAULT_HOT_MAX_MEM_SHARE = 0.5;
 
 export class ConfigError extends Error {}
 
@@ -34,6 +45,9 @@ export const USAGE = `Usage: npm run worker -- --master URL [options]
   --blender PATH    the Blender executable (env BLENDER)                [default: blender on PATH]
   --token TOKEN     node enrolment token (env FARM_NODE_TOKEN)
   --grace-ms MS     on SIGTERM, how long the current task may finish     [default: 20000]
+  --no-hot          one Blender process per task instead of one per job (env FARM_NO_HOT=1)
+  --hot-max-frames N   restart the hot Blender after N frames, 0 = never (env FARM_HOT_MAX_FRAMES) [default: 500]
+  --hot-max-mem-mb MB  restart it when it holds more than MB after a frame, 0 = never (env FARM_HOT_MAX_MEM_MB) [default: half the RAM]
   --help            this text`;
 
 /** Finds an executable the way a shell would: a path as given, or a name searched on PATH. */
@@ -79,6 +93,9 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         blender: { type: 'string' },
         token: { type: 'string' },
         'grace-ms': { type: 'string' },
+        'no-hot': { type: 'boolean' },
+        'hot-max-frames': { type: 'string' },
+        'hot-max-mem-mb': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -104,6 +121,14 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
   const workDir = isAbsolute(workDirRaw) ? workDirRaw : resolve(workDirRaw);
   const threads = intOption((values.threads as string | undefined) ?? env.FARM_THREADS, '--threads', 0, cpus().length * 4 || 1024);
   const graceMs = intOption(values['grace-ms'] as string | undefined, '--grace-ms', 20_000, 3_600_000);
+  const hot = !(values['no-hot'] === true || env.FARM_NO_HOT === '1' || env.FARM_NO_HOT === 'true');
+  const hotMaxFrames = intOption((values['hot-max-frames'] as string | undefined) ?? env.FARM_HOT_MAX_FRAMES, '--hot-max-frames', DEFAULT_HOT_MAX_FRAMES, 10_000_000);
+  const hotMaxMemMb = intOption(
+    (values['hot-max-mem-mb'] as string | undefined) ?? env.FARM_HOT_MAX_MEM_MB,
+    '--hot-max-mem-mb',
+    Math.round((totalmem() / 2 ** 20) * DEFAULT_HOT_MAX_MEM_SHARE),
+    100_000_000,
+  );
 
   const requested = (values.blender as string | undefined) ?? env.BLENDER;
   const blender = findExecutable(requested ?? 'blender', env.PATH);
@@ -133,5 +158,8 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     token: (values.token as string | undefined) ?? env.FARM_NODE_TOKEN,
     graceMs,
     pollWaitMs: 20_000,
+    hot,
+    hotMaxFrames,
+    hotMaxMemMb,
   };
 }

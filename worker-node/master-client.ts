@@ -3,11 +3,12 @@
  * is retried with exponential backoff by p-retry; a 4xx is the master's considered answer and is
  * raised at once as a `MasterError` that carries the status and the master's message.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pRetry, { AbortError } from 'p-retry';
 import { Agent, request, type Dispatcher } from 'undici';
 import {
@@ -15,6 +16,7 @@ import {
   HEADER_RENDER_MS,
   HEADER_SHA256,
   HEADER_WORKER_ID,
+  taskAssignmentSchema,
   type RegisterWorkerRequest,
   type RegisterWorkerResponse,
   type TaskAssignment,
@@ -45,26 +47,48 @@ export const FOREVER_RETRY: RetryPolicy = { retries: Infinity, maxDelayMs: 30_00
 
 export interface MasterClientOptions {
   baseUrl: string;
-  token?: string;
+  /** The enrolment token (FARM_NODE_TOKEN): sent only to register a node without a credential. */
+  enrolmentToken?: string;
+  /** The node's own credential, when it enrolled before (see identity.ts). */
+  credential?: string;
   /** Called before each retry, so the daemon can log the master's state. */
   onRetry?: (what: string, error: unknown, delayMs: number) => void;
 }
 
+/** The longest a 429's Retry-After is honoured before trying again anyway. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
 export class MasterClient {
   readonly baseUrl: string;
-  private readonly token: string | undefined;
+  private readonly enrolmentToken: string | undefined;
+  private nodeCredential: string | undefined;
   private readonly onRetry: MasterClientOptions['onRetry'];
   // Long polls hold a connection for up to 30 s; keep headers timeouts above that.
   private readonly dispatcher = new Agent({ headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 10_000 });
 
   constructor(options: MasterClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
-    this.token = options.token;
+    this.enrolmentToken = options.enrolmentToken || undefined;
+    this.nodeCredential = options.credential || undefined;
     this.onRetry = options.onRetry;
   }
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...extra };
+  /** The credential sent with every call from now on; undefined forgets it (it was refused). */
+  setCredential(credential: string | undefined): void {
+    this.nodeCredential = credential || undefined;
+  }
+
+  get hasCredential(): boolean {
+    return this.nodeCredential !== undefined;
+  }
+
+  /**
+   * The node's credential on every call; the enrolment token only on `register` while the node
+   * has no credential, so the enrolment token never travels more often than it must.
+   */
+  private headers(extra: Record<string, string> = {}, enrolling = false): Record<string, string> {
+    const token = this.nodeCredential ?? (enrolling ? this.enrolmentToken : undefined);
+    return { ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra };
   }
 
   private async retrying<T>(what: string, policy: RetryPolicy, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -80,10 +104,14 @@ export class MasterClient {
   }
 
   /** Sends one request; throws AbortError(MasterError) for answers that retrying cannot change. */
-  private async send(method: Dispatcher.HttpMethod, path: string, init: { headers?: Record<string, string>; body?: Dispatcher.DispatchOptions['body']; signal?: AbortSignal } = {}) {
+  private async send(
+    method: Dispatcher.HttpMethod,
+    path: string,
+    init: { headers?: Record<string, string>; body?: Dispatcher.DispatchOptions['body']; signal?: AbortSignal; enrolling?: boolean } = {},
+  ) {
     const response = await request(`${this.baseUrl}${path}`, {
       method,
-      headers: this.headers(init.headers),
+      headers: this.headers(init.headers, init.enrolling),
       body: init.body,
       dispatcher: this.dispatcher,
       signal: init.signal,
@@ -97,16 +125,24 @@ export class MasterClient {
       // Not our JSON error shape: keep the raw text.
     }
     const error = new MasterError(response.statusCode, `${method} ${path}: ${response.statusCode} ${message}`);
+    if (response.statusCode === 429) {
+      // Over the rate limit: wait as long as the master asks (bounded), then let p-retry go on.
+      const retryAfterS = Number(response.headers['retry-after']);
+      if (Number.isFinite(retryAfterS) && retryAfterS > 0) {
+        await sleep(Math.min(retryAfterS * 1000, MAX_RETRY_AFTER_MS), undefined, init.signal ? { signal: init.signal } : undefined);
+      }
+    }
     if (response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 408) throw error;
     throw new AbortError(error);
   }
 
-  private async json<T>(method: Dispatcher.HttpMethod, path: string, body: unknown, policy: RetryPolicy, signal?: AbortSignal): Promise<T | null> {
+  private async json<T>(method: Dispatcher.HttpMethod, path: string, body: unknown, policy: RetryPolicy, signal?: AbortSignal, enrolling = false): Promise<T | null> {
     return this.retrying(`${method} ${path}`, policy, async () => {
       const response = await this.send(method, path, {
         headers: body === undefined ? {} : { 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
+        enrolling,
       });
       if (response.statusCode === 204) {
         await response.body.dump();
@@ -117,12 +153,25 @@ export class MasterClient {
   }
 
   register(body: RegisterWorkerRequest, signal?: AbortSignal): Promise<RegisterWorkerResponse> {
-    return this.json<RegisterWorkerResponse>('POST', '/register_worker', body, FOREVER_RETRY, signal) as Promise<RegisterWorkerResponse>;
+    return this.json<RegisterWorkerResponse>('POST', '/register_worker', body, FOREVER_RETRY, signal, true) as Promise<RegisterWorkerResponse>;
   }
 
-  /** Long-polls for work: null after `waitMs` without any. */
-  getJob(workerId: string, waitMs: number, signal?: AbortSignal): Promise<TaskAssignment | null> {
-    return this.json<TaskAssignment>('POST', '/get_job', { worker_id: workerId, wait_ms: waitMs }, FOREVER_RETRY, signal);
+  /**
+   * Long-polls for work: null after `waitMs` without any. The assignment is validated before
+   * anything uses it: its ids, names and numbers end up in paths on this disk and in Blender's
+   * command line, and the node does not take the master's word for their shape.
+   */
+  async getJob(workerId: string, waitMs: number, signal?: AbortSignal): Promise<TaskAssignment | null> {
+    // One claim id for this request and all its retries: a claim whose answer was lost comes back.
+    const claim = { worker_id: workerId, wait_ms: waitMs, claim_id: randomUUID() };
+    const body = await this.json<unknown>('POST', '/get_job', claim, FOREVER_RETRY, signal);
+    if (body === null) return null;
+    const parsed = taskAssignmentSchema.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new Error(`the master sent a task this node refuses: ${issue ? `${issue.path.join('.')}: ${issue.message}` : 'invalid'}`);
+    }
+    return parsed.data;
   }
 
   async updateTask(body: UpdateTaskStatusRequest): Promise<UpdateTaskStatusResponse> {
@@ -146,6 +195,23 @@ export class MasterClient {
         body: createReadStream(args.path),
       });
       return (await response.body.json()) as UploadResultResponse;
+    });
+  }
+
+  /** Uploads a frame's small preview image (JPEG or PNG) for the dashboard; the frame must be uploaded first. */
+  async uploadPreview(args: { workerId: string; taskId: string; leaseId: string; frame: number; path: string; contentType: 'image/jpeg' | 'image/png' }): Promise<void> {
+    const { size } = await stat(args.path);
+    await this.retrying(`uploading the preview of frame ${args.frame}`, TASK_RETRY, async () => {
+      const response = await this.send('PUT', `/tasks/${args.taskId}/frames/${args.frame}/preview`, {
+        headers: {
+          'content-type': args.contentType,
+          'content-length': String(size),
+          [HEADER_WORKER_ID]: args.workerId,
+          [HEADER_LEASE_ID]: args.leaseId,
+        },
+        body: createReadStream(args.path),
+      });
+      await response.body.dump();
     });
   }
 

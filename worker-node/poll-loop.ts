@@ -4,47 +4,102 @@
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TaskAssignment } from '../protocol/schemas.ts';
+import type { Device, RegisterWorkerResponse, TaskAssignment } from '../protocol/schemas.ts';
 import type { NodeConfig } from './config.ts';
-import { loadWorkerId, saveWorkerId } from './identity.ts';
+import { forgetCredential, loadCredential, loadWorkerId, saveCredential, saveWorkerId } from './identity.ts';
 import type { Logger } from './logger.ts';
 import { MasterError, type MasterClient } from './master-client.ts';
 import type { TaskRunner } from './task-runner.ts';
 
-/** After an empty long poll, wait a random 0..IDLE_JITTER_MS so idle nodes do not poll in step. */
+/** After an error, wait IDLE_JITTER_MS plus a random share of it so nodes do not retry in step. */
 const IDLE_JITTER_MS = 1_000;
+/**
+ * After an empty long poll, wait a random 0..EMPTY_POLL_JITTER_MS before the next. Long polls of
+ * different nodes already end at different times; this only spreads nodes that started together.
+ * Kept short because a node is deaf to new work while it waits (pickup within 1 s is a goal).
+ */
+const EMPTY_POLL_JITTER_MS = 250;
 
 export interface PollLoopDeps {
   config: NodeConfig;
   client: MasterClient;
   log: Logger;
   makeRunner: (workerId: string) => TaskRunner;
+  /** CPU and GPUs, shown in the node list (devices.ts); detected once when the node starts. */
+  devices?: Device[];
 }
 
-/** Registers (keeping the id saved in the work dir) and returns the worker id. */
+/** How long a node whose enrolment token was refused waits before it tries again. */
+const ENROL_RETRY_MS = 30_000;
+
+/**
+ * Registers and returns the worker id. A node that enrolled before registers with its own
+ * credential and keeps its id; one without a credential enrols with the enrolment token and
+ * saves the credential the master returns (mode 0600, see identity.ts). A credential the master
+ * refuses (revoked, or the master's database was reset) is dropped and the node enrols again;
+ * an enrolment token it refuses is logged and tried again every 30 s, since the operator may
+ * still be setting tokens up: the node does not exit over it.
+ */
 export async function register(deps: PollLoopDeps, stop: AbortSignal, reuse = true): Promise<string> {
   const { config, client, log } = deps;
-  const known = reuse ? await loadWorkerId(config.workDir, config.masterUrl) : undefined;
-  const response = await client.register({
-    name: config.name,
-    hostname: hostname(),
-    blender_version: config.blenderVersion,
-    threads: config.threads,
-    ...(known ? { worker_id: known } : {}),
-  }, stop);
-  await saveWorkerId(config.workDir, config.masterUrl, response.worker_id);
-  log.info(`registered with ${config.masterUrl} as ${response.worker_id} (${config.name}, Blender ${config.blenderVersion})`);
-  return response.worker_id;
+  const info = { name: config.name, hostname: hostname(), blender_version: config.blenderVersion, threads: config.threads, ...(deps.devices ? { devices: deps.devices } : {}) };
+  const saved = await loadCredential(config.workDir, config.masterUrl);
+  client.setCredential(saved?.node_token);
+  let known = reuse ? (saved?.worker_id ?? (await loadWorkerId(config.workDir, config.masterUrl))) : undefined;
+  for (;;) {
+    let response: RegisterWorkerResponse;
+    try {
+      response = await client.register({ ...info, ...(known ? { worker_id: known } : {}) }, stop);
+    } catch (err) {
+      if (stop.aborted || !(err instanceof MasterError)) throw err;
+      if (err.status === 401 && client.hasCredential) {
+        log.warn(`the master refused this node's credential (${err.message}); enrolling again with the enrolment token`);
+        client.setCredential(undefined);
+        await forgetCredential(config.workDir);
+        continue;
+      }
+      if (err.status === 409 && known) {
+        log.warn(`${err.message}; enrolling as a new node`);
+        known = undefined;
+        continue;
+      }
+      if (err.status === 401 || err.status === 403) {
+        log.error(
+          `enrolment refused: ${err.message}. Give this node the master's enrolment token with --token or FARM_NODE_TOKEN; ` +
+            `trying again in ${ENROL_RETRY_MS / 1000} s`,
+        );
+        await sleep(ENROL_RETRY_MS, undefined, { signal: stop });
+        continue;
+      }
+      throw err;
+    }
+    if (response.node_token) {
+      client.setCredential(response.node_token);
+      await saveCredential(config.workDir, { master: config.masterUrl, worker_id: response.worker_id, node_token: response.node_token });
+    }
+    await saveWorkerId(config.workDir, config.masterUrl, response.worker_id);
+    log.info(`registered with ${config.masterUrl} as ${response.worker_id} (${config.name}, Blender ${config.blenderVersion})`);
+    return response.worker_id;
+  }
 }
 
 /**
  * Claims and runs tasks until `stop` aborts. Resolves once the current task has finished or
  * been released.
+ *
+ * Tasks overlap by their non-Blender parts: as soon as Blender is done with a task, the next one
+ * is claimed while the last frames, the log and the report of the previous one are still being
+ * uploaded, so its blend downloads (and its hot Blender loads the file) in that time instead of
+ * after it. At most two tasks are in hand: one rendering, one finishing. Blender itself only ever
+ * works on one (the hot Blender serialises renders; a cold task starts its process after the
+ * previous one's exited).
  */
 export async function pollLoop(deps: PollLoopDeps, stop: AbortSignal): Promise<void> {
   const { config, client, log } = deps;
   let workerId = await register(deps, stop);
   let runner = deps.makeRunner(workerId);
+  // The previous task's uploads and report, still running while the next task renders.
+  let finishing: Promise<void> = Promise.resolve();
   while (!stop.aborted) {
     let task: TaskAssignment | null;
     try {
@@ -58,20 +113,39 @@ export async function pollLoop(deps: PollLoopDeps, stop: AbortSignal): Promise<v
         runner = deps.makeRunner(workerId);
         continue;
       }
+      if (err instanceof MasterError && err.status === 401) {
+        // The credential was revoked, or the master's database was reset: enrol again.
+        log.warn(`the master refused this node's credential (${err.message}); enrolling again`);
+        client.setCredential(undefined);
+        await forgetCredential(config.workDir);
+        workerId = await register(deps, stop);
+        runner = deps.makeRunner(workerId);
+        continue;
+      }
       log.error(`asking for work: ${(err as Error).message}`);
       await sleep(IDLE_JITTER_MS + Math.random() * IDLE_JITTER_MS, undefined, { signal: stop }).catch(() => {});
       continue;
     }
     if (!task) {
-      await sleep(Math.random() * IDLE_JITTER_MS, undefined, { signal: stop }).catch(() => {});
+      await sleep(Math.random() * EMPTY_POLL_JITTER_MS, undefined, { signal: stop }).catch(() => {});
       continue;
     }
-    try {
-      await runner.run(task, stop);
-    } catch (err) {
-      // A bug or an unexpected master answer: the lease runs out and another node renders it.
-      log.error(`task ${task.task_id}: ${(err as Error).stack ?? err}`);
-      await sleep(IDLE_JITTER_MS, undefined, { signal: stop }).catch(() => {});
-    }
+    const claimed = task;
+    let renderDone!: () => void;
+    const rendered = new Promise<void>((resolve) => (renderDone = resolve));
+    const whole = runner.run(claimed, stop, { onRenderDone: renderDone }).then(
+      () => {},
+      async (err) => {
+        // A bug or an unexpected master answer: the lease runs out and another node renders it.
+        // The pause holds back the claim after next, so a failing runner cannot spin.
+        log.error(`task ${claimed.task_id}: ${(err as Error).stack ?? err}`);
+        await sleep(IDLE_JITTER_MS, undefined, { signal: stop }).catch(() => {});
+      },
+    );
+    await Promise.race([rendered, whole]);
+    // Never more than one task finishing behind the one just rendered.
+    await finishing;
+    finishing = whole;
   }
+  await finishing;
 }

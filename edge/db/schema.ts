@@ -5,7 +5,7 @@
  * Jobs carry a frame cursor (`next_frame`): submitting a job inserts one row whatever its length,
  * and tasks (frame ranges) are created only when nodes claim them.
  */
-import { sqliteTable, text, integer, index, primaryKey } from 'drizzle-orm/sqlite-core';
+import { sqliteTable, text, integer, index, primaryKey, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
 export const jobs = sqliteTable(
   'jobs',
@@ -23,6 +23,10 @@ export const jobs = sqliteTable(
     blendFile: text('blend_file').notNull(),
     blendSha256: text('blend_sha256').notNull(),
     blendSize: integer('blend_size').notNull(),
+    /** 'blend': blend_file is the .blend; 'zip': a project archive the node unpacks (see blobs). */
+    inputKind: text('input_kind').notNull().default('blend'),
+    /** For a zip: the .blend to render, relative to the archive root; null: the only top-level one. */
+    mainBlend: text('main_blend'),
     maxAttempts: integer('max_attempts').notNull().default(3),
     /** A node that failed this many tasks of the job gets no more of its work. */
     maxNodeFailures: integer('max_node_failures').notNull().default(2),
@@ -39,8 +43,21 @@ export const jobs = sqliteTable(
     updatedAt: integer('updated_at').notNull(),
     startedAt: integer('started_at'),
     finishedAt: integer('finished_at'),
+    /** Called with POST when the job completes or fails (see edge/webhooks.ts). */
+    webhookUrl: text('webhook_url'),
+    /** null (no webhook) | armed (waiting for the job to finish) | sending | delivered | failed. */
+    webhookState: text('webhook_state'),
+    webhookAttempts: integer('webhook_attempts').notNull().default(0),
+    webhookLastError: text('webhook_last_error'),
+    webhookUpdatedAt: integer('webhook_updated_at'),
+    webhookDeliveredAt: integer('webhook_delivered_at'),
   },
-  (t) => [index('jobs_runnable').on(t.status, t.priority, t.createdAt), index('jobs_claim_token').on(t.claimToken)],
+  (t) => [
+    index('jobs_runnable').on(t.status, t.priority, t.createdAt),
+    index('jobs_claim_token').on(t.claimToken),
+    // Webhooks due are found among the few jobs whose state is armed or sending.
+    index('jobs_webhook_state').on(t.webhookState),
+  ],
 );
 
 export const tasks = sqliteTable(
@@ -85,23 +102,36 @@ export const frames = sqliteTable(
     contentType: text('content_type').notNull(),
     renderMs: integer('render_ms'),
     createdAt: integer('created_at').notNull(),
+    /** R2 key of the small JPEG the node made of this frame for the dashboard (see previews). */
+    previewKey: text('preview_key'),
   },
   (t) => [primaryKey({ columns: [t.jobId, t.frame] })],
 );
 
-export const workers = sqliteTable('workers', {
-  id: text('id').primaryKey(),
-  name: text('name').notNull(),
-  hostname: text('hostname'),
-  blenderVersion: text('blender_version'),
-  threads: integer('threads'),
-  /** false once drained/disabled: the node gets no new work. */
-  enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
-  framesRendered: integer('frames_rendered').notNull().default(0),
-  failures: integer('failures').notNull().default(0),
-  createdAt: integer('created_at').notNull(),
-  lastSeenAt: integer('last_seen_at').notNull(),
-});
+export const workers = sqliteTable(
+  'workers',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    hostname: text('hostname'),
+    blenderVersion: text('blender_version'),
+    threads: integer('threads'),
+    /** false once drained/disabled: the node gets no new work. */
+    enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+    framesRendered: integer('frames_rendered').notNull().default(0),
+    failures: integer('failures').notNull().default(0),
+    createdAt: integer('created_at').notNull(),
+    lastSeenAt: integer('last_seen_at').notNull(),
+    /** JSON array of `{type, name}`: the devices the node reported when it registered. */
+    devices: text('devices').notNull().default('[]'),
+    /**
+     * Hex SHA-256 of the node's own credential, issued by `POST /register_worker`. The credential
+     * itself is never stored: a copy of this table does not let anyone act as a node.
+     */
+    credentialHash: text('credential_hash'),
+  },
+  (t) => [uniqueIndex('workers_credential').on(t.credentialHash)],
+);
 
 /** Nodes that failed a job's tasks too often, per job (Flamenco's blocklist). */
 export const jobBlocklist = sqliteTable(
@@ -114,4 +144,60 @@ export const jobBlocklist = sqliteTable(
     updatedAt: integer('updated_at').notNull(),
   },
   (t) => [primaryKey({ columns: [t.jobId, t.workerId] })],
+);
+
+/**
+ * Per-credential request counters for the rate limit (see edge/auth.ts): one row per token or
+ * node, a window that starts with the first request after the previous one ended.
+ */
+export const rateLimits = sqliteTable('rate_limits', {
+  /** "s:" + a prefix of the submitter token's SHA-256, "e:" for the enrolment token, "n:" + worker id. */
+  key: text('key').primaryKey(),
+  windowStart: integer('window_start').notNull(),
+  count: integer('count').notNull(),
+});
+
+/**
+ * Files stored by content: the SHA-256 was checked by the master when the upload completed (or
+ * when the seed's multipart submit stored the file), so a blob is never uploaded twice.
+ */
+export const blobs = sqliteTable('blobs', {
+  sha256: text('sha256').primaryKey(),
+  size: integer('size').notNull(),
+  /** Where the bytes are in R2 (each upload completes to a key of its own, see storage-keys). */
+  key: text('r2_key').notNull(),
+  createdAt: integer('created_at').notNull(),
+});
+
+/**
+ * Chunked uploads in progress (R2 multipart uploads). One per blob at a time, so a client that
+ * starts again, from anywhere, resumes it instead of sending the parts it already sent.
+ */
+export const blobUploads = sqliteTable(
+  'blob_uploads',
+  {
+    id: text('id').primaryKey(),
+    sha256: text('sha256').notNull(),
+    size: integer('size').notNull(),
+    partSize: integer('part_size').notNull(),
+    partCount: integer('part_count').notNull(),
+    key: text('r2_key').notNull(),
+    r2UploadId: text('r2_upload_id').notNull(),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [uniqueIndex('blob_uploads_sha256').on(t.sha256)],
+);
+
+/** Parts R2 has stored for an upload, with the etags that completing it needs. */
+export const blobUploadParts = sqliteTable(
+  'blob_upload_parts',
+  {
+    uploadId: text('upload_id').notNull().references(() => blobUploads.id, { onDelete: 'cascade' }),
+    partNumber: integer('part_number').notNull(),
+    size: integer('size').notNull(),
+    etag: text('etag').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.uploadId, t.partNumber] })],
 );

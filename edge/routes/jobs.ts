@@ -1,11 +1,13 @@
 /** Reading jobs and their results: status, lists, frames (one by one or as a ZIP), tasks, logs. */
 import { Hono } from 'hono';
-import { listFramesQuerySchema, listJobsQuerySchema, type FrameInfo } from '../../protocol/schemas.ts';
+import type { FrameListItem } from '../../protocol/api.ts';
+import { listFramesQuerySchema, listJobsQuerySchema } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { frameUrl } from '../frame-store.ts';
 import { describeJob, requireJobRow, type JobRow } from '../job-status.ts';
 import { parseOr400, requireId } from '../validation.ts';
+import { previewUrl } from './previews.ts';
 import { zipStream, type ZipEntry } from '../zip-stream.ts';
 
 interface FrameRow {
@@ -16,9 +18,10 @@ interface FrameRow {
   content_type: string;
   render_ms: number | null;
   worker_id: string | null;
+  preview_key: string | null;
 }
 
-const toFrameInfo = (jobId: string, row: FrameRow): FrameInfo => ({
+const toFrameInfo = (jobId: string, row: FrameRow): FrameListItem => ({
   frame: row.frame,
   size: row.size,
   sha256: row.sha256,
@@ -27,6 +30,7 @@ const toFrameInfo = (jobId: string, row: FrameRow): FrameInfo => ({
   url: frameUrl(jobId, row.frame),
   render_ms: row.render_ms,
   worker_id: row.worker_id,
+  preview_url: row.preview_key ? previewUrl(jobId, row.frame) : null,
 });
 
 const FRAME_PAGE = 500;
@@ -183,13 +187,17 @@ export const jobRoutes = new Hono<AppEnv>()
     const now = Date.now();
     const [requeued] = await c.env.DB.batch([
       c.env.DB.prepare(
+        // Also tasks left running on a lease that ran out while the job was failed: their nodes
+        // were told to stop, and an old attempt count must not fail the job again at once.
         `UPDATE tasks SET status = 'queued', attempts = 0, lease_id = NULL, worker_id = NULL, updated_at = ?1
-         WHERE job_id = ?2 AND status = 'failed' RETURNING id`,
+         WHERE job_id = ?2 AND (status = 'failed' OR (status = 'running' AND lease_expires_at < ?1)) RETURNING id`,
       ).bind(now, jobId),
       c.env.DB.prepare(`DELETE FROM job_blocklist WHERE job_id = ?`).bind(jobId),
       c.env.DB.prepare(
         `UPDATE jobs SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END, error = NULL,
-           finished_at = NULL, updated_at = ?1
+           finished_at = NULL, updated_at = ?1,
+           -- its webhook is called again when it finishes again (edge/webhooks.ts)
+           webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'armed' END
          WHERE id = ?2 AND status IN ('failed', 'running', 'queued')`,
       ).bind(now, jobId),
     ]);

@@ -8,8 +8,10 @@ import {
   uploadResultFieldsSchema,
 } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
+import { actAsWorker } from '../auth.ts';
 import { fail } from '../errors.ts';
 import { frameExtension, storeFrame } from '../frame-store.ts';
+import { failIfCutShort, watchBody } from '../request-body.ts';
 import { logKey } from '../storage-keys.ts';
 import { assertLease, loadTask } from '../task-lease.ts';
 import { assertBodySize, contentLength, formText, parseOr400, readMultipart, requireId, sha256Hex } from '../validation.ts';
@@ -29,7 +31,7 @@ function requireStreamLength(c: Parameters<typeof contentLength>[0], max: number
   const length = contentLength(c);
   if (length === null) fail(411, 'a raw upload needs a Content-Length header');
   if (length === 0) fail(400, 'the upload is empty');
-  assertBodySize(c, max, 'the upload');
+  assertBodySize(c, max, 'the upload', 'MAX_UPLOAD_BYTES');
 }
 
 export const resultRoutes = new Hono<AppEnv>()
@@ -43,6 +45,7 @@ export const resultRoutes = new Hono<AppEnv>()
       frame: formText(form, 'frame'),
       render_ms: formText(form, 'render_ms'),
     });
+    actAsWorker(c, fields.worker_id);
     const file = form.get('file');
     if (file === null) fail(400, 'file is required (the rendered image)');
     if (typeof file === 'string') fail(400, 'file must be a file upload, not a text field');
@@ -73,16 +76,20 @@ export const resultRoutes = new Hono<AppEnv>()
       sha256: c.req.header(HEADER_SHA256)?.toLowerCase(),
       render_ms: c.req.header(HEADER_RENDER_MS),
     });
+    actAsWorker(c, params.worker_id);
     const ext = frameExtension(c.req.query('ext'));
     requireStreamLength(c, config.maxUploadBytes);
     await touchWorker(c.env.DB, params.worker_id, Date.now());
+    // A node that dies mid-upload cuts the body off: that is a 400, not the master's fault.
+    const body = watchBody(c.req.raw.body!, contentLength(c)!);
     const info = await storeFrame(c.env.DB, c.env.FILES, {
       workerId: params.worker_id,
       taskId,
       leaseId: params.lease_id,
       frame: params.frame,
       ext,
-      body: c.req.raw.body!,
+      body: body.stream,
+      cutShort: body.cutShort,
       sha256: params.sha256 ?? null,
       renderMs: params.render_ms ?? null,
     });
@@ -94,10 +101,17 @@ export const resultRoutes = new Hono<AppEnv>()
     const taskId = requireId(c.req.param('task_id'), 'task_id');
     const workerId = requireId(c.req.header(HEADER_WORKER_ID), HEADER_WORKER_ID);
     const leaseId = requireId(c.req.header(HEADER_LEASE_ID), HEADER_LEASE_ID);
+    actAsWorker(c, workerId);
     requireStreamLength(c, config.maxUploadBytes);
     const task = assertLease(await loadTask(c.env.DB, taskId), taskId, workerId, leaseId, false);
     const key = logKey(task.job_id, task.id, task.attempts);
-    await c.env.FILES.put(key, c.req.raw.body!, { httpMetadata: { contentType: 'text/plain; charset=utf-8' } });
+    const body = watchBody(c.req.raw.body!, contentLength(c)!);
+    try {
+      await c.env.FILES.put(key, body.stream, { httpMetadata: { contentType: 'text/plain; charset=utf-8' } });
+    } catch (err) {
+      failIfCutShort(err, body, 'the log');
+      throw err;
+    }
     await c.env.DB.prepare(`UPDATE tasks SET log_key = ? WHERE id = ? AND lease_id = ?`).bind(key, taskId, leaseId).run();
     return c.json({ task_id: taskId, log_url: `/jobs/${task.job_id}/tasks/${taskId}/log` }, 201);
   });

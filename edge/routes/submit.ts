@@ -2,15 +2,26 @@
 import { Hono } from 'hono';
 import { submitJobFieldsSchema, type SubmitJobResponse } from '../../protocol/schemas.ts';
 import { checkBlendHeader } from '../blend-header.ts';
+import { recordBlobStatement } from '../blob-store.ts';
 import { fail } from '../errors.ts';
+import { insertJob } from '../job-insert.ts';
 import type { AppEnv } from '../app-env.ts';
 import { blendKey, blendFileName } from '../storage-keys.ts';
-import { formText, parseOr400, readMultipart, sha256Hex } from '../validation.ts';
+import { contentLength, formText, parseOr400, readMultipart, sha256Hex } from '../validation.ts';
 
 const FIELDS = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts'] as const;
 
 export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => {
   const config = c.get('config');
+  // workerd buffers a multipart body whole, so big files go through the chunked blob uploads.
+  const declared = contentLength(c);
+  if (declared !== null && declared > config.maxSubmitBytes) {
+    fail(
+      413,
+      `the multipart body is ${declared} bytes, over the limit of ${config.maxSubmitBytes} bytes (MAX_SUBMIT_BYTES) for POST /submit_job. ` +
+        'Submit larger files and projects with the CLI, which uploads in resumable parts: npx farm submit FILE.blend --frames 1-250',
+    );
+  }
   const form = await readMultipart(c, config.maxSubmitBytes);
   const file = form.get('blend_file');
   if (file === null) fail(400, 'blend_file is required (attach the .blend with -F "blend_file=@scene.blend")');
@@ -24,7 +35,7 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
   const fields = parseOr400(submitJobFieldsSchema, raw);
   const totalFrames = fields.end_frame - fields.start_frame + 1;
   if (totalFrames > config.maxFramesPerJob) {
-    fail(400, `the job has ${totalFrames} frames, over the limit of ${config.maxFramesPerJob} per job`);
+    fail(413, `the job has ${totalFrames} frames, over the limit of ${config.maxFramesPerJob} per job (MAX_FRAMES_PER_JOB)`);
   }
 
   const bytes = new Uint8Array(await file.arrayBuffer());
@@ -36,31 +47,28 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     await c.env.FILES.put(key, bytes, { sha256, httpMetadata: { contentType: 'application/x-blender' } });
   }
 
-  const jobId = crypto.randomUUID();
-  const now = Date.now();
-  const name = fields.name ?? (file.name.replace(/\.blend$/i, '') || 'untitled');
+  // Recorded as a blob too, so `farm submit` of the same file uploads nothing.
+  await recordBlobStatement(c.env.DB, { sha256, size: bytes.length, key }, Date.now()).run();
+
+  // The file's name as the client sent it may carry a path ("C:\\scenes\\x.blend", "../x.blend"):
+  // only its last part, without control characters, names the job.
+  const fileName = file.name.split(/[\\/]/).pop()!.replace(/[\u0000-\u001f\u007f]/g, '').trim();
+  const name = fields.name ?? (fileName.replace(/\.blend$/i, '').replace(/^\.+$/, '') || 'untitled');
   // One row, whatever the frame count: tasks are created as nodes claim frame ranges.
-  await c.env.DB.prepare(
-    `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
-       blend_sha256, blend_size, max_attempts, created_at, updated_at)
-     VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  )
-    .bind(
-      jobId,
-      name.slice(0, 200),
-      fields.priority ?? 50,
-      fields.start_frame,
-      fields.end_frame,
-      fields.chunk_size ?? null,
-      fields.start_frame,
-      blendFileName(sha256),
-      sha256,
-      bytes.length,
-      fields.max_attempts ?? 3,
-      now,
-      now,
-    )
-    .run();
+  const jobId = await insertJob(c.env.DB, {
+    name,
+    priority: fields.priority ?? 50,
+    startFrame: fields.start_frame,
+    endFrame: fields.end_frame,
+    chunkSize: fields.chunk_size ?? null,
+    maxAttempts: fields.max_attempts ?? 3,
+    blendFile: blendFileName(sha256),
+    sha256,
+    size: bytes.length,
+    inputKind: 'blend',
+    mainBlend: null,
+    warnings: [],
+  });
   c.get('wake')();
   const body: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: totalFrames, blend_file: blendFileName(sha256) };
   return c.json(body, 201);

@@ -1,5 +1,5 @@
 /** The render node's side of the protocol: claiming work and reporting on it. */
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import {
   getJobSchema,
   updateTaskStatusSchema,
@@ -7,55 +7,93 @@ import {
   type UpdateTaskStatusResponse,
 } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
+import { actAsWorker } from '../auth.ts';
+import { claimAgain, startPoll } from '../claim-redelivery.ts';
+import { sweepUnrecordedFrames } from '../frame-audit.ts';
+import { recordJobWarnings } from '../job-warnings.ts';
 import { claimTask, describeClaim } from '../scheduler.ts';
 import { explainLeaseRefusal, loadTask } from '../task-lease.ts';
 import { readJson } from '../validation.ts';
 import { RECHECK_MS, waitForWork } from '../work-signal.ts';
-import { countActiveWorkers, touchWorker } from '../workers-registry.ts';
+import { touchWorker } from '../workers-registry.ts';
 import { completeJobIfDone, completeTask, failTask } from '../task-outcomes.ts';
 
-/** Wall time an adaptive chunk aims for. */
-const TARGET_CHUNK_MS = 120_000;
 /** A claim whose frames were all uploaded already is closed and the next claim is tried. */
 const MAX_CLAIMS_PER_REQUEST = 5;
+
+/**
+ * Once a job is complete, deletes the frame objects no row names (left by a master stopped
+ * between storing an object and recording it), after the answer has gone out.
+ */
+function sweepCompletedJob(c: Context<AppEnv>, jobId: string): Promise<void> {
+  const sweep = sweepUnrecordedFrames(c.env.DB, c.env.FILES, jobId).then(
+    () => {},
+    (err) => console.error(`sweeping the frames of job ${jobId}:`, err),
+  );
+  try {
+    c.executionCtx.waitUntil(sweep);
+    return Promise.resolve();
+  } catch {
+    return sweep; // no execution context to hand it to: finish it before answering
+  }
+}
 
 export const taskRoutes = new Hono<AppEnv>()
   .post('/get_job', async (c) => {
     const config = c.get('config');
-    const { worker_id: workerId, wait_ms: waitMs = 0 } = await readJson(c, getJobSchema, config.maxJsonBytes);
+    const { worker_id: workerId, wait_ms: waitMs = 0, claim_id: claimId } = await readJson(c, getJobSchema, config.maxJsonBytes);
+    actAsWorker(c, workerId);
     const deadline = Date.now() + waitMs;
-    for (;;) {
-      const now = Date.now();
-      const worker = await touchWorker(c.env.DB, workerId, now);
-      if (!worker.enabled) return c.body(null, 204);
-      const activeNodes = await countActiveWorkers(c.env.DB, now, config.leaseMs);
-      for (let i = 0; i < MAX_CLAIMS_PER_REQUEST; i++) {
-        const claimed = await claimTask(c.env.DB, {
-          workerId,
-          now,
-          leaseMs: config.leaseMs,
-          targetChunkMs: TARGET_CHUNK_MS,
-          activeNodes,
-        });
-        if (!claimed) break;
-        const assignment: TaskAssignment = await describeClaim(c.env.DB, claimed, config.leaseMs);
-        if (assignment.frames.length > 0) return c.json(assignment, 200);
-        // Every frame of this range was uploaded by a node that died before reporting: close it.
-        await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now()).catch((err) => {
-          console.warn(`closing fully uploaded task ${assignment.task_id}:`, err);
-        });
+    const poll = startPoll(workerId);
+    try {
+      for (;;) {
+        // A newer request from this node means this one was abandoned: claim nothing for it.
+        if (!poll.isNewest()) return c.body(null, 204);
+        const now = Date.now();
+        const worker = await touchWorker(c.env.DB, workerId, now);
+        if (!worker.enabled) return c.body(null, 204);
+        // A retry of a request whose claim was committed but whose answer was lost: the same claim.
+        const again = claimId ? await claimAgain(c.env.DB, workerId, claimId, now) : null;
+        if (again?.claimed) {
+          const assignment: TaskAssignment = await describeClaim(c.env.DB, again.claimed, config.leaseMs);
+          if (assignment.frames.length > 0) return c.json(assignment, 200);
+        }
+        for (let i = 0; i < MAX_CLAIMS_PER_REQUEST; i++) {
+          const claimed = await claimTask(c.env.DB, {
+            workerId,
+            now,
+            leaseMs: config.leaseMs,
+            targetChunkMs: config.targetChunkMs,
+            // The nodes online, which shrink chunks near a job's end, are counted by the claim itself.
+            // The node's claim id becomes the lease id once, unless some task already had it.
+            ...(i === 0 && again?.idIsFree ? { leaseId: claimId } : {}),
+          });
+          if (!claimed) break;
+          const assignment: TaskAssignment = await describeClaim(c.env.DB, claimed, config.leaseMs);
+          if (assignment.frames.length > 0) return c.json(assignment, 200);
+          // Every frame of this range was uploaded by a node that died before reporting: close it.
+          await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now()).catch((err) => {
+            console.warn(`closing fully uploaded task ${assignment.task_id}:`, err);
+          });
+          if (await completeJobIfDone(c.env.DB, assignment.job_id, Date.now())) await sweepCompletedJob(c, assignment.job_id);
+        }
+        const left = deadline - Date.now();
+        if (left <= 0 || c.req.raw.signal.aborted) return c.body(null, 204);
+        await waitForWork(Math.min(left, RECHECK_MS), c.req.raw.signal);
       }
-      const left = deadline - Date.now();
-      if (left <= 0 || c.req.raw.signal.aborted) return c.body(null, 204);
-      await waitForWork(Math.min(left, RECHECK_MS), c.req.raw.signal);
+    } finally {
+      poll.end();
     }
   })
   .post('/update_task_status', async (c) => {
     const config = c.get('config');
     const body = await readJson(c, updateTaskStatusSchema, config.maxJsonBytes);
+    actAsWorker(c, body.worker_id);
     const db = c.env.DB;
     const now = Date.now();
     await touchWorker(db, body.worker_id, now);
+    // Missing textures and libraries the node found; kept only while its lease is current.
+    if (body.warnings?.length) await recordJobWarnings(db, body, now);
 
     let response: UpdateTaskStatusResponse;
     switch (body.status) {
@@ -123,6 +161,6 @@ export const taskRoutes = new Hono<AppEnv>()
       }
     }
     const task = await loadTask(db, body.task_id);
-    if (task) await completeJobIfDone(db, task.job_id, now);
+    if (task && (await completeJobIfDone(db, task.job_id, now))) await sweepCompletedJob(c, task.job_id);
     return c.json(response);
   });

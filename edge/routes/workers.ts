@@ -1,50 +1,56 @@
-/** Render node registration and the list of nodes. */
+/** Render node registration (the node list and node control are in node-control.ts). */
 import { Hono } from 'hono';
 import { registerWorkerSchema, type RegisterWorkerResponse } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
+import { credentialHash, newNodeCredential } from '../auth.ts';
+import { fail } from '../errors.ts';
 import { readJson } from '../validation.ts';
+import { recordDevices } from './node-control.ts';
 
 export const workerRoutes = new Hono<AppEnv>()
   .post('/register_worker', async (c) => {
     const config = c.get('config');
     const body = await readJson(c, registerWorkerSchema, config.maxJsonBytes);
+    const principal = c.get('principal');
     const now = Date.now();
-    // A node that kept its id from an earlier run gets the same identity back.
+    const info = [body.name, body.hostname ?? null, body.blender_version ?? null, body.threads ?? null, now] as const;
+
+    if (principal.kind === 'node') {
+      // An enrolled node registering again (a restart): same identity, same credential.
+      if (body.worker_id !== undefined && body.worker_id !== principal.workerId) {
+        fail(403, `this node credential belongs to worker ${principal.workerId}; it cannot register as worker ${body.worker_id}`);
+      }
+      await c.env.DB.prepare(
+        `UPDATE workers SET name = ?1, hostname = ?2, blender_version = ?3, threads = ?4, last_seen_at = ?5 WHERE id = ?6`,
+      )
+        .bind(...info, principal.workerId)
+        .run();
+      await recordDevices(c.env.DB, principal.workerId, body.devices);
+      const response: RegisterWorkerResponse = { worker_id: principal.workerId, name: body.name, lease_ms: config.leaseMs };
+      return c.json(response, 201);
+    }
+
+    // Enrolment: a new credential, of which the master keeps only the hash. A node that kept its
+    // id from an earlier run gets the same identity back, unless another enrolled node holds it:
+    // the enrolment token does not let one node take over another's identity.
     const workerId = body.worker_id ?? crypto.randomUUID();
-    await c.env.DB.prepare(
-      `INSERT INTO workers (id, name, hostname, blender_version, threads, enabled, created_at, last_seen_at)
-       VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6)
+    const nodeToken = newNodeCredential();
+    const takeOver = principal.kind === 'anonymous' ? 1 : 0;
+    const row = await c.env.DB.prepare(
+      `INSERT INTO workers (id, name, hostname, blender_version, threads, enabled, created_at, last_seen_at, credential_hash)
+       VALUES (?6, ?1, ?2, ?3, ?4, 1, ?5, ?5, ?7)
        ON CONFLICT (id) DO UPDATE SET name = excluded.name, hostname = excluded.hostname,
-         blender_version = excluded.blender_version, threads = excluded.threads, last_seen_at = excluded.last_seen_at`,
+         blender_version = excluded.blender_version, threads = excluded.threads, last_seen_at = excluded.last_seen_at,
+         credential_hash = excluded.credential_hash
+       WHERE workers.credential_hash IS NULL OR ?8 = 1
+       RETURNING id`,
     )
-      .bind(workerId, body.name, body.hostname ?? null, body.blender_version ?? null, body.threads ?? null, now)
-      .run();
-    const response: RegisterWorkerResponse = { worker_id: workerId, name: body.name, lease_ms: config.leaseMs };
+      .bind(...info, workerId, await credentialHash(nodeToken), takeOver)
+      .first();
+    if (!row) {
+      fail(409, `worker ${workerId} is enrolled already and has its own credential: register with that credential, or without worker_id to enrol as a new node`);
+    }
+    await recordDevices(c.env.DB, workerId, body.devices);
+    const response: RegisterWorkerResponse = { worker_id: workerId, name: body.name, lease_ms: config.leaseMs, node_token: nodeToken };
     return c.json(response, 201);
-  })
-  .get('/workers', async (c) => {
-    const config = c.get('config');
-    const now = Date.now();
-    const { results } = await c.env.DB.prepare(
-      `SELECT w.*, (SELECT t.id FROM tasks t WHERE t.worker_id = w.id AND t.status = 'running' AND t.lease_expires_at >= ?1 LIMIT 1) AS task_id
-       FROM workers w ORDER BY w.name LIMIT 1000`,
-    )
-      .bind(now)
-      .all<{ id: string; name: string; hostname: string | null; blender_version: string | null; threads: number | null;
-        enabled: number; frames_rendered: number; failures: number; created_at: number; last_seen_at: number; task_id: string | null }>();
-    return c.json({
-      workers: results.map((w) => ({
-        worker_id: w.id,
-        name: w.name,
-        hostname: w.hostname,
-        blender_version: w.blender_version,
-        threads: w.threads,
-        enabled: w.enabled === 1,
-        online: now - w.last_seen_at <= config.leaseMs,
-        current_task_id: w.task_id,
-        frames_rendered: w.frames_rendered,
-        failures: w.failures,
-        last_seen_at: new Date(w.last_seen_at).toISOString(),
-      })),
-    });
   });

@@ -90,16 +90,25 @@ export interface Master {
 }
 
 /** Applies the migrations to `persistDir` and starts `wrangler dev` on `port`. */
-export async function startMaster(opts: { name: string; port?: number; persistDir?: string; vars?: Record<string, string> }): Promise<Master> {
+export async function startMaster(opts: {
+  name: string;
+  port?: number;
+  persistDir?: string;
+  vars?: Record<string, string>;
+  /** false: a restart on a persistDir that is migrated already (saves starting wrangler twice). */
+  migrate?: boolean;
+}): Promise<Master> {
   const port = opts.port ?? (await freePort());
   const persistDir = opts.persistDir ?? tempDir(`${opts.name}-state`);
   const env = { ...process.env, ...QUIET_ENV };
-  const migrate = spawnSync(process.execPath, [WRANGLER, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
-    cwd: ROOT,
-    env,
-    encoding: 'utf8',
-  });
-  if (migrate.status !== 0) throw new Error(`applying migrations failed: ${migrate.stderr}${migrate.stdout}`);
+  if (opts.migrate !== false) {
+    const migrate = spawnSync(process.execPath, [WRANGLER, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
+      cwd: ROOT,
+      env,
+      encoding: 'utf8',
+    });
+    if (migrate.status !== 0) throw new Error(`applying migrations failed: ${migrate.stderr}${migrate.stdout}`);
+  }
   const vars = Object.entries(opts.vars ?? {}).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const child = spawn(
     process.execPath,
@@ -147,27 +156,36 @@ export function makeScene(script: string, args: string[]): void {
   if (result.status !== 0) throw new Error(`${script} failed (exit ${result.status}): ${result.stderr}\n${result.stdout.slice(-2000)}`);
 }
 
-/** Submits with the seed's multipart form. */
-export async function submitJob(master: string, blend: Blob, fields: Record<string, string | number>, fileName = 'scene.blend'): Promise<{ job_id: string; total_frames: number }> {
+/** `Authorization` for a master that requires a token; nothing for an open one. */
+export const authHeaders = (token?: string): Record<string, string> => (token ? { authorization: `Bearer ${token}` } : {});
+
+/** Submits with the seed's multipart form (with a submitter token when the master needs one). */
+export async function submitJob(
+  master: string,
+  blend: Blob,
+  fields: Record<string, string | number>,
+  fileName = 'scene.blend',
+  token?: string,
+): Promise<{ job_id: string; total_frames: number }> {
   const form = new FormData();
   form.set('blend_file', blend, fileName);
   for (const [k, v] of Object.entries(fields)) form.set(k, String(v));
-  const response = await fetch(`${master}/submit_job`, { method: 'POST', body: form });
+  const response = await fetch(`${master}/submit_job`, { method: 'POST', body: form, headers: authHeaders(token) });
   const body = await response.json();
   if (response.status !== 201) throw new Error(`submit_job answered ${response.status}: ${JSON.stringify(body)}`);
   return body as { job_id: string; total_frames: number };
 }
 
-export async function jobStatus(master: string, jobId: string): Promise<JobStatusResponse> {
-  const response = await fetch(`${master}/job_status/${jobId}`);
+export async function jobStatus(master: string, jobId: string, token?: string): Promise<JobStatusResponse> {
+  const response = await fetch(`${master}/job_status/${jobId}`, { headers: authHeaders(token) });
   if (!response.ok) throw new Error(`job_status answered ${response.status}`);
   return (await response.json()) as JobStatusResponse;
 }
 
 /** Waits until the job reaches one of `states`, and returns its status. */
-export function waitForJob(master: string, jobId: string, states: string[], timeoutMs: number): Promise<JobStatusResponse> {
+export function waitForJob(master: string, jobId: string, states: string[], timeoutMs: number, token?: string): Promise<JobStatusResponse> {
   return waitFor(`job ${jobId} to be ${states.join(' or ')}`, async () => {
-    const status = await jobStatus(master, jobId);
+    const status = await jobStatus(master, jobId, token);
     return states.includes(status.status) ? status : null;
   }, timeoutMs, 250);
 }

@@ -24,7 +24,9 @@ describe('a farm of two render nodes', () => {
   beforeAll(async () => {
     makeScene('make_anim_scene.py', [scene, '--frames', String(FRAMES), '--width', String(WIDTH), '--height', String(HEIGHT)]);
     master = await startMaster({ name: 'farm' });
-    nodes.push(startNode({ name: 'alpha', master: master.url }), startNode({ name: 'beta', master: master.url }));
+    // alpha renders in a hot Blender (the default), beta one Blender process per task: both
+    // paths must produce the frames a fresh `blender -f N` does.
+    nodes.push(startNode({ name: 'alpha', master: master.url }), startNode({ name: 'beta', master: master.url, args: ['--no-hot'] }));
   });
 
   afterAll(async () => {

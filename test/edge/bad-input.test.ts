@@ -76,7 +76,7 @@ describe('POST /submit_job refuses', () => {
   });
 
   it('a range of 1,000,001 frames, over MAX_FRAMES_PER_JOB (1,000,000)', async () => {
-    await expectRefusedUnchanged(() => submitJob({ start_frame: 0, end_frame: 1_000_000 }), 400, 'the job has 1000001 frames, over the limit of 1000000');
+    await expectRefusedUnchanged(() => submitJob({ start_frame: 0, end_frame: 1_000_000 }), 413, 'the job has 1000001 frames, over the limit of 1000000');
   });
 
   it('out-of-range optional fields (chunk_size 0, priority 101, max_attempts 0)', async () => {

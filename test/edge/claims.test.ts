@@ -27,9 +27,16 @@ describe('POST /register_worker', () => {
   it('a new node gets an id and the lease length, and is recorded with its details', async () => {
     const res = await postJson('/register_worker', { name: 'render-01', hostname: 'render-01.lan', blender_version: '4.2.1', threads: 16 });
     const body = await json<RegisterWorkerResponse>(res, 201);
-    expect(body).toEqual({ worker_id: expect.stringMatching(/^[0-9a-f-]{36}$/), name: 'render-01', lease_ms: 60_000 });
+    expect(body).toEqual({
+      worker_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      name: 'render-01',
+      lease_ms: 60_000,
+      node_token: expect.stringMatching(/^farm_node_[\w-]{43}$/),
+    });
     const row = await env.DB.prepare(`SELECT * FROM workers WHERE id = ?`).bind(body.worker_id).first();
     expect(row).toMatchObject({ name: 'render-01', hostname: 'render-01.lan', blender_version: '4.2.1', threads: 16, enabled: 1 });
+    // Only the credential's hash is kept.
+    expect(row!.credential_hash).toBe(await sha256(new TextEncoder().encode(body.node_token!)));
   });
 
   it('a node that registers again with its old worker_id keeps its identity instead of becoming a second node', async () => {

@@ -38,4 +38,20 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({ masterUrl: 'http://127.0.0.1:9', name: 'n-1', threads: 2 });
     expect(config.blenderVersion).toMatch(/^\d+\.\d+/);
   });
+
+  it('renders in a hot Blender by default; --no-hot, --hot-max-frames and --hot-max-mem-mb change that', async () => {
+    const defaults = await loadConfig(['--master', 'http://x:1'], { PATH: process.env.PATH });
+    if (defaults === 'help') throw new Error('unexpected help');
+    expect(defaults).toMatchObject({ hot: true, hotMaxFrames: 500 });
+    expect(defaults.hotMaxMemMb).toBeGreaterThan(0);
+
+    const set = await loadConfig(['--master', 'http://x:1', '--no-hot', '--hot-max-frames', '0', '--hot-max-mem-mb', '2048'], { PATH: process.env.PATH });
+    if (set === 'help') throw new Error('unexpected help');
+    expect(set).toMatchObject({ hot: false, hotMaxFrames: 0, hotMaxMemMb: 2048 });
+
+    const fromEnv = await loadConfig(['--master', 'http://x:1'], { PATH: process.env.PATH, FARM_NO_HOT: '1', FARM_HOT_MAX_FRAMES: '20' });
+    if (fromEnv === 'help') throw new Error('unexpected help');
+    expect(fromEnv).toMatchObject({ hot: false, hotMaxFrames: 20 });
+    await expect(loadConfig(['--master', 'http://x:1', '--hot-max-frames', 'lots'], { PATH: process.env.PATH })).rejects.toThrow(/--hot-max-frames/);
+  });
 });

@@ -1,0 +1,176 @@
+/**
+ * Shared parts of the benchmarks: the real master (`wrangler dev`, as `npm run dev` runs it) and
+ * real render nodes from the end-to-end harness, a closed-loop load generator, and reporting.
+ *
+ * Benchmarks are scripts, not tests: each prints what it measured and the ratios against a
+ * baseline measured in the same run, on the same machine, so the ratios mean something even on a
+ * machine that other work is slowing down.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { Pool } from 'undici';
+
+export { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
+
+/** Master vars for benchmarks: no rate limit (one simulated node makes thousands of requests). */
+export const BENCH_MASTER_VARS = { RATE_LIMIT_PER_MINUTE: '0' };
+
+/** A line describing the machine, for the README: CPU, cores, memory, load and versions. */
+export function machineInfo(): string {
+  const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
+  let blender = 'no Blender';
+  try {
+    blender = /Blender [\d.]+/.exec(execFileSync(process.env.BLENDER ?? 'blender', ['-b', '--factory-startup', '--version'], { encoding: 'utf8' }))?.[0] ?? blender;
+  } catch {
+    // Benchmarks without Blender still describe the machine.
+  }
+  const [one, five] = loadavg();
+  return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.versions.node}, ${blender}, load average ${one!.toFixed(1)}/${five!.toFixed(1)} (1/5 min) at start`;
+}
+
+/** Prints a result line: `name: value unit` with an optional note. */
+export function report(name: string, value: number | string, unit = '', note = ''): void {
+  const shown = typeof value === 'number' ? (Number.isInteger(value) ? String(value) : value.toFixed(value < 10 ? 3 : 1)) : value;
+  console.log(`  ${name.padEnd(44)} ${shown}${unit ? ` ${unit}` : ''}${note ? `   (${note})` : ''}`);
+}
+
+/** Prints a ratio against its goal and says whether it met it. */
+export function verdict(name: string, value: number, goal: string, met: boolean): boolean {
+  console.log(`  ${name.padEnd(44)} ${value.toFixed(3)}   goal ${goal}: ${met ? 'MET' : 'NOT MET'}`);
+  return met;
+}
+
+export interface LoadResult {
+  /** Completed iterations per second. */
+  rate: number;
+  count: number;
+  errors: number;
+  firstError?: string;
+  seconds: number;
+}
+
+/**
+ * Runs `concurrency` loops for `durationMs`, each calling `iteration(loopIndex)` back to back
+ * (a closed loop: a new request only when the previous one answered, like real nodes). An
+ * iteration returns false when it did no work (counted neither as done nor as an error).
+ */
+export async function closedLoop(concurrency: number, durationMs: number, iteration: (loop: number) => Promise<boolean>): Promise<LoadResult> {
+  let count = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  const started = performance.now();
+  const deadline = started + durationMs;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, loop) => {
+      while (performance.now() < deadline) {
+        try {
+          if (await iteration(loop)) count++;
+        } catch (err) {
+          errors++;
+          firstError ??= (err as Error).message;
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { rate: count / seconds, count, errors, firstError, seconds };
+}
+
+/** A keep-alive connection pool to the master. */
+export function pool(url: string, connections: number): Pool {
+  return new Pool(url, { connections, pipelining: 1, keepAliveTimeout: 30_000 });
+}
+
+/** Sends a request and returns status and body text; throws on a 5xx. */
+export async function send(
+  p: Pool,
+  method: 'GET' | 'POST' | 'PUT',
+  path: string,
+  body?: string | Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; text: string }> {
+  const response = await p.request({
+    method,
+    path,
+    body,
+    headers: body === undefined ? headers : { 'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), ...headers },
+  });
+  const text = await response.body.text();
+  if (response.statusCode >= 500) throw new Error(`${method} ${path}: ${response.statusCode} ${text.slice(0, 200)}`);
+  return { status: response.statusCode, text };
+}
+
+/** POSTs JSON. */
+export function postJson(p: Pool, path: string, body: unknown) {
+  return send(p, 'POST', path, JSON.stringify(body), { 'content-type': 'application/json' });
+}
+
+/** Resident memory of a process and all its descendants, in MB (Linux /proc). */
+export function treeRssMb(pid: number): number {
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) total += rssMb(p);
+  return total;
+}
+
+/** Resident memory of one process in MB; 0 if it is gone. */
+export function rssMb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
+    return kb ? Number(kb) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Every descendant pid of `pid`. */
+export function descendants(pid: number): number[] {
+  let out = '';
+  try {
+    out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' });
+  } catch {
+    return [];
+  }
+  const children = new Map<number, number[]>();
+  for (const line of out.trim().split('\n')) {
+    const [child, parent] = line.trim().split(/\s+/).map(Number);
+    if (!children.has(parent!)) children.set(parent!, []);
+    children.get(parent!)!.push(child!);
+  }
+  const found: number[] = [];
+  const stack = [...(children.get(pid) ?? [])];
+  while (stack.length) {
+    const next = stack.pop()!;
+    found.push(next);
+    stack.push(...(children.get(next) ?? []));
+  }
+  return found;
+}
+
+/** The pid of the workerd process serving the Worker (the one with the most memory under wrangler). */
+export function workerdPids(wranglerPid: number): number[] {
+  return descendants(wranglerPid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'workerd';
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Runs `main` and exits with its code, printing a failure's stack. */
+export function runBench(main: () => Promise<number | void>): void {
+  main().then(
+    (code) => process.exit(code ?? 0),
+    (err) => {
+      console.error((err as Error).stack ?? err);
+      process.exit(1);
+    },
+  );
+}
+
+/** True when this module is the script node was started with. */
+export function isMain(meta: ImportMeta): boolean {
+  return process.argv[1] !== undefined && new URL(meta.url).pathname === process.argv[1];
+}

@@ -1,0 +1,175 @@
+/**
+ * Benchmark 4, memory: the master's memory while a 1 GiB .blend is uploaded, and a render node's
+ * while it downloads that file and while it renders.
+ *
+ *  - master: the resident memory of every workerd process under `wrangler dev`, sampled every
+ *    100 ms; growth = the highest sample during the upload minus the mean before it. The file goes
+ *    up through the chunked blob API (`POST /blobs/{sha256}/uploads`, then each part as a raw
+ *    `PUT` with a Content-Length, streamed into an R2 multipart upload, then `complete`, which
+ *    hashes the assembled object as a stream), which is how `farm submit` sends large files.
+ *  - node: the resident memory of the node's own process (the Node daemon; Blender's memory is the
+ *    scene's), sampled every 100 ms while it downloads the 1 GiB file (streamed to disk and hashed
+ *    on the way) and while it renders a small real scene.
+ *
+ * The 1 GiB file is a valid .blend header ("BLENDER-v304") and pseudo-random bytes: the master
+ * accepts it, the node downloads it, and Blender refuses it (the job fails, as expected).
+ *
+ *   node bench/memory.ts [--mib 1024]
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, rssMb, runBench, startMaster, startNode, tempDir, verdict, waitForJob, workerdPids } from './lib.ts';
+
+export interface MemoryResult {
+  masterGrowthMb: number;
+  nodeDownloadPeakMb: number;
+  nodeRenderPeakMb: number;
+}
+
+/** Samples `measure()` every 100 ms until stopped; returns the samples. */
+function sampler(measure: () => number) {
+  const samples: number[] = [];
+  const timer = setInterval(() => samples.push(measure()), 100);
+  samples.push(measure());
+  return {
+    samples,
+    stop: () => {
+      clearInterval(timer);
+      samples.push(measure());
+      return samples;
+    },
+  };
+}
+
+/** Writes `mib` MiB: a .blend header, then pseudo-random bytes. Returns the SHA-256. */
+async function writeBigBlend(path: string, mib: number): Promise<string> {
+  const hash = createHash('sha256');
+  const out = createWriteStream(path);
+  const block = randomBytes(1024 * 1024);
+  const write = (chunk: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      hash.update(chunk);
+      out.write(chunk, (err) => (err ? reject(err) : resolve()));
+    });
+  for (let i = 0; i < mib; i++) {
+    const chunk = Buffer.from(block);
+    // Each MiB differs, so the file is not a repeated pattern anything could shortcut.
+    chunk.writeUInt32LE(i, 64);
+    if (i === 0) chunk.write('BLENDER-v304', 0, 'latin1');
+    await write(chunk);
+  }
+  await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  return hash.digest('hex');
+}
+
+export async function benchMemory(options: { mib: number }): Promise<MemoryResult> {
+  console.log(`memory: a ${options.mib} MiB .blend through the master and a node`);
+  const dir = tempDir('bench-memory');
+  const big = join(dir, 'big.blend');
+  const sha256 = await writeBigBlend(big, options.mib);
+  const size = options.mib * 1024 * 1024;
+  const small = join(dir, 'small.blend');
+  makeScene('make_anim_scene.py', [small, '--frames', '12', '--width', '128', '--height', '96']);
+
+  const master = await startMaster({ name: 'bench-memory', vars: BENCH_MASTER_VARS });
+  const masterRss = () => workerdPids(master.process.pid!).reduce((sum, pid) => sum + rssMb(pid), 0);
+  let node: ReturnType<typeof startNode> | undefined;
+  try {
+    // Baseline: the master idle after start-up.
+    const idle = sampler(masterRss);
+    await new Promise((r) => setTimeout(r, 2_000));
+    const baseline = idle.stop();
+    const baselineMb = baseline.reduce((a, b) => a + b, 0) / baseline.length;
+
+    const during = sampler(masterRss);
+    const started = performance.now();
+    const start = await fetch(`${master.url}/blobs/${sha256}/uploads`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ size }),
+    });
+    const upload = (await start.json()) as { upload_id: string; part_size: number; part_count: number };
+    if (start.status >= 300) throw new Error(`starting the upload answered ${start.status}: ${JSON.stringify(upload)}`);
+    for (let n = 1; n <= upload.part_count; n++) {
+      const offset = (n - 1) * upload.part_size;
+      const length = Math.min(upload.part_size, size - offset);
+      // `wrangler dev` restarts the Worker when edge/ changes: a 503 part is sent again.
+      for (let attempt = 1; ; attempt++) {
+        const response = await request(`${master.url}/blobs/${sha256}/uploads/${upload.upload_id}/parts/${n}`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(length) },
+          body: createReadStream(big, { start: offset, end: offset + length - 1 }),
+        });
+        const text = await response.body.text();
+        if (response.statusCode < 300) break;
+        if (response.statusCode !== 503 || attempt === 3) throw new Error(`part ${n} answered ${response.statusCode}: ${text}`);
+      }
+    }
+    const partsSeconds = (performance.now() - started) / 1000;
+    const partsPeakMb = Math.max(...during.samples);
+    const complete = await fetch(`${master.url}/blobs/${sha256}/uploads/${upload.upload_id}/complete`, { method: 'POST' });
+    if (complete.status >= 300) throw new Error(`completing the upload answered ${complete.status}: ${await complete.text()}`);
+    const uploadSeconds = (performance.now() - started) / 1000;
+    const uploadSamples = during.stop();
+    const masterGrowthMb = Math.max(...uploadSamples) - baselineMb;
+
+    const bigJob = await fetch(`${master.url}/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ blob_sha256: sha256, kind: 'blend', start_frame: 1, end_frame: 1, max_attempts: 1, name: 'one-gib' }),
+    });
+    const bigJobBody = (await bigJob.json()) as { job_id: string };
+    if (bigJob.status !== 201) throw new Error(`POST /jobs answered ${bigJob.status}: ${JSON.stringify(bigJobBody)}`);
+
+    node = startNode({ name: 'bench-memory', master: master.url, args: ['--threads', '2'] });
+    const nodePid = node.process.pid!;
+    const nodeDuring = sampler(() => rssMb(nodePid));
+    const masterDuringDownload = sampler(masterRss);
+    const downloadStarted = performance.now();
+    // Blender refuses the fake file: the job fails once the node has downloaded and tried it.
+    await waitForJob(master.url, bigJobBody.job_id, ['failed', 'completed'], 600_000);
+    const downloadSeconds = (performance.now() - downloadStarted) / 1000;
+    const nodeDownloadPeakMb = Math.max(...nodeDuring.stop());
+    const masterDownloadGrowthMb = Math.max(...masterDuringDownload.stop()) - baselineMb;
+    // The node's copy is no longer needed; the disk is shared.
+    await rm(join(node.workDir, 'blend_files', `${sha256}.blend`), { force: true });
+
+    const nodeRender = sampler(() => rssMb(nodePid));
+    const form = new FormData();
+    form.set('blend_file', new Blob([readFileSync(small)]), 'small.blend');
+    form.set('start_frame', '1');
+    form.set('end_frame', '12');
+    const smallJob = (await (await fetch(`${master.url}/submit_job`, { method: 'POST', body: form })).json()) as { job_id: string };
+    const done = await waitForJob(master.url, smallJob.job_id, ['completed', 'failed'], 300_000);
+    const nodeRenderPeakMb = Math.max(...nodeRender.stop());
+    if (done.status !== 'completed') throw new Error(`the small job ended ${done.status}`);
+
+    console.log('results:');
+    report('master (workerd) RSS before upload', baselineMb, 'MB');
+    report(`master growth during ${options.mib} MiB upload`, masterGrowthMb, 'MB', `${upload.part_count} parts in ${uploadSeconds.toFixed(1)} s, ${(options.mib / uploadSeconds).toFixed(0)} MiB/s`);
+    report('  of which while the parts arrived', partsPeakMb - baselineMb, 'MB', `${partsSeconds.toFixed(1)} s; the rest is complete + SHA-256 of the object`);
+    report('master growth while the node downloads it', masterDownloadGrowthMb, 'MB');
+    report(`node RSS peak, downloading ${options.mib} MiB`, nodeDownloadPeakMb, 'MB', `download and failed render in ${downloadSeconds.toFixed(1)} s`);
+    report('node RSS peak, rendering 12 frames', nodeRenderPeakMb, 'MB');
+    verdict('master growth during upload (MB)', masterGrowthMb, '<= 64', masterGrowthMb <= 64);
+    verdict('node RSS peak (MB)', Math.max(nodeDownloadPeakMb, nodeRenderPeakMb), '<= 150', Math.max(nodeDownloadPeakMb, nodeRenderPeakMb) <= 150);
+    return { masterGrowthMb, nodeDownloadPeakMb, nodeRenderPeakMb };
+  } finally {
+    await node?.stop();
+    await master.stop();
+    await rm(dir, { recursive: true, force: true });
+    await rm(master.persistDir, { recursive: true, force: true });
+  }
+}
+
+if (isMain(import.meta)) {
+  const { values } = parseArgs({ options: { mib: { type: 'string', default: '1024' } } });
+  runBench(async () => {
+    console.log(`machine: ${machineInfo()}`);
+    await benchMemory({ mib: Number(values.mib) });
+  });
+}

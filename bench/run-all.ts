@@ -1,0 +1,57 @@
+/**
+ * Runs the five benchmarks one after another (`npm run bench`) and prints a summary. Each one
+ * measures its baseline in the same run, so the ratios compare like with like; the absolute
+ * figures depend on the machine and on whatever else it is doing.
+ *
+ *   npm run bench                      all five
+ *   npm run bench -- dispatch pickup   some, by name: farm, dispatch, submit, memory, pickup
+ */
+import { benchDispatch } from './dispatch.ts';
+import { benchFarmVsPlain } from './farm-vs-plain.ts';
+import { machineInfo, runBench } from './lib.ts';
+import { benchMemory } from './memory.ts';
+import { benchPickup } from './pickup-latency.ts';
+import { benchSubmitScaling } from './submit-scaling.ts';
+
+const BENCHES: Record<string, () => Promise<string>> = {
+  farm: async () => {
+    const r = await benchFarmVsPlain({ frames: 24, width: 256, height: 192, threads: 2, bake: false, cold: true });
+    return `farm/plain ${(r.farmS / r.plainS).toFixed(3)} (goal <= 1.05); without previews ${(r.farmNoPreviewsS / r.plainS).toFixed(3)}; --no-hot/plain ${r.farmColdS === null ? '-' : (r.farmColdS / r.plainS).toFixed(3)}; per-frame/plain ${(r.perFrameS / r.plainS).toFixed(3)}; identical frames ${r.identical}/24`;
+  },
+  dispatch: async () => {
+    const r = await benchDispatch({ nodes: 32, seconds: 5 });
+    return `claims ${r.claimRate.toFixed(0)}/s = ${(r.claimRate / r.noopRate).toFixed(3)}x no-op (goal >= 0.8 and >= 1000/s); tasks ${r.taskRate.toFixed(0)}/s = ${(r.taskRate / r.noopRate).toFixed(3)}x (goal >= 0.2); duplicates ${r.duplicates}`;
+  },
+  submit: async () => {
+    const r = await benchSubmitScaling({ rounds: 20 });
+    return `1M/10 frames ${(r.largeMs / r.smallMs).toFixed(3)} (goal <= 1.5)`;
+  },
+  memory: async () => {
+    const r = await benchMemory({ mib: 1024 });
+    return `master +${r.masterGrowthMb.toFixed(0)} MB (goal <= 64); node peak ${Math.max(r.nodeDownloadPeakMb, r.nodeRenderPeakMb).toFixed(0)} MB (goal <= 150)`;
+  },
+  pickup: async () => {
+    const r = await benchPickup({ rounds: 8 });
+    return `submit to running median ${r.medianMs.toFixed(0)} ms, max ${r.maxMs.toFixed(0)} ms (goal <= 1000 ms)`;
+  },
+};
+
+runBench(async () => {
+  const wanted = process.argv.slice(2);
+  const unknown = wanted.filter((name) => !(name in BENCHES));
+  if (unknown.length > 0) throw new Error(`unknown benchmark(s) ${unknown.join(', ')}; pick from ${Object.keys(BENCHES).join(', ')}`);
+  console.log(`machine: ${machineInfo()}\n`);
+  const summary: string[] = [];
+  for (const name of wanted.length > 0 ? wanted : Object.keys(BENCHES)) {
+    console.log(`=== ${name}`);
+    try {
+      summary.push(`${name}: ${await BENCHES[name]!()}`);
+    } catch (err) {
+      console.error(`${name} failed: ${(err as Error).stack ?? err}`);
+      summary.push(`${name}: FAILED (${(err as Error).message})`);
+    }
+    console.log('');
+  }
+  console.log('summary:');
+  for (const line of summary) console.log(`  ${line}`);
+});

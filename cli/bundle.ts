@@ -1,0 +1,130 @@
+/**
+ * A project bundle: the main .blend and the files it needs, in one .zip, at their paths relative
+ * to a common root folder, so the `//` relative paths inside the .blend (and inside its linked
+ * libraries) resolve on a render node exactly as on this machine. Nothing in the .blend is
+ * rewritten: the root is the deepest folder that holds the .blend and every dependency, so a
+ * texture at `//../shared/wood.png` travels as `shared/wood.png` beside `shot/main.blend`.
+ *
+ * The archive is deterministic (entries sorted, fixed timestamps and modes), so the same files
+ * give the same SHA-256 and a second submission uploads nothing. It is hashed while written.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import yazl from 'yazl';
+
+/** Every entry carries this time, so that touching a file does not change the bundle's hash. */
+const FIXED_MTIME = new Date('2000-01-01T00:00:00Z');
+/** Formats that are compressed already: storing them is as small and much faster. */
+const STORED_EXTENSIONS = new Set([
+  'png', 'jpg', 'jpeg', 'webp', 'exr', 'gz', 'zip', 'zst', '7z', 'mp4', 'mov', 'mkv', 'avi', 'webm', 'mp3', 'ogg', 'flac', 'aac', 'm4a', 'jp2', 'tx', 'vdb', 'bphys',
+]);
+
+export interface BundlePlan {
+  /** The folder the archive's paths are relative to. */
+  root: string;
+  /** The main .blend's path inside the archive, with `/` separators. */
+  mainBlend: string;
+  /** Absolute source path -> path inside the archive. Sorted by archive path. */
+  entries: { source: string; name: string }[];
+}
+
+/** The deepest folder that contains every one of `paths` (absolute). */
+export function commonRoot(paths: string[]): string {
+  const split = paths.map((p) => resolve(p).split(sep));
+  const first = split[0]!;
+  let depth = first.length;
+  for (const parts of split) {
+    let i = 0;
+    while (i < depth && i < parts.length && parts[i] === first[i]) i++;
+    depth = i;
+  }
+  return first.slice(0, depth).join(sep) || sep;
+}
+
+/** Lays out the archive for `mainBlend` and its dependency files (absolute paths). */
+export function planBundle(mainBlend: string, files: string[]): BundlePlan {
+  const main = resolve(mainBlend);
+  const unique = [...new Set([main, ...files.map((f) => resolve(f))])];
+  const root = commonRoot([dirname(main), ...unique.map((f) => dirname(f))]);
+  const entries = unique
+    .map((source) => ({ source, name: relative(root, source).split(sep).join('/') }))
+    .filter((e) => e.name !== '' && !e.name.startsWith('..') && !isAbsolute(e.name))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { root, mainBlend: relative(root, main).split(sep).join('/'), entries };
+}
+
+function shouldCompress(name: string, head: Buffer): boolean {
+  const ext = name.split('.').pop()!.toLowerCase();
+  if (ext === 'blend') return head.subarray(0, 7).toString('latin1') === 'BLENDER'; // not already gzip/zstd
+  return !STORED_EXTENSIONS.has(ext);
+}
+
+async function fileHead(path: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of createReadStream(path, { start: 0, end: 15 })) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Writes the archive of `plan` to `outPath`; returns its SHA-256 and size. `onBytes` reports the
+ * source bytes read so far (for a progress bar).
+ */
+export async function writeBundle(plan: BundlePlan, outPath: string, onBytes?: (bytes: number) => void): Promise<{ sha256: string; size: number; sourceBytes: number }> {
+  const zip = new yazl.ZipFile();
+  let sourceBytes = 0;
+  for (const entry of plan.entries) {
+    const info = await stat(entry.source);
+    const compress = shouldCompress(entry.name, await fileHead(entry.source));
+    // Read lazily, one file at a time, counting bytes as they go into the archive.
+    const source = entry.source;
+    zip.addReadStreamLazy(
+      entry.name,
+      { mtime: FIXED_MTIME, mode: 0o100644, compress, size: info.size },
+      (cb: (err: Error | null, stream: NodeJS.ReadableStream) => void) => {
+        const counted = createReadStream(source).pipe(
+          new Transform({
+            transform(chunk: Buffer, _encoding, done) {
+              sourceBytes += chunk.length;
+              onBytes?.(sourceBytes);
+              done(null, chunk);
+            },
+          }),
+        );
+        cb(null, counted);
+      },
+    );
+  }
+  // A source that fails or changes size while read fails the whole archive.
+  zip.once('error', (err: Error) => (zip.outputStream as Readable).destroy(err));
+  zip.end();
+  const hash = createHash('sha256');
+  let size = 0;
+  await pipeline(
+    zip.outputStream,
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        hash.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    }),
+    createWriteStream(outPath),
+  );
+  return { sha256: hash.digest('hex'), size, sourceBytes };
+}
+
+/** Hex SHA-256 of a file, streamed. */
+export async function sha256OfFile(path: string, onBytes?: (bytes: number) => void): Promise<string> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+    onBytes?.(bytes);
+  }
+  return hash.digest('hex');
+}

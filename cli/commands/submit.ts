@@ -1,0 +1,269 @@
+/**
+ * `farm submit FILE`: sends a .blend (with everything it needs) or a project .zip to the farm.
+ *
+ *  1. Asks Blender (headless, `--disable-autoexec`) which files the .blend needs: textures with
+ *     UDIM tiles, linked libraries (recursively), sounds, caches. Missing ones are warnings.
+ *  2. A .blend that needs nothing else is uploaded as it is; otherwise the files are bundled into
+ *     a .zip at their relative paths (cli/bundle.ts).
+ *  3. The file is uploaded with the chunked API by SHA-256 (cli/upload/blob-upload.ts): what the
+ *     master already has is not sent again, and an interrupted upload resumes where it stopped.
+ *  4. `POST /jobs` creates the job, with the warnings attached.
+ */
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { basename, join, relative, resolve } from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { FRAME_MAX, FRAME_MIN, unsafeRelativePath, type CreateJobRequest, type InputKind, type SubmitJobResponse } from '../../protocol/schemas.ts';
+import { planBundle, sha256OfFile, writeBundle } from '../bundle.ts';
+import { dependencyWarnings, listDependencies, type DependencyReport } from '../deps/list-deps.ts';
+import { uploadBlob, type UploadResult } from '../upload/blob-upload.ts';
+import { callJson, connect, FarmHttpError } from '../upload/http.ts';
+import { createProgress, formatBytes } from '../upload/progress.ts';
+
+export interface SubmitOptions {
+  frames?: string;
+  chunkSize?: number;
+  priority?: number;
+  name?: string;
+  maxAttempts?: number;
+  main?: string;
+  blender: string;
+  deps: boolean;
+  strict?: boolean;
+  dryRun?: boolean;
+  parallel: number;
+  bundleDir?: string;
+  json?: boolean;
+  progress: boolean;
+}
+
+/** What `farm submit --json` prints. */
+export interface SubmitResult extends SubmitJobResponse {
+  blob_sha256: string;
+  kind: InputKind;
+  main_blend: string | null;
+  size: number;
+  uploaded_bytes: number;
+  skipped_bytes: number;
+  files: number;
+  warnings: string[];
+}
+
+/** A user's mistake: printed without a stack, exit status 2. */
+class UsageError extends Error {}
+
+/** "1-250" or "7" -> the range; anything else is a UsageError. */
+export function parseFrames(text: string): { start: number; end: number } {
+  const match = /^\s*(\d+)\s*(?:[-:]|\.\.)\s*(\d+)\s*$/.exec(text) ?? /^\s*(\d+)\s*$/.exec(text);
+  if (!match) throw new UsageError(`--frames must look like 1-250 or 7 (got "${text}")`);
+  const start = Number(match[1]);
+  const end = Number(match[2] ?? match[1]);
+  if (start > end) throw new UsageError(`--frames ${text}: the first frame is after the last`);
+  if (start < FRAME_MIN || end > FRAME_MAX) throw new UsageError(`--frames must be within ${FRAME_MIN}-${FRAME_MAX}`);
+  return { start, end };
+}
+
+const wholeNumber = (flag: string, min: number, max: number) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be a whole number from ${min} to ${max}.`);
+  return n;
+};
+
+function say(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+/** Runs `farm submit` for `file`; returns what it printed with --json. */
+export async function submit(file: string, options: SubmitOptions, global: { master: string; token?: string }, signal: AbortSignal): Promise<SubmitResult> {
+  const path = resolve(file);
+  const info = await stat(path).catch(() => null);
+  if (!info?.isFile()) throw new UsageError(`${file} is not a file`);
+  const isZip = /\.zip$/i.test(path);
+  if (!isZip && !/\.blend\d*$/i.test(path)) throw new UsageError(`${file} is neither a .blend nor a .zip project`);
+  if (options.main !== undefined) {
+    if (!isZip) throw new UsageError('--main is for a .zip project (it names the .blend to render inside it)');
+    const problem = unsafeRelativePath(options.main);
+    if (problem) throw new UsageError(`--main ${options.main} ${problem}`);
+  }
+
+  // 1. What the .blend needs.
+  let report: DependencyReport | null = null;
+  let warnings: string[] = [];
+  if (!isZip && options.deps) {
+    say(`asking Blender for the files ${basename(path)} needs…`);
+    report = await listDependencies(path, options.blender);
+    const here = (p: string) => relative(process.cwd(), p) || p;
+    warnings = dependencyWarnings(report, here);
+    say(`${report.files.length} file(s) besides the .blend (Blender ${report.blender_version}, scene "${report.scene.name}", frames ${report.scene.frame_start}-${report.scene.frame_end})`);
+    for (const warning of warnings) say(`warning: ${warning}`);
+    if (options.strict && (report.missing.length > 0 || report.unportable.length > 0)) {
+      throw new UsageError(`--strict: ${report.missing.length + report.unportable.length} dependenc(ies) cannot be sent; fix them or submit without --strict`);
+    }
+  }
+  let frames: { start: number; end: number };
+  if (options.frames !== undefined) frames = parseFrames(options.frames);
+  else if (report) frames = { start: report.scene.frame_start, end: report.scene.frame_end };
+  else throw new UsageError('--frames is required when Blender is not asked for the scene (--no-deps, or a .zip)');
+
+  // 2. What to upload: the .blend alone, a bundle, or the user's own zip.
+  let uploadPath = path;
+  let kind: InputKind = isZip ? 'zip' : 'blend';
+  let mainBlend: string | null = isZip ? (options.main ?? null) : null;
+  let fileCount = 1;
+  let tempDir: string | null = null;
+  const conn = connect(global.master, global.token);
+  try {
+    if (report && report.files.length > 0) {
+      const plan = planBundle(path, report.files.map((f) => f.path));
+      fileCount = plan.entries.length;
+      kind = 'zip';
+      mainBlend = plan.mainBlend;
+      if (plan.entries.length !== report.files.length + 1) {
+        say(`note: ${report.files.length + 1 - plan.entries.length} duplicate path(s) bundled once`);
+      }
+      say(`bundle: ${plan.entries.length} files under ${plan.root}, main .blend ${plan.mainBlend}`);
+      if (options.dryRun) {
+        for (const entry of plan.entries) say(`  ${entry.name}`);
+      } else {
+        tempDir = await mkdtemp(join(options.bundleDir ?? tmpdir(), 'farm-bundle-'));
+        uploadPath = join(tempDir, 'project.zip');
+        let sourceTotal = 0;
+        for (const entry of plan.entries) sourceTotal += (await stat(entry.source)).size;
+        const packing = createProgress('bundling', sourceTotal, options.progress);
+        const written = await writeBundle(plan, uploadPath, (bytes) => packing.update(bytes, bytes));
+        packing.stop();
+        say(`bundle: ${formatBytes(written.size)} (from ${formatBytes(written.sourceBytes)})`);
+      }
+    }
+    if (options.dryRun) {
+      return {
+        job_id: '',
+        status: 'queued',
+        total_frames: frames.end - frames.start + 1,
+        blend_file: '',
+        blob_sha256: '',
+        kind,
+        main_blend: mainBlend,
+        size: 0,
+        uploaded_bytes: 0,
+        skipped_bytes: 0,
+        files: fileCount,
+        warnings,
+      };
+    }
+
+    // 3. Upload by hash.
+    const { size } = await stat(uploadPath);
+    const hashing = createProgress('hashing', size, options.progress && kind === 'blend');
+    const sha256 = await sha256OfFile(uploadPath, (bytes) => hashing.update(bytes, bytes));
+    hashing.stop();
+    let upload: UploadResult;
+    const bar = createProgress('uploading', size, options.progress);
+    try {
+      upload = await uploadBlob({
+        conn,
+        path: uploadPath,
+        sha256,
+        size,
+        parallel: options.parallel,
+        signal,
+        onPlan: (state) => {
+          if (state.parts_done.length > 0) say(`resuming: the master has ${state.parts_done.length} of ${state.part_count} parts already`);
+        },
+        onProgress: (p) => bar.update(p.doneBytes, p.sentBytes),
+        onRetry: (what, error, delayMs) => say(`retrying ${what} in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`),
+      });
+    } finally {
+      bar.stop();
+    }
+    say(
+      upload.alreadyStored
+        ? `the master already has this ${kind === 'zip' ? 'project' : '.blend'} (${sha256.slice(0, 12)}): nothing to upload`
+        : `uploaded ${formatBytes(upload.sentBytes)}${upload.skippedBytes ? ` (${formatBytes(upload.skippedBytes)} were already there)` : ''}, SHA-256 ${sha256.slice(0, 12)} verified by the master`,
+    );
+
+    // 4. The job.
+    const body: CreateJobRequest = {
+      blob_sha256: sha256,
+      kind,
+      ...(kind === 'zip' && mainBlend !== null ? { main_blend: mainBlend } : {}),
+      start_frame: frames.start,
+      end_frame: frames.end,
+      ...(options.chunkSize !== undefined ? { chunk_size: options.chunkSize } : {}),
+      ...(options.priority !== undefined ? { priority: options.priority } : {}),
+      name: options.name ?? basename(path).replace(/\.(blend\d*|zip)$/i, ''),
+      ...(options.maxAttempts !== undefined ? { max_attempts: options.maxAttempts } : {}),
+      ...(warnings.length > 0 ? { warnings: warnings.slice(0, 200).map((w) => w.slice(0, 1000)) } : {}),
+    };
+    const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', body, signal);
+    return {
+      ...job,
+      blob_sha256: sha256,
+      kind,
+      main_blend: mainBlend,
+      size,
+      uploaded_bytes: upload.sentBytes,
+      skipped_bytes: upload.skippedBytes,
+      files: fileCount,
+      warnings,
+    };
+  } finally {
+    await conn.dispatcher.destroy().catch(() => {});
+    if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  }
+}
+
+/** Adds `farm submit` to the program. */
+export function register(program: Command): void {
+  program
+    .command('submit')
+    .description('upload a .blend with its textures, libraries and caches (or a project .zip) and queue a render job')
+    .argument('<file>', 'the .blend to render, or a .zip project')
+    .option('--frames <range>', "frames to render, like 1-250 or 7 (default: the scene's frame range)")
+    .option('--chunk-size <n>', 'frames per task (default: sized by the master)', wholeNumber('--chunk-size', 1, 10_000))
+    .option('--priority <n>', 'higher runs first, 0-100 (default 50)', wholeNumber('--priority', 0, 100))
+    .option('--name <name>', 'job name (default: the file name)')
+    .option('--max-attempts <n>', 'tries per task before the job fails (default 3)', wholeNumber('--max-attempts', 1, 20))
+    .option('--main <path>', 'for a .zip: the .blend to render, relative to the archive root (default: the only top-level .blend)')
+    .option('--blender <path>', 'Blender used to list dependencies (env BLENDER)', process.env.BLENDER ?? 'blender')
+    .option('--no-deps', 'upload the .blend alone, without asking Blender what it needs')
+    .option('--strict', 'stop before uploading when a dependency is missing or has an absolute path')
+    .option('--dry-run', 'list what would be uploaded; upload nothing')
+    .option('--parallel <n>', 'parts uploaded at once', wholeNumber('--parallel', 1, 16), 3)
+    .option('--bundle-dir <dir>', 'where to write the temporary .zip bundle (default: the system temp folder)')
+    .option('--json', 'print the result as JSON on stdout')
+    .option('--no-progress', 'no progress bar')
+    .action(async (file: string, options: SubmitOptions, command: Command) => {
+      const global = command.optsWithGlobals() as { master: string; token?: string };
+      const abort = new AbortController();
+      const onSignal = () => {
+        if (abort.signal.aborted) process.exit(130);
+        say('\ninterrupted: run the same command again to resume the upload where it stopped');
+        abort.abort(new Error('interrupted'));
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      try {
+        const result = await submit(file, options, global, abort.signal);
+        if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+        else if (options.dryRun) process.stdout.write(`dry run: ${result.files} file(s) as ${result.kind}, frames ${result.total_frames}; nothing uploaded\n`);
+        else process.stdout.write(`job ${result.job_id} queued: ${result.total_frames} frame(s)${result.warnings.length ? `, ${result.warnings.length} warning(s)` : ''}\n`);
+      } catch (err) {
+        if (abort.signal.aborted) {
+          process.exitCode = 130;
+        } else if (err instanceof UsageError) {
+          say(`farm submit: ${err.message}`);
+          process.exitCode = 2;
+        } else if (err instanceof FarmHttpError) {
+          say(`farm submit: the master answered ${err.status}: ${err.message}`);
+          process.exitCode = 1;
+        } else {
+          say(`farm submit: ${(err as Error).message}`);
+          process.exitCode = 1;
+        }
+      } finally {
+        process.off('SIGINT', onSignal);
+        process.off('SIGTERM', onSignal);
+      }
+    });
+}

@@ -1,0 +1,60 @@
+/**
+ * `get_job` made idempotent. A node sends a fresh `claim_id` with each request for work and the
+ * same one on every retry of that request. The master uses it as the lease id of what it claims,
+ * so when the answer is lost on the way (a reset connection after the claim was committed) the
+ * retry finds the claim by its lease id and gets it again, instead of the claim sitting leased to
+ * a node that does not know about it until the lease runs out and costs the task an attempt.
+ */
+
+export interface ClaimedTask {
+  id: string;
+  job_id: string;
+  start_frame: number;
+  end_frame: number;
+  attempts: number;
+}
+
+export interface ClaimAgain {
+  /** The claim this id already made, still leased to this node on a job being served. */
+  claimed: ClaimedTask | null;
+  /** Whether no task ever had this lease id, so a new claim may take it. */
+  idIsFree: boolean;
+}
+
+/** What `claimId` already stands for; a node can only ever get back its own live claim. */
+export async function claimAgain(db: D1Database, workerId: string, claimId: string, now: number): Promise<ClaimAgain> {
+  const row = await db
+    .prepare(
+      `SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.attempts, t.worker_id, t.status, t.lease_expires_at,
+         j.status AS job_status
+       FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.lease_id = ?`,
+    )
+    .bind(claimId)
+    .first<ClaimedTask & { worker_id: string | null; status: string; lease_expires_at: number | null; job_status: string }>();
+  if (!row) return { claimed: null, idIsFree: true };
+  const live =
+    row.worker_id === workerId && row.status === 'running' && (row.lease_expires_at ?? 0) >= now && ['queued', 'running'].includes(row.job_status);
+  const { id, job_id, start_frame, end_frame, attempts } = row;
+  return { claimed: live ? { id, job_id, start_frame, end_frame, attempts } : null, idIsFree: false };
+}
+
+/**
+ * The newest `get_job` of each node, in this isolate. A node has one request for work open at a
+ * time, so when a newer one arrives (a retry after a reset connection, or the node restarted)
+ * the older one is abandoned: its client is gone, and a claim it made would sit leased to a node
+ * that never hears of it. A superseded long poll stops waiting and claims nothing. Like the
+ * waiters in work-signal.ts this lives in memory: with several isolates it is best effort.
+ */
+const newestPoll = new Map<string, object>();
+
+/** Registers a request for work; the returned function says whether it is still the newest. */
+export function startPoll(workerId: string): { isNewest: () => boolean; end: () => void } {
+  const token = {};
+  newestPoll.set(workerId, token);
+  return {
+    isNewest: () => newestPoll.get(workerId) === token,
+    end: () => {
+      if (newestPoll.get(workerId) === token) newestPoll.delete(workerId);
+    },
+  };
+}

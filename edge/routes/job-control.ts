@@ -1,0 +1,169 @@
+/**
+ * Job control: cancel, pause, resume, change priority or webhook, delete with its files.
+ *
+ * Each change is one conditional UPDATE (or one batch), so two people pressing buttons at once
+ * cannot leave a job half-changed. Asking for the state a job is already in changes nothing and
+ * answers 200 with `previous_status` equal to `status`; asking for a change a job's state does not
+ * allow (pausing a completed job) answers 409 saying what can be done instead.
+ *
+ * What each change means for the nodes:
+ *  - pause: no new frames are handed out (the scheduler only serves queued and running jobs);
+ *    tasks being rendered finish, as in Flamenco, so no work is thrown away;
+ *  - cancel: no new frames, and the tasks being rendered go back to the queue at once: the
+ *    node's next lease renewal or frame upload gets 409 and the node stops Blender;
+ *  - resume: a paused or canceled job is queued again and waiting nodes are woken.
+ */
+import { Hono } from 'hono';
+import { updateJobSchema, type DeleteJobResponse, type JobControlResponse, type WebhookStatus } from '../../protocol/api.ts';
+import type { JobStatus } from '../../protocol/schemas.ts';
+import type { AppEnv } from '../app-env.ts';
+import { fail } from '../errors.ts';
+import { describeJob, requireJobRow, type JobRow } from '../job-status.ts';
+import { jobObjectPrefixes } from '../storage-keys.ts';
+import { completeJobIfDone } from '../task-outcomes.ts';
+import { readJson, requireId } from '../validation.ts';
+
+/** What the user can do instead, for a job whose state does not allow the request. */
+function refuse(job: JobRow, what: string): never {
+  const id = job.id;
+  const hints: Record<JobStatus, string> = {
+    queued: '',
+    running: '',
+    paused: `resume it with POST /jobs/${id}/resume (farm resume ${id})`,
+    completed: `its frames are at /jobs/${id}/frames; delete it with DELETE /jobs/${id}`,
+    failed: `requeue its failed frames with POST /jobs/${id}/requeue_failed (farm requeue ${id})`,
+    canceled: `resume it with POST /jobs/${id}/resume (farm resume ${id}) or delete it with DELETE /jobs/${id}`,
+  };
+  fail(409, `job ${id} is ${job.status}, so it cannot be ${what}${hints[job.status] ? `: ${hints[job.status]}` : ''}`);
+}
+
+async function answer(db: D1Database, jobId: string, previous: JobStatus): Promise<JobControlResponse> {
+  const job = await requireJobRow(db, jobId);
+  return { ...(await describeJob(db, job)), previous_status: previous };
+}
+
+/** Deletes every object under `prefix`, a page (up to 1000 keys, R2's limit) at a time. */
+async function deletePrefix(bucket: R2Bucket, prefix: string): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    // Always list from the start: the objects of the previous page are gone.
+    const page = await bucket.list({ prefix, limit: 1000 });
+    if (page.objects.length === 0) return deleted;
+    await bucket.delete(page.objects.map((o) => o.key));
+    deleted += page.objects.length;
+    if (!page.truncated) return deleted;
+  }
+}
+
+export const jobControlRoutes = new Hono<AppEnv>()
+  .post('/jobs/:job_id/pause', async (c) => {
+    const jobId = requireId(c.req.param('job_id'), 'job_id');
+    const job = await requireJobRow(c.env.DB, jobId);
+    const changed = await c.env.DB.prepare(
+      `UPDATE jobs SET status = 'paused', updated_at = ?1 WHERE id = ?2 AND status IN ('queued', 'running') RETURNING id`,
+    )
+      .bind(Date.now(), jobId)
+      .first();
+    if (!changed && job.status !== 'paused') refuse(job, 'paused');
+    return c.json(await answer(c.env.DB, jobId, job.status));
+  })
+  .post('/jobs/:job_id/resume', async (c) => {
+    const jobId = requireId(c.req.param('job_id'), 'job_id');
+    const job = await requireJobRow(c.env.DB, jobId);
+    const now = Date.now();
+    // A job that never had a frame claimed is queued again; one that had is running.
+    const changed = await c.env.DB.prepare(
+      `UPDATE jobs SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END, finished_at = NULL, updated_at = ?1
+       WHERE id = ?2 AND status IN ('paused', 'canceled') RETURNING id`,
+    )
+      .bind(now, jobId)
+      .first();
+    if (!changed && job.status !== 'queued' && job.status !== 'running') refuse(job, 'resumed');
+    if (changed) {
+      // Frames finished while it was paused may have been its last ones.
+      await completeJobIfDone(c.env.DB, jobId, now);
+      c.get('wake')();
+    }
+    return c.json(await answer(c.env.DB, jobId, job.status));
+  })
+  .post('/jobs/:job_id/cancel', async (c) => {
+    const jobId = requireId(c.req.param('job_id'), 'job_id');
+    const job = await requireJobRow(c.env.DB, jobId);
+    const now = Date.now();
+    // One transaction: the job stops being served and its leased tasks go back to the queue
+    // (without using an attempt), so a node's next renewal or upload is refused and it stops.
+    const [changed] = await c.env.DB.batch([
+      c.env.DB.prepare(
+        `UPDATE jobs SET status = 'canceled', finished_at = ?1, updated_at = ?1
+         WHERE id = ?2 AND status IN ('queued', 'running', 'paused') RETURNING id`,
+      ).bind(now, jobId),
+      c.env.DB.prepare(
+        `UPDATE tasks SET status = 'queued', lease_expires_at = NULL, attempts = MAX(0, attempts - 1), updated_at = ?1,
+           message = 'canceled while rendering; the node was told to stop'
+         WHERE job_id = ?2 AND status = 'running' AND (SELECT status FROM jobs WHERE id = ?2) = 'canceled'`,
+      ).bind(now, jobId),
+    ]);
+    if (changed!.results.length === 0 && job.status !== 'canceled') refuse(job, 'canceled');
+    return c.json(await answer(c.env.DB, jobId, job.status));
+  })
+  .patch('/jobs/:job_id', async (c) => {
+    const jobId = requireId(c.req.param('job_id'), 'job_id');
+    const body = await readJson(c, updateJobSchema, c.get('config').maxJsonBytes);
+    const job = await requireJobRow(c.env.DB, jobId);
+    const statements: D1PreparedStatement[] = [];
+    const now = Date.now();
+    if (body.priority !== undefined) {
+      statements.push(c.env.DB.prepare(`UPDATE jobs SET priority = ?1, updated_at = ?2 WHERE id = ?3`).bind(body.priority, now, jobId));
+    }
+    if (body.webhook_url !== undefined) {
+      // A new URL is armed: it is called when the job finishes, or at once if it has finished.
+      statements.push(
+        c.env.DB.prepare(
+          `UPDATE jobs SET webhook_url = ?1, webhook_state = CASE WHEN ?1 IS NULL THEN NULL ELSE 'armed' END,
+             webhook_attempts = 0, webhook_last_error = NULL, webhook_delivered_at = NULL, webhook_updated_at = ?2, updated_at = ?2
+           WHERE id = ?3`,
+        ).bind(body.webhook_url, now, jobId),
+      );
+    }
+    await c.env.DB.batch(statements);
+    // A job that rose in priority may now be the one a waiting node should take.
+    if (body.priority !== undefined) c.get('wake')();
+    return c.json(await answer(c.env.DB, jobId, job.status));
+  })
+  .delete('/jobs/:job_id', async (c) => {
+    const jobId = requireId(c.req.param('job_id'), 'job_id');
+    await requireJobRow(c.env.DB, jobId);
+    // Rows first, in one transaction: once they are gone, nodes rendering the job are refused
+    // (their task no longer exists) and no frame can be recorded for it again.
+    const [, , , deleted] = await c.env.DB.batch([
+      c.env.DB.prepare(`DELETE FROM frames WHERE job_id = ?`).bind(jobId),
+      c.env.DB.prepare(`DELETE FROM tasks WHERE job_id = ?`).bind(jobId),
+      c.env.DB.prepare(`DELETE FROM job_blocklist WHERE job_id = ?`).bind(jobId),
+      c.env.DB.prepare(`DELETE FROM jobs WHERE id = ? RETURNING id`).bind(jobId),
+    ]);
+    if (deleted!.results.length === 0) fail(404, `no job with id ${jobId}`);
+    // Then its objects: frames, previews and logs. The input (.blend or .zip) is stored by
+    // content and may be used by other jobs or by a later submission of the same file: kept.
+    let deletedObjects = 0;
+    for (const prefix of jobObjectPrefixes(jobId)) deletedObjects += await deletePrefix(c.env.FILES, prefix);
+    const body: DeleteJobResponse = { job_id: jobId, deleted: true, deleted_objects: deletedObjects };
+    return c.json(body);
+  })
+  .get('/jobs/:job_id/webhook', async (c) => {
+    const jobId = requireId(c.req.param('job_id'), 'job_id');
+    const row = await c.env.DB.prepare(
+      `SELECT webhook_url, webhook_state, webhook_attempts, webhook_last_error, webhook_delivered_at FROM jobs WHERE id = ?`,
+    )
+      .bind(jobId)
+      .first<{ webhook_url: string | null; webhook_state: WebhookStatus['state']; webhook_attempts: number; webhook_last_error: string | null; webhook_delivered_at: number | null }>();
+    if (!row) fail(404, `no job with id ${jobId}`);
+    const body: WebhookStatus = {
+      job_id: jobId,
+      webhook_url: row.webhook_url,
+      state: row.webhook_state,
+      attempts: row.webhook_attempts,
+      last_error: row.webhook_last_error,
+      delivered_at: row.webhook_delivered_at === null ? null : new Date(row.webhook_delivered_at).toISOString(),
+    };
+    return c.json(body);
+  });

@@ -1,0 +1,141 @@
+/**
+ * The node list and node control: drain (no new work, the current task finishes), disable (no
+ * new work, the current task goes back to the queue at once) and enable.
+ *
+ * A node is online when it was heard from (a poll, a renewal, an upload) within one lease period:
+ * a node that died shows as offline after at most LEASE_MS, the time its work takes to be
+ * handed to another node.
+ */
+import { Hono } from 'hono';
+import type { NodeState, WorkerControlResponse, WorkerInfo, WorkerListResponse } from '../../protocol/api.ts';
+import type { Device } from '../../protocol/schemas.ts';
+import type { AppEnv } from '../app-env.ts';
+import { fail } from '../errors.ts';
+import { requireId } from '../validation.ts';
+
+interface WorkerListRow {
+  id: string;
+  name: string;
+  hostname: string | null;
+  blender_version: string | null;
+  threads: number | null;
+  enabled: number;
+  frames_rendered: number;
+  failures: number;
+  created_at: number;
+  last_seen_at: number;
+  devices: string | null;
+  task_id: string | null;
+  job_id: string | null;
+  current_frame: number | null;
+}
+
+function parseDevices(json: string | null): Device[] {
+  try {
+    const value = JSON.parse(json ?? '[]') as unknown;
+    return Array.isArray(value) ? (value as Device[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The nodes as the API lists them, with their current task (a running task whose lease has not
+ * run out). `workerId` narrows the list to one node.
+ */
+export async function describeWorkers(db: D1Database, leaseMs: number, workerId?: string, now = Date.now()): Promise<WorkerInfo[]> {
+  const { results } = await db
+    .prepare(
+      `SELECT w.id, w.name, w.hostname, w.blender_version, w.threads, w.enabled, w.frames_rendered, w.failures,
+         w.created_at, w.last_seen_at, w.devices, t.id AS task_id, t.job_id AS job_id, t.current_frame AS current_frame
+       FROM workers w
+       LEFT JOIN tasks t ON t.id = (SELECT t2.id FROM tasks t2 WHERE t2.worker_id = w.id AND t2.status = 'running'
+         AND t2.lease_expires_at >= ?1 LIMIT 1)
+       WHERE ?2 IS NULL OR w.id = ?2
+       ORDER BY w.name, w.id LIMIT 1000`,
+    )
+    .bind(now, workerId ?? null)
+    .all<WorkerListRow>();
+  return results.map((w) => {
+    const online = now - w.last_seen_at <= leaseMs;
+    const enabled = w.enabled === 1;
+    let state: NodeState;
+    if (!online) state = 'offline';
+    else if (!enabled) state = w.task_id ? 'draining' : 'disabled';
+    else state = w.task_id ? 'rendering' : 'idle';
+    return {
+      worker_id: w.id,
+      name: w.name,
+      hostname: w.hostname,
+      blender_version: w.blender_version,
+      threads: w.threads,
+      enabled,
+      online,
+      state,
+      current_task_id: w.task_id,
+      current_job_id: w.job_id,
+      current_frame: w.current_frame,
+      devices: parseDevices(w.devices),
+      frames_rendered: w.frames_rendered,
+      failures: w.failures,
+      last_seen_at: new Date(w.last_seen_at).toISOString(),
+    };
+  });
+}
+
+async function describeWorker(db: D1Database, leaseMs: number, workerId: string): Promise<WorkerInfo> {
+  const [worker] = await describeWorkers(db, leaseMs, workerId);
+  if (!worker) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+  return worker;
+}
+
+export const nodeControlRoutes = new Hono<AppEnv>()
+  .get('/workers', async (c) => {
+    const body: WorkerListResponse = { workers: await describeWorkers(c.env.DB, c.get('config').leaseMs) };
+    return c.json(body);
+  })
+  .get('/workers/:worker_id', async (c) => {
+    const workerId = requireId(c.req.param('worker_id'), 'worker_id');
+    return c.json(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId));
+  })
+  .post('/workers/:worker_id/drain', async (c) => {
+    const workerId = requireId(c.req.param('worker_id'), 'worker_id');
+    const row = await c.env.DB.prepare(`UPDATE workers SET enabled = 0 WHERE id = ? RETURNING id`).bind(workerId).first();
+    if (!row) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: 0 };
+    return c.json(body);
+  })
+  .post('/workers/:worker_id/disable', async (c) => {
+    const workerId = requireId(c.req.param('worker_id'), 'worker_id');
+    const now = Date.now();
+    // The node's leased tasks return to the queue without using an attempt (it is not the
+    // task's fault); its next renewal or upload is refused, so it stops Blender.
+    const [updated, released] = await c.env.DB.batch([
+      c.env.DB.prepare(`UPDATE workers SET enabled = 0 WHERE id = ? RETURNING id`).bind(workerId),
+      c.env.DB.prepare(
+        `UPDATE tasks SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+           attempts = MAX(0, attempts - 1), updated_at = ?1, message = 'handed back: its node was disabled'
+         WHERE worker_id = ?2 AND status = 'running' RETURNING id`,
+      ).bind(now, workerId),
+    ]);
+    if (updated!.results.length === 0) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    if (released!.results.length > 0) c.get('wake')();
+    const body: WorkerControlResponse = {
+      ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)),
+      released_tasks: released!.results.length,
+    };
+    return c.json(body);
+  })
+  .post('/workers/:worker_id/enable', async (c) => {
+    const workerId = requireId(c.req.param('worker_id'), 'worker_id');
+    const row = await c.env.DB.prepare(`UPDATE workers SET enabled = 1 WHERE id = ? RETURNING id`).bind(workerId).first();
+    if (!row) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: 0 };
+    return c.json(body);
+  });
+
+/** Keeps the devices a node reported when it registered (a node that reports none keeps its last list). */
+export async function recordDevices(db: D1Database, workerId: string, devices: Device[] | undefined): Promise<void> {
+  if (!devices) return;
+  await db.prepare(`UPDATE workers SET devices = ? WHERE id = ?`).bind(JSON.stringify(devices), workerId).run();
+}

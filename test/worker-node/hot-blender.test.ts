@@ -1,0 +1,212 @@
+/**
+ * Hot Blender against real Blender: frames rendered one after another in one long-lived process
+ * must equal what a fresh Blender renders, and the process must be replaced when it dies, when it
+ * reaches its limits and when the work changes. Needs Blender 3.x as $BLENDER or on PATH.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
+import { HotBlender, HotBlenderError, type HotBlenderOptions } from '../../worker-node/blender/hot-blender.ts';
+import { decodePng } from '../e2e/png.ts';
+import { writeTruncatedBlend } from '../scenes/corrupt-blend.ts';
+
+const execFileAsync = promisify(execFile);
+const BLENDER = process.env.BLENDER ?? 'blender';
+const SCENES = new URL('../scenes/', import.meta.url).pathname;
+
+function makeScene(args: string[]): void {
+  const result = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_anim_scene.py'), '--', ...args], { encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`make_anim_scene.py failed (${result.status ?? result.signal}):\n${result.stdout}${result.stderr}`);
+}
+
+/** Pixel hash of frame N rendered by `blender -b FILE -o OUT -t 1 <action>` in a fresh process. */
+async function freshRender(blend: string, outDir: string, action: string[]): Promise<void> {
+  await execFileAsync(BLENDER, ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', blend, '-o', join(outDir, 'f_######'), '-x', '1', '-t', '1', ...action]);
+}
+
+const pixels = (path: string) => decodePng(readFileSync(path)).pixelHash;
+const numbered = (dir: string, frame: number) => join(dir, `f_${String(frame).padStart(6, '0')}.png`);
+
+describe('hot Blender', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hot-blender-'));
+  const baked = join(dir, 'baked.blend');
+  const live = join(dir, 'live.blend');
+  // Big enough that a frame takes a while to render, so a kill lands in the middle of one.
+  const slow = join(dir, 'slow.blend');
+  let hot: HotBlender | undefined;
+  const open = (options: Partial<HotBlenderOptions> = {}) =>
+    (hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0, ...options }));
+
+  beforeAll(() => {
+    makeScene([baked, '--frames', '12']);
+    // Unbaked, with the Euler integrator: where a frame's particles are depends on every step before it.
+    makeScene([live, '--frames', '12', '--no-bake', '--integrator', 'EULER']);
+    makeScene([slow, '--frames', '3', '--width', '320', '--height', '240']);
+  }, 60_000);
+  afterEach(async () => {
+    await hot?.dispose();
+    hot = undefined;
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('frames 3, 4, 5 and then a later task 9, 10 render in one process, each pixel-identical to a fresh blender -f N', async () => {
+    const h = open();
+    const out = join(dir, 'hot-baked');
+    const lines: string[] = [];
+    const results = [];
+    for (const frame of [3, 4, 5]) results.push(await h.renderFrame({ key: 'job-1', blendPath: baked, frame, outputPattern: join(out, 'frame_######'), onLine: (l) => lines.push(l) }));
+    for (const frame of [9, 10]) results.push(await h.renderFrame({ key: 'job-1', blendPath: baked, frame, outputPattern: join(out, 'frame_######') }));
+
+    // One process: started by the first frame, reused by every other.
+    expect(h.startedCount).toBe(1);
+    expect(new Set(results.map((r) => r.pid)).size).toBe(1);
+    expect(results.map((r) => r.started)).toEqual([true, false, false, false, false]);
+    // The same file names as blender -o .../frame_###### -x 1.
+    expect(results.map((r) => r.path)).toEqual([3, 4, 5, 9, 10].map((f) => join(out, `frame_${String(f).padStart(6, '0')}.png`)));
+    expect(lines.some((l) => l.startsWith('Saved: '))).toBe(true);
+    expect(results.every((r) => r.rssMb !== null && r.rssMb > 10)).toBe(true);
+
+    const fresh = join(dir, 'fresh-baked');
+    for (const frame of [3, 4, 5, 9, 10]) await freshRender(baked, fresh, ['-f', String(frame)]);
+    for (const r of results) expect(pixels(r.path), `frame ${r.frame}`).toBe(pixels(numbered(fresh, r.frame)));
+    // Animated: every frame differs, so the equality above is not trivially true.
+    expect(new Set(results.map((r) => pixels(r.path))).size).toBe(5);
+  });
+
+  it('with an unbaked simulation, frames are stepped in order: they equal one sequential blender -a run, not a jump to -f N', async () => {
+    const h = open();
+    const out = join(dir, 'hot-live');
+    const results = [];
+    for (const frame of [3, 4, 9]) results.push(await h.renderFrame({ key: 'job-live', blendPath: live, frame, outputPattern: join(out, 'frame_######') }));
+    expect(new Set(results.map((r) => r.pid)).size).toBe(1);
+    // Frame 9 came after 4: frames 5 to 8 were simulated (not rendered) on the way.
+    expect(results[2]!.stepSeconds).toBeGreaterThan(0);
+
+    const sequential = join(dir, 'sequential-live');
+    await freshRender(live, sequential, ['-s', '1', '-e', '9', '-a']);
+    for (const r of results) expect(pixels(r.path), `frame ${r.frame}`).toBe(pixels(numbered(sequential, r.frame)));
+
+    // The control: a fresh -f 9 integrates frames 1-9 in one step and lands elsewhere.
+    const jumped = join(dir, 'jumped-live');
+    await freshRender(live, jumped, ['-f', '9']);
+    expect(pixels(numbered(jumped, 9))).not.toBe(pixels(results[2]!.path));
+  });
+
+  it('a hot Blender killed while idle is noticed, and the next frame starts a new one', async () => {
+    const h = open();
+    const out = join(dir, 'killed-idle');
+    const first = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(out, 'frame_######') });
+    process.kill(first.pid, 'SIGKILL');
+    await waitUntil(() => h.pid === null);
+
+    const second = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 2, outputPattern: join(out, 'frame_######') });
+
+    expect(second.pid).not.toBe(first.pid);
+    expect(second.started).toBe(true);
+    expect(h.startedCount).toBe(2);
+    expect(readFileSync(second.path).subarray(1, 4).toString()).toBe('PNG');
+  });
+
+  it('a hot Blender killed mid-frame fails that frame with the signal, classified as killed, and the next frame restarts it', async () => {
+    const h = open();
+    const out = join(dir, 'killed-busy');
+    const warm = await h.renderFrame({ key: 'job-1', blendPath: slow, frame: 1, outputPattern: join(out, 'frame_######') });
+    let killed = false;
+    const failing = h.renderFrame({
+      key: 'job-1',
+      blendPath: slow,
+      frame: 2,
+      outputPattern: join(out, 'frame_######'),
+      // Kill it once Blender reports its first samples of the frame: it is rendering right now.
+      onLine: (line) => {
+        if (!killed && line.startsWith('Fra:2 ') && line.includes('Sample ')) {
+          killed = true;
+          process.kill(warm.pid, 'SIGKILL');
+        }
+      },
+    });
+
+    const err = await failing.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HotBlenderError);
+    expect(err).toMatchObject({ kind: 'exited', signal: 'SIGKILL', exitCode: null });
+    expect(classifyBlenderFailure(err as HotBlenderError).reason).toBe('killed');
+
+    const next = await h.renderFrame({ key: 'job-1', blendPath: slow, frame: 2, outputPattern: join(out, 'frame_######') });
+    expect(next.pid).not.toBe(warm.pid);
+    expect(next.started).toBe(true);
+  });
+
+  it('--hot-max-frames: after that many frames the next frame gets a new process', async () => {
+    const h = open({ maxFrames: 2 });
+    const out = join(dir, 'max-frames');
+    const pids = [];
+    for (const frame of [1, 2, 3, 4, 5]) pids.push((await h.renderFrame({ key: 'job-1', blendPath: baked, frame, outputPattern: join(out, 'frame_######') })).pid);
+    expect(pids[0]).toBe(pids[1]);
+    expect(pids[2]).toBe(pids[3]);
+    expect(pids[4]).not.toBe(pids[3]);
+    expect(new Set(pids).size).toBe(3);
+    expect(h.startedCount).toBe(3);
+  });
+
+  it('--hot-max-mem-mb: a process holding more than the limit after a frame is replaced before the next', async () => {
+    // Blender holds well over 1 MB, so every frame retires its process.
+    const h = open({ maxMemMb: 1 });
+    const out = join(dir, 'max-mem');
+    const a = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(out, 'frame_######') });
+    const b = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 2, outputPattern: join(out, 'frame_######') });
+    expect(b.pid).not.toBe(a.pid);
+    expect(b.started).toBe(true);
+  });
+
+  it('a frame of another job (another key) gets a new process, loading the other file', async () => {
+    const h = open();
+    const a = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(dir, 'key-a', 'frame_######') });
+    const b = await h.renderFrame({ key: 'job-2', blendPath: live, frame: 1, outputPattern: join(dir, 'key-b', 'frame_######') });
+    expect(b.pid).not.toBe(a.pid);
+    expect(h.startedCount).toBe(2);
+    // The first process was asked to quit, not left behind.
+    expect(processExists(a.pid)).toBe(false);
+  });
+
+  it('a truncated .blend: Blender exits 1 before it is ready, with an error classified as a corrupt file', async () => {
+    const h = open();
+    const broken = join(dir, 'truncated.blend');
+    await writeTruncatedBlend(baked, broken);
+    const err = await h.renderFrame({ key: 'job-3', blendPath: broken, frame: 1, outputPattern: join(dir, 'never', 'frame_######') }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'exited', exitCode: 1 });
+    expect(classifyBlenderFailure(err as HotBlenderError)).toMatchObject({ reason: 'corrupt_file', message: expect.stringContaining('Missing DNA block') });
+  });
+
+  it('a render error (no camera) is reported with Blender\'s message, and the process is not reused', async () => {
+    const noCamera = join(dir, 'no-camera.blend');
+    const made = spawnSync(BLENDER, ['-b', '--factory-startup', baked, '--python-expr',
+      `import bpy; bpy.context.scene.camera = None; [bpy.data.objects.remove(o) for o in list(bpy.data.objects) if o.type == 'CAMERA']; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(noCamera)})`], { encoding: 'utf8' });
+    expect(made.status, made.stdout + made.stderr).toBe(0);
+    const h = open();
+    const err = await h.renderFrame({ key: 'job-4', blendPath: noCamera, frame: 1, outputPattern: join(dir, 'no-cam', 'frame_######') }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: 'render_error' });
+    expect(classifyBlenderFailure(err as HotBlenderError).reason).toBe('no_camera');
+    expect(h.pid).toBeNull();
+  });
+});
+
+async function waitUntil(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Previews: after a frame is uploaded, the node makes a small JPEG of it (PREVIEW_WIDTH_PX wide)
+ * and uploads it beside the frame, so the dashboard shows thumbnails whatever the output format
+ * (browsers do not display EXR, and a grid of 4K PNGs is too heavy).
+ *
+ * How, in order of preference:
+ *  - ffmpeg when it is on PATH: fast (about 0.1 s a frame), reads EXR, TIFF, PNG, JPEG, DPX...;
+ *    linear EXR is converted to sRGB so it looks as Blender shows it;
+ *  - otherwise Blender itself (always there on a node) for formats a browser cannot show: it
+ *    loads the frame, scales it and saves a JPEG through the scene's colour management. Blender
+ *    starts for each preview (seconds), so PNG, JPEG, WebP and BMP frames, which the dashboard
+ *    can show as they are, get no preview without ffmpeg.
+ * `FARM_PREVIEWS=off` turns previews off. A preview that fails is logged and skipped: it never
+ * fails the frame or the task.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { PREVIEW_WIDTH_PX } from '../protocol/api.ts';
+import { findExecutable } from './config.ts';
+import type { Logger } from './logger.ts';
+import type { MasterClient } from './master-client.ts';
+
+const run = promisify(execFile);
+
+/** Frame formats a browser shows as they are: without ffmpeg they get no preview. */
+const BROWSER_FORMATS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp']);
+
+/** Blender's part: `blender -b --python-expr SCRIPT -- SRC DST WIDTH`. */
+const BLENDER_PREVIEW_SCRIPT = `
+import sys
+import bpy
+src, dst, width = sys.argv[sys.argv.index("--") + 1:][:3]
+width = int(width)
+img = bpy.data.images.load(src)
+w, h = img.size
+if w > width:
+    img.scale(width, max(1, round(h * width / w)))
+settings = bpy.context.scene.render.image_settings
+settings.file_format = "JPEG"
+settings.color_mode = "RGB"
+settings.quality = 80
+img.save_render(dst, scene=bpy.context.scene)
+`;
+
+export type PreviewTool = 'ffmpeg' | 'blender' | 'off';
+
+/** Which tool makes previews on this machine. */
+export function choosePreviewTool(env: NodeJS.ProcessEnv = process.env): { tool: PreviewTool; ffmpeg: string | null } {
+  if ((env.FARM_PREVIEWS ?? '').toLowerCase() === 'off') return { tool: 'off', ffmpeg: null };
+  const ffmpeg = findExecutable(env.FFMPEG ?? 'ffmpeg', env.PATH);
+  return ffmpeg ? { tool: 'ffmpeg', ffmpeg } : { tool: 'blender', ffmpeg: null };
+}
+
+/**
+ * Writes a JPEG preview of `framePath` to `outPath` with the given tool. Answers false when the
+ * tool does not make previews of this format (Blender for browser formats, or 'off').
+ */
+export async function makePreview(framePath: string, outPath: string, tool: PreviewTool, programs: { ffmpeg: string | null; blender: string }): Promise<boolean> {
+  const ext = extname(framePath).toLowerCase();
+  if (tool === 'ffmpeg' && programs.ffmpeg) {
+    // -apply_trc: EXR holds linear light; show it with the sRGB curve, as Blender's view does.
+    const input = ext === '.exr' ? ['-apply_trc', 'iec61966_2_1', '-i', framePath] : ['-i', framePath];
+    await run(programs.ffmpeg, [
+      '-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...input,
+      '-vf', `scale='min(${PREVIEW_WIDTH_PX},iw)':-2`, '-frames:v', '1', '-pix_fmt', 'yuvj420p', '-q:v', '4', outPath,
+    ], { timeout: 60_000 });
+    return true;
+  }
+  if (tool === 'blender' && !BROWSER_FORMATS.has(ext)) {
+    await run(programs.blender, [
+      '-b', '--factory-startup', '-noaudio', '--python-exit-code', '1', '--python-expr', BLENDER_PREVIEW_SCRIPT,
+      '--', framePath, outPath, String(PREVIEW_WIDTH_PX),
+    ], { timeout: 120_000 });
+    return true;
+  }
+  return false;
+}
+
+export interface PreviewTarget {
+  workerId: string;
+  taskId: string;
+  leaseId: string;
+  frame: number;
+  /** The frame on disk, already uploaded. */
+  path: string;
+}
+
+/** Makes and uploads previews for one node; one instance per node process. */
+export class FramePreviews {
+  private readonly client: MasterClient;
+  private readonly log: Logger;
+  private readonly blender: string;
+  private readonly tool: PreviewTool;
+  private readonly ffmpeg: string | null;
+  private dir: Promise<string> | null = null;
+
+  constructor(deps: { client: MasterClient; log: Logger; blender: string; env?: NodeJS.ProcessEnv }) {
+    this.client = deps.client;
+    this.log = deps.log;
+    this.blender = deps.blender;
+    ({ tool: this.tool, ffmpeg: this.ffmpeg } = choosePreviewTool(deps.env));
+    this.log.info(
+      this.tool === 'off' ? 'frame previews are off (FARM_PREVIEWS=off)'
+        : this.tool === 'ffmpeg' ? `frame previews made with ${this.ffmpeg}`
+          : 'frame previews made with Blender (install ffmpeg for faster previews, and previews of PNG/JPEG frames)',
+    );
+  }
+
+  /** Makes the preview of an uploaded frame and uploads it. Never throws. */
+  async send(target: PreviewTarget): Promise<void> {
+    if (this.tool === 'off') return;
+    this.dir ??= mkdtemp(join(tmpdir(), 'farm-previews-'));
+    const out = join(await this.dir, `${target.taskId}-${target.frame}.jpg`);
+    try {
+      if (!(await makePreview(target.path, out, this.tool, { ffmpeg: this.ffmpeg, blender: this.blender }))) return;
+      await this.client.uploadPreview({ ...target, path: out, contentType: 'image/jpeg' });
+    } catch (err) {
+      this.log.warn(`preview of frame ${target.frame}: ${(err as Error).message.split('\n')[0]}`);
+    } finally {
+      await rm(out, { force: true }).catch(() => {});
+    }
+  }
+}
