@@ -2,25 +2,43 @@
  * Benchmark 1, farm vs plain: what the farm adds around Blender on one node.
  *
  * A generated animated scene with a particle simulation (test/scenes/make_anim_scene.py, live
- * simulation by default) is rendered:
- *   - plain: one `blender -b FILE -o ... -t T -s 1 -e N -a`, timed twice (before and after the
- *     farm runs) and averaged, so a machine whose load drifts does not favour either side;
- *   - farm (hot Blender): submit to the local master with one idle render node (`--threads T`),
- *     timed from the submit request to the job's `completed`, including the blend's upload and
- *     download, every frame's upload and the reports;
- *   - the same with the node's frame previews off (FARM_PREVIEWS=off), to show what they cost;
- *   - farm with `--no-hot` (one Blender process per task), for comparison;
- *   - one Blender process per frame (`-f 1`, `-f 2`, ...: Flamenco's default chunk size 1).
+ * simulation by default) is rendered, with the same thread count everywhere:
+ *   - plain: one `blender -b FILE -o ... -t T -s 1 -e N -a`;
+ *   - farm (hot Blender): submitted to the local master (`wrangler dev`) with one idle render
+ *     node, timed from the submit request to the job's `finished_at`, including the blend's upload
+ *     and download, every frame's upload, previews and the reports;
+ *   - once each: the farm with the node's previews off (FARM_PREVIEWS=off), the farm with
+ *     `--no-hot` (one Blender process per task), and one `blender -f N` process per frame
+ *     (Flamenco's default chunk size 1).
+ * Plain and farm alternate `--repeats` times and the medians are compared, so a machine whose
+ * load drifts favours neither. Besides wall time, CPU time is counted (Blender's for plain; the
+ * node's process tree, Blender included, plus the master's for the farm): on a machine shared
+ * with other work, CPU seconds show what the farm adds far more steadily than wall time does.
  * The farm's frames are downloaded and compared with plain's, pixel for pixel.
  *
- *   node bench/farm-vs-plain.ts [--frames 24] [--width 256 --height 192] [--threads 2] [--bake] [--no-cold]
+ *   node bench/farm-vs-plain.ts [--frames 24] [--width 256 --height 192] [--threads 2] [--repeats 2] [--bake] [--quick]
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { decodePng } from '../test/e2e/png.ts';
-import { BENCH_MASTER_VARS, BLENDER, isMain, machineInfo, makeScene, report, runBench, startMaster, startNode, tempDir, verdict, waitFor } from './lib.ts';
+import {
+  BENCH_MASTER_VARS,
+  BLENDER,
+  isMain,
+  machineInfo,
+  makeScene,
+  reapedChildrenCpuSeconds,
+  report,
+  runBench,
+  startMaster,
+  startNode,
+  tempDir,
+  treeCpuSeconds,
+  verdict,
+  waitFor,
+} from './lib.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -29,35 +47,45 @@ export interface FarmVsPlainOptions {
   width: number;
   height: number;
   threads: number;
+  repeats: number;
   bake: boolean;
-  cold: boolean;
+  /** Skip the once-only variants (no previews, --no-hot, a process per frame). */
+  quick: boolean;
+}
+
+interface Run {
+  wallS: number;
+  cpuS: number;
 }
 
 export interface FarmVsPlainResult {
-  plainS: number;
-  farmS: number;
-  farmColdS: number | null;
-  farmNoPreviewsS: number;
-  perFrameS: number;
+  plain: Run;
+  farm: Run;
+  farmNoPreviews: Run | null;
+  farmCold: Run | null;
+  perFrame: Run | null;
   identical: number;
 }
 
 const BLENDER_BASE = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio'];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+/** Runs Blender processes through `fn`, returning wall and CPU seconds (the children this process reaped). */
+async function timedBlender(fn: () => Promise<unknown>): Promise<Run> {
+  const cpuBefore = reapedChildrenCpuSeconds();
   const started = performance.now();
-  const value = await fn();
-  return [(performance.now() - started) / 1000, value];
+  await fn();
+  return { wallS: (performance.now() - started) / 1000, cpuS: reapedChildrenCpuSeconds() - cpuBefore };
 }
 
-/** Renders the job on a fresh master with one node and returns seconds from submit to completed, and the frames. */
+/** Renders the job on a fresh master with one idle node: wall seconds from submit to finished_at, CPU seconds, frames. */
 async function farmRun(
   blend: string,
   opts: FarmVsPlainOptions,
   label: string,
   nodeArgs: string[],
   nodeEnv: Record<string, string> = {},
-): Promise<{ seconds: number; frames: Map<number, Buffer> }> {
+): Promise<Run & { frames: Map<number, Buffer> }> {
   const master = await startMaster({ name: `bench-farm-${label}`, vars: BENCH_MASTER_VARS });
   const node = startNode({ name: `bench-${label}`, master: master.url, args: ['--threads', String(opts.threads), ...nodeArgs], env: nodeEnv });
   try {
@@ -66,9 +94,12 @@ async function farmRun(
       const body = (await (await fetch(`${master.url}/workers`)).json()) as { workers: { name: string }[] };
       return body.workers.some((w) => w.name === node.name);
     }, 60_000);
-    await new Promise((r) => setTimeout(r, 500));
+    await new Promise((r) => setTimeout(r, 1_000));
+    const nodeCpu = () => treeCpuSeconds(node.process.pid!);
+    const masterCpu = () => treeCpuSeconds(master.process.pid!);
     const bytes = readFileSync(blend);
-    const started = performance.now();
+    const [nodeBefore, masterBefore] = [nodeCpu(), masterCpu()];
+    const startedAt = Date.now();
     const form = new FormData();
     form.set('blend_file', new Blob([bytes]), 'bench.blend');
     form.set('start_frame', '1');
@@ -76,78 +107,97 @@ async function farmRun(
     const submitted = await fetch(`${master.url}/submit_job`, { method: 'POST', body: form });
     const job = (await submitted.json()) as { job_id: string };
     if (submitted.status !== 201) throw new Error(`submit_job answered ${submitted.status}: ${JSON.stringify(job)}`);
-    const status = await pollJob(master.url, job.job_id, 600_000);
-    const seconds = (performance.now() - started) / 1000;
-    if (status !== 'completed') throw new Error(`the farm's job ended ${status}`);
+    // Polled slowly, so the poll costs the master little; the master's finished_at gives the end.
+    const status = await pollJob(master.url, job.job_id, 900_000);
+    const [nodeS, masterS] = [nodeCpu() - nodeBefore, masterCpu() - masterBefore];
+    const cpuS = nodeS + masterS;
+    if (status.status !== 'completed' || !status.finished_at) throw new Error(`the farm's job ended ${status.status}`);
+    const wallS = (Date.parse(status.finished_at) - startedAt) / 1000;
     const list = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames?limit=1000`)).json()) as { frames: { frame: number; url: string }[] };
     const frames = new Map<number, Buffer>();
     for (const f of list.frames) frames.set(f.frame, Buffer.from(await (await fetch(`${master.url}${f.url}`)).arrayBuffer()));
     const tasks = (await (await fetch(`${master.url}/jobs/${job.job_id}/tasks`)).json()) as { tasks: { start_frame: number; end_frame: number }[] };
-    console.log(`  farm (${label}): ${tasks.tasks.length} tasks: ${tasks.tasks.map((t) => `${t.start_frame}-${t.end_frame}`).join(', ')}`);
-    return { seconds, frames };
+    console.log(
+      `    farm (${label}): ${tasks.tasks.length} tasks (${tasks.tasks.map((t) => `${t.start_frame}-${t.end_frame}`).join(', ')}); ` +
+        `CPU: node with Blender ${nodeS.toFixed(1)} s, master ${masterS.toFixed(1)} s`,
+    );
+    return { wallS, cpuS, frames };
   } finally {
     await node.stop();
     await master.stop();
   }
 }
 
-/** Polls job_status every 50 ms (cheap next to frames of a second) until the job ends. */
-async function pollJob(url: string, jobId: string, timeoutMs: number): Promise<string> {
+async function pollJob(url: string, jobId: string, timeoutMs: number): Promise<{ status: string; finished_at: string | null }> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    const status = ((await (await fetch(`${url}/job_status/${jobId}`)).json()) as { status: string }).status;
-    if (['completed', 'failed', 'canceled'].includes(status)) return status;
-    await new Promise((r) => setTimeout(r, 50));
+    const status = (await (await fetch(`${url}/job_status/${jobId}`)).json()) as { status: string; finished_at: string | null };
+    if (['completed', 'failed', 'canceled'].includes(status.status)) return status;
+    await new Promise((r) => setTimeout(r, 1_000));
   }
   throw new Error(`job ${jobId} did not finish in ${timeoutMs} ms`);
 }
+
+const show = (run: Run) => `${run.wallS.toFixed(1)} s wall, ${run.cpuS.toFixed(1)} s CPU`;
 
 export async function benchFarmVsPlain(opts: FarmVsPlainOptions): Promise<FarmVsPlainResult> {
   const dir = tempDir('bench-farm-vs-plain');
   const blend = join(dir, 'anim.blend');
   makeScene('make_anim_scene.py', [blend, '--frames', String(opts.frames), '--width', String(opts.width), '--height', String(opts.height), ...(opts.bake ? [] : ['--no-bake'])]);
-  console.log(`farm vs plain: ${opts.frames} frames of ${opts.width}x${opts.height}, particle simulation ${opts.bake ? 'baked' : 'live (unbaked)'}, ${opts.threads} threads, one node`);
+  console.log(
+    `farm vs plain: ${opts.frames} frames of ${opts.width}x${opts.height}, particle simulation ${opts.bake ? 'baked' : 'live (unbaked)'}, ` +
+      `${opts.threads} threads, one node, ${opts.repeats} alternating repeats`,
+  );
 
-  const plain = (out: string) => execFileAsync(BLENDER, [...BLENDER_BASE, blend, '-o', join(dir, out, 'f_######'), '-x', '1', '-t', String(opts.threads), '-s', '1', '-e', String(opts.frames), '-a']);
-  const [plainBefore] = await timed(() => plain('plain'));
-  report('plain blender -a (before)', plainBefore, 's');
-
-  const hot = await farmRun(blend, opts, 'hot', []);
-  report('farm, hot Blender (submit to completed)', hot.seconds, 's');
-  // The node makes a JPEG preview of every frame for the dashboard (ffmpeg or Blender): CPU that
-  // plain Blender does not spend. The same run without it shows what the previews cost.
-  const noPreviews = await farmRun(blend, opts, 'hot-no-previews', [], { FARM_PREVIEWS: 'off' });
-  report('farm, hot Blender, FARM_PREVIEWS=off', noPreviews.seconds, 's');
-  let cold: { seconds: number } | null = null;
-  if (opts.cold) {
-    cold = await farmRun(blend, opts, 'cold', ['--no-hot']);
-    report('farm, --no-hot (a process per task)', cold.seconds, 's');
+  const plainArgs = (out: string) => [...BLENDER_BASE, blend, '-o', join(dir, out, 'f_######'), '-x', '1', '-t', String(opts.threads), '-s', '1', '-e', String(opts.frames), '-a'];
+  const plains: Run[] = [];
+  const farms: (Run & { frames: Map<number, Buffer> })[] = [];
+  for (let i = 0; i < opts.repeats; i++) {
+    const plain = await timedBlender(() => execFileAsync(BLENDER, plainArgs(`plain-${i}`)));
+    report(`plain blender -a (${i + 1})`, show(plain));
+    plains.push(plain);
+    const farm = await farmRun(blend, opts, `hot-${i}`, []);
+    report(`farm, hot Blender (${i + 1})`, show(farm));
+    farms.push(farm);
   }
 
-  const [perFrame] = await timed(async () => {
-    for (let f = 1; f <= opts.frames; f++) {
-      await execFileAsync(BLENDER, [...BLENDER_BASE, blend, '-o', join(dir, 'per-frame', 'f_######'), '-x', '1', '-t', String(opts.threads), '-f', String(f)]);
-    }
-  });
-  report('one blender -f N process per frame', perFrame, 's');
-  const [plainAfter] = await timed(() => plain('plain-after'));
-  report('plain blender -a (after)', plainAfter, 's');
-  const plainS = (plainBefore + plainAfter) / 2;
+  let farmNoPreviews: Run | null = null;
+  let farmCold: Run | null = null;
+  let perFrame: Run | null = null;
+  if (!opts.quick) {
+    // The node makes a JPEG preview of every frame for the dashboard (ffmpeg or Blender): work
+    // plain Blender does not do. The same run without it shows what previews cost.
+    farmNoPreviews = await farmRun(blend, opts, 'hot-no-previews', [], { FARM_PREVIEWS: 'off' });
+    report('farm, hot, FARM_PREVIEWS=off', show(farmNoPreviews));
+    farmCold = await farmRun(blend, opts, 'cold', ['--no-hot']);
+    report('farm, --no-hot (a process per task)', show(farmCold));
+    perFrame = await timedBlender(async () => {
+      for (let f = 1; f <= opts.frames; f++) {
+        await execFileAsync(BLENDER, [...BLENDER_BASE, blend, '-o', join(dir, 'per-frame', 'f_######'), '-x', '1', '-t', String(opts.threads), '-f', String(f)]);
+      }
+    });
+    report('one blender -f N process per frame', show(perFrame));
+  }
 
   let identical = 0;
   for (let f = 1; f <= opts.frames; f++) {
-    const reference = decodePng(readFileSync(join(dir, 'plain', `f_${String(f).padStart(6, '0')}.png`))).pixelHash;
-    const farmFrame = hot.frames.get(f);
-    if (farmFrame && decodePng(farmFrame).pixelHash === reference) identical++;
+    const reference = decodePng(readFileSync(join(dir, 'plain-0', `f_${String(f).padStart(6, '0')}.png`))).pixelHash;
+    if (farms.every((farm) => farm.frames.has(f) && decodePng(farm.frames.get(f)!).pixelHash === reference)) identical++;
   }
   report('farm frames pixel-identical to plain -a', `${identical} / ${opts.frames}`);
 
-  console.log('ratios (plain = mean of before and after):');
-  verdict('farm (hot) / plain', hot.seconds / plainS, '<= 1.05', hot.seconds / plainS <= 1.05);
-  report('farm (hot, no previews) / plain', noPreviews.seconds / plainS);
-  if (cold) report('farm (--no-hot) / plain', cold.seconds / plainS);
-  report('one process per frame / plain', perFrame / plainS);
-  return { plainS, farmS: hot.seconds, farmColdS: cold?.seconds ?? null, farmNoPreviewsS: noPreviews.seconds, perFrameS: perFrame, identical };
+  const plain = { wallS: median(plains.map((r) => r.wallS)), cpuS: median(plains.map((r) => r.cpuS)) };
+  const farm = { wallS: median(farms.map((r) => r.wallS)), cpuS: median(farms.map((r) => r.cpuS)) };
+  console.log(`ratios (medians of ${opts.repeats}; plain = 1):`);
+  verdict('farm (hot) / plain, wall time', farm.wallS / plain.wallS, '<= 1.05', farm.wallS / plain.wallS <= 1.05);
+  report('farm (hot) / plain, CPU time', farm.cpuS / plain.cpuS);
+  const ratio = (run: Run | null) => (run ? `${(run.wallS / plain.wallS).toFixed(3)} wall, ${(run.cpuS / plain.cpuS).toFixed(3)} CPU` : '-');
+  if (!opts.quick) {
+    report('farm (hot, no previews) / plain', ratio(farmNoPreviews));
+    report('farm (--no-hot) / plain', ratio(farmCold));
+    report('one process per frame / plain', ratio(perFrame));
+  }
+  return { plain, farm, farmNoPreviews, farmCold, perFrame, identical };
 }
 
 if (isMain(import.meta)) {
@@ -157,8 +207,9 @@ if (isMain(import.meta)) {
       width: { type: 'string', default: '256' },
       height: { type: 'string', default: '192' },
       threads: { type: 'string', default: '2' },
+      repeats: { type: 'string', default: '2' },
       bake: { type: 'boolean', default: false },
-      'no-cold': { type: 'boolean', default: false },
+      quick: { type: 'boolean', default: false },
     },
   });
   runBench(async () => {
@@ -168,8 +219,9 @@ if (isMain(import.meta)) {
       width: Number(values.width),
       height: Number(values.height),
       threads: Number(values.threads),
+      repeats: Number(values.repeats),
       bake: values.bake!,
-      cold: !values['no-cold'],
+      quick: values.quick!,
     });
     return result.identical === Number(values.frames) ? 0 : 1;
   });

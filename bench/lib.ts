@@ -174,3 +174,37 @@ export function runBench(main: () => Promise<number | void>): void {
 export function isMain(meta: ImportMeta): boolean {
   return process.argv[1] !== undefined && new URL(meta.url).pathname === process.argv[1];
 }
+
+/** Kernel clock ticks per second, the unit of CPU times in /proc (100 on Linux). */
+const CLOCK_TICKS = 100;
+
+/** CPU seconds of one process from /proc/PID/stat: its own user+system time, and its reaped children's. */
+export function processCpuSeconds(pid: number): { own: number; children: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after "(comm)": state is field 3; utime, stime, cutime, cstime are fields 14-17.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const [utime, stime, cutime, cstime] = [11, 12, 13, 14].map((i) => Number(fields[i]));
+    return { own: (utime! + stime!) / CLOCK_TICKS, children: (cutime! + cstime!) / CLOCK_TICKS };
+  } catch {
+    return { own: 0, children: 0 };
+  }
+}
+
+/**
+ * CPU seconds used so far by a process tree: every live process's own time plus the time of the
+ * children it has reaped (which no longer show up as processes).
+ */
+export function treeCpuSeconds(pid: number): number {
+  let total = 0;
+  for (const p of [pid, ...descendants(pid)]) {
+    const { own, children } = processCpuSeconds(p);
+    total += own + children;
+  }
+  return total;
+}
+
+/** CPU seconds of this process's reaped children (e.g. a Blender it ran and waited for). */
+export function reapedChildrenCpuSeconds(): number {
+  return processCpuSeconds(process.pid).children;
+}

@@ -15,8 +15,10 @@ import { benchSubmitScaling } from './submit-scaling.ts';
 
 const BENCHES: Record<string, () => Promise<string>> = {
   farm: async () => {
-    const r = await benchFarmVsPlain({ frames: 24, width: 256, height: 192, threads: 2, bake: false, cold: true });
-    return `farm/plain ${(r.farmS / r.plainS).toFixed(3)} (goal <= 1.05); without previews ${(r.farmNoPreviewsS / r.plainS).toFixed(3)}; --no-hot/plain ${r.farmColdS === null ? '-' : (r.farmColdS / r.plainS).toFixed(3)}; per-frame/plain ${(r.perFrameS / r.plainS).toFixed(3)}; identical frames ${r.identical}/24`;
+    const r = await benchFarmVsPlain({ frames: 24, width: 256, height: 192, threads: 2, repeats: 2, bake: false, quick: false });
+    const ratio = (run: { wallS: number; cpuS: number } | null) =>
+      run ? `${(run.wallS / r.plain.wallS).toFixed(3)} wall / ${(run.cpuS / r.plain.cpuS).toFixed(3)} CPU` : '-';
+    return `farm/plain ${ratio(r.farm)} (goal <= 1.05 wall); no previews ${ratio(r.farmNoPreviews)}; --no-hot ${ratio(r.farmCold)}; per-frame ${ratio(r.perFrame)}; identical frames ${r.identical}/24`;
   },
   dispatch: async () => {
     const r = await benchDispatch({ nodes: 32, seconds: 5 });

@@ -10,7 +10,7 @@
 import type { Context } from 'hono';
 import { fail } from './errors.ts';
 
-export const READ_CHUNK_BYTES = 16 * 1024 * 1024;
+export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Bytes `offset`..`offset + length - 1` of `key`, read a chunk at a time into one stream. */
 export function rangedBody(bucket: R2Bucket, key: string, offset: number, length: number, chunkBytes = READ_CHUNK_BYTES): ReadableStream<Uint8Array> {

@@ -38,10 +38,18 @@ export interface RetryPolicy {
   /** Attempts after the first; Infinity to wait out a master that is down. */
   retries: number;
   maxDelayMs: number;
+  /** Give up once this long has passed since the first attempt. */
+  maxRetryTimeMs?: number;
 }
 
-/** For calls about a task in hand: give up after about a minute, when the lease is gone anyway. */
-export const TASK_RETRY: RetryPolicy = { retries: 8, maxDelayMs: 10_000 };
+/**
+ * For calls about a task in hand (uploads, reports, the blend): a master that restarts or a
+ * network that drops for up to ten minutes costs no rendered frame, because a lease that ran out
+ * while nobody could claim it is still this node's when the master is back. A lease that is
+ * really gone ends the retries at once (409), and a master that keeps failing ends them after ten
+ * minutes, so a node is never stuck on one task.
+ */
+export const TASK_RETRY: RetryPolicy = { retries: Infinity, maxDelayMs: 10_000, maxRetryTimeMs: 10 * 60_000 };
 /** For registering and polling: a node never exits because the master is down. */
 export const FOREVER_RETRY: RetryPolicy = { retries: Infinity, maxDelayMs: 30_000 };
 
@@ -94,6 +102,7 @@ export class MasterClient {
   private async retrying<T>(what: string, policy: RetryPolicy, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return pRetry(fn, {
       retries: policy.retries,
+      ...(policy.maxRetryTimeMs === undefined ? {} : { maxRetryTime: policy.maxRetryTimeMs }),
       minTimeout: 500,
       maxTimeout: policy.maxDelayMs,
       factor: 2,

@@ -93,7 +93,7 @@ export function renderApiDocs(spec: Json): string {
   const payload = components.WebhookPayload;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>API · Render farm</title><link rel="stylesheet" href="/dashboard.css">
+<title>API · Render farm</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/dashboard.css">
 </head><body>
 <header><span class="brand">Render farm</span><nav aria-label="Main"><a href="/#/">Jobs</a><a href="/#/nodes">Nodes</a><a href="/docs" aria-current="page">API</a></nav></header>
 <main id="main">

@@ -92,8 +92,10 @@ export const DASHBOARD_JS = String.raw`'use strict';
     return res.status === 204 ? null : res.json();
   }
 
-  function duration(seconds) {
+  /** Seconds as "1 h 2 min", "3 min 5 s", "12 s"; with precise, short times keep a decimal ("0.4 s"). */
+  function duration(seconds, precise) {
     if (seconds === null || seconds === undefined || !isFinite(seconds)) return '–';
+    if (precise && seconds < 10) return Math.max(0, seconds).toFixed(1) + ' s';
     seconds = Math.max(0, Math.round(seconds));
     var hours = Math.floor(seconds / 3600);
     var minutes = Math.floor((seconds % 3600) / 60);
@@ -109,7 +111,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
   }
 
   function percent(progress) {
-    return Math.floor(progress * 1000) / 10 + '%';
+    return (Math.floor(progress * 1000) / 10).toFixed(1) + '%';
   }
 
   function statusBadge(status) {
@@ -325,7 +327,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
     ]));
 
     function stat(label, value) {
-      return [h('dt', { text: label }), h('dd', { text: value })];
+      return h('div', null, [h('dt', { text: label }), h('dd', { text: String(value) })]);
     }
 
     function frameState(frame, framesByNumber, tasks) {
@@ -419,7 +421,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
           var fr = framesByNumber[f];
           if (fr && fr.render_ms !== null) { renderMs += fr.render_ms; counted++; }
         }
-        setText(c.time, counted ? duration(renderMs / 1000) + (task.status === 'running' ? ' so far' : '') : '–');
+        setText(c.time, counted ? duration(renderMs / 1000, true) + (task.status === 'running' ? ' so far' : '') : '–');
         setText(c.attempts, task.attempts);
         setText(c.message, [task.failure_reason, task.message].filter(Boolean).join(': '));
         if (task.log_url && !c.log.firstChild) {
@@ -443,11 +445,11 @@ export const DASHBOARD_JS = String.raw`'use strict';
         stat('Rendering', job.running_frames),
         stat('Failed', job.failed_frames),
         stat('Queued', job.queued_frames),
-        stat('Mean frame time', job.avg_frame_ms === null ? '–' : duration(job.avg_frame_ms / 1000)),
+        stat('Mean frame time', job.avg_frame_ms === null ? '–' : duration(job.avg_frame_ms / 1000, true)),
         stat('ETA', job.eta_seconds === null ? '–' : duration(job.eta_seconds)),
         stat('Priority', job.priority),
         stat('Frames', job.start_frame + '–' + job.end_frame),
-      ].forEach(function (pair) { stats.appendChild(pair[0]); stats.appendChild(pair[1]); });
+      ].forEach(function (pair) { stats.appendChild(pair); });
       errorEl.hidden = !job.error;
       setText(errorEl, job.error || '');
       warnings.hidden = !job.warnings.length;

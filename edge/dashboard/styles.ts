@@ -45,7 +45,8 @@ progress { width: 10rem; height: 1rem; vertical-align: middle; accent-color: var
 .status-running, .node-idle { color: var(--info); }
 .status-queued, .status-paused, .node-draining, .node-disabled { color: var(--warn); }
 .status-failed, .status-canceled, .node-offline { color: var(--bad); }
-.stats { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: .25rem 1rem; margin: 1rem 0; }
+.stats { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: .5rem 1rem; margin: 1rem 0; }
+.stats > div { min-width: 0; }
 .stats dt { color: var(--muted); font-size: .8rem; }
 .stats dd { margin: 0; font-size: 1.1rem; font-variant-numeric: tabular-nums; }
 .job-error { border-left: 4px solid var(--bad); padding: .5rem .75rem; background: var(--panel); overflow-wrap: anywhere; }

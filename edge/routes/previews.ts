@@ -4,7 +4,8 @@
  * and 4K PNGs are too heavy for a grid).
  *
  *  - `PUT /tasks/{task_id}/frames/{frame}/preview`: raw body, lease in the same headers as frame
- *    uploads; accepted only while the lease is held and after the frame itself was stored.
+ *    uploads; accepted only from the lease's holder (also once the task completed) and after the
+ *    frame itself was stored.
  *  - `GET /jobs/{job_id}/frames/{frame}/preview`: the image; 404 when the node made none (the
  *    dashboard then shows the frame itself when it is a PNG or JPEG).
  */
@@ -45,7 +46,10 @@ export const previewRoutes = new Hono<AppEnv>()
     if (length === 0) fail(400, 'the preview is empty');
     assertBodySize(c, MAX_PREVIEW_BYTES, 'the preview');
 
-    const task = assertLease(await loadTask(c.env.DB, taskId), taskId, workerId, leaseId, true);
+    // A completed task still accepts its previews: the job may have completed (and closed the
+    // task) the moment its last frame was stored, while that frame's preview was being made.
+    const task = assertLease(await loadTask(c.env.DB, taskId), taskId, workerId, leaseId, false);
+    if (task.status !== 'running' && task.status !== 'completed') fail(409, `task ${taskId} is ${task.status}: stop working on it`);
     if (frame < task.start_frame || frame > task.end_frame) {
       fail(400, `frame ${frame} is not in task ${taskId} (frames ${task.start_frame}-${task.end_frame})`);
     }
@@ -65,7 +69,7 @@ export const previewRoutes = new Hono<AppEnv>()
     // Recorded only while the lease is still held, like frames; the replaced preview is deleted.
     const recorded = await c.env.DB.prepare(
       `UPDATE frames SET preview_key = ?1 WHERE job_id = ?2 AND frame = ?3
-         AND EXISTS (SELECT 1 FROM tasks WHERE id = ?4 AND lease_id = ?5 AND status = 'running')
+         AND EXISTS (SELECT 1 FROM tasks WHERE id = ?4 AND lease_id = ?5 AND status IN ('running', 'completed'))
        RETURNING frame`,
     )
       .bind(key, task.job_id, frame, taskId, leaseId)

@@ -12,6 +12,18 @@ import type { FrameListResponse } from '../../protocol/api.ts';
 import { jobStatus, makeScene, OUTPUT_DIR, startMaster, startNode, submitJob, tempDir, waitFor, type Master, type RenderNode } from './harness.ts';
 
 const FRAMES = 10;
+
+/**
+ * The page's document, as far as these tests use it. Functions run in the page (Playwright sends
+ * their source, which the page's CSP allows, unlike strings); the project's TypeScript has no DOM
+ * types, hence this minimal shape.
+ */
+interface PageImage {
+  complete: boolean;
+  naturalWidth: number;
+  src: string;
+}
+type PageGlobal = { document: { querySelectorAll(selector: string): ArrayLike<PageImage> } };
 const SCREENSHOTS = join(OUTPUT_DIR, 'dashboard');
 
 /** Flags that keep Chromium headless and off the network (the machine has no internet). */
@@ -43,6 +55,9 @@ describe('the dashboard in Chromium', () => {
     page.on('console', (msg) => {
       if (msg.type() === 'error') pageErrors.push(msg.text());
     });
+    page.on('response', (response) => {
+      if (response.status() >= 400) pageErrors.push(`${response.status()} ${response.url()}`);
+    });
   });
 
   afterAll(async () => {
@@ -64,8 +79,7 @@ describe('the dashboard in Chromium', () => {
     await page.getByRole('heading', { level: 1, name: 'dashboard shot' }).waitFor();
 
     // Thumbnails appear as frames arrive: a loaded image (the node's preview) in the frame grid.
-    // (Browser-side code as strings: the project's TypeScript has no DOM types.)
-    await page.waitForFunction(`[...document.querySelectorAll('.frames img')].some((img) => img.complete && img.naturalWidth > 0)`, null, { timeout: 120_000 });
+    await page.waitForFunction(() => Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).some((img) => img.complete && img.naturalWidth > 0), null, { timeout: 120_000 });
 
     // Pause from the page: the job is paused and no new frame is handed out.
     await page.getByRole('button', { name: 'Pause' }).click();
@@ -88,16 +102,23 @@ describe('the dashboard in Chromium', () => {
     expect(await page.locator('#job-progress').getAttribute('value')).toBe('100');
 
     // Every frame has a thumbnail, and they are the node's previews (JPEG), loaded.
+    await waitFor('every frame to have its preview', async () => {
+      const listed = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
+      return listed.frames.length === FRAMES && listed.frames.every((f) => f.preview_url !== null);
+    }, 30_000);
     await page.waitForFunction(
-      `(() => { const imgs = [...document.querySelectorAll('.frames img')];
-        return imgs.length === ${FRAMES} && imgs.every((img) => img.complete && img.naturalWidth > 0); })()`,
+      (n) => {
+        const imgs = Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img'));
+        return imgs.length === n && imgs.every((img) => img.complete && img.naturalWidth > 0);
+      },
+      FRAMES,
+      { timeout: 30_000 },
+    );
+    await page.waitForFunction(
+      () => Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).every((img) => /\/frames\/\d+\/preview$/.test(img.src)),
       null,
       { timeout: 30_000 },
     );
-    const frames = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
-    expect(frames.frames.every((f) => f.preview_url !== null)).toBe(true);
-    const sources = (await page.evaluate(`[...document.querySelectorAll('.frames img')].map((img) => img.getAttribute('src'))`)) as string[];
-    expect(sources.every((src) => /\/frames\/\d+\/preview$/.test(src ?? ''))).toBe(true);
 
     // The task table: one row per task, completed, with the node's name and a log button.
     const rows = page.locator('table.tasks tbody tr');

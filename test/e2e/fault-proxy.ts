@@ -6,7 +6,8 @@
  *
  * Bounded on purpose: it listens on 127.0.0.1 only, forwards only to a loopback port, and stops
  * injecting after `maxFaults` faults or `activeMs`, whichever comes first; after that it is a
- * plain pipe until `close()`, which ends every connection it holds.
+ * plain pipe until `close()`, which ends every connection it holds. It closes itself after
+ * `lifetimeMs` in any case, so a test that never gets to close it leaves nothing listening.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { once } from 'node:events';
@@ -27,6 +28,8 @@ export interface FaultPlan {
   maxFaults: number;
   /** ... or this long after the proxy started, whichever comes first. */
   activeMs: number;
+  /** The proxy closes itself this long after it started (default 10 minutes). */
+  lifetimeMs?: number;
 }
 
 export interface FaultStats {
@@ -88,6 +91,9 @@ export class FaultProxy {
     server.listen(listenPort, '127.0.0.1');
     await once(server, 'listening');
     proxy = new FaultProxy(server, (server.address() as { port: number }).port, plan);
+    const selfClose = setTimeout(() => void proxy!.close(), plan.lifetimeMs ?? 10 * 60_000);
+    selfClose.unref();
+    server.once('close', () => clearTimeout(selfClose));
     return proxy;
   }
 
@@ -108,6 +114,7 @@ export class FaultProxy {
 
   /** Stops listening and ends every connection. */
   async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     this.injecting = false;
     for (const socket of this.sockets) socket.destroy();

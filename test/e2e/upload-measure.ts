@@ -76,18 +76,17 @@ export function masterRss(wranglerPid: number): number {
     .reduce((sum, pid) => sum + statusField(pid, 'VmRSS'), 0);
 }
 
-/** Samples `read()` every `everyMs` and keeps the highest value. */
-export function peakSampler(read: () => number, everyMs = 100): { peak(): number; stop(): number } {
-  let peak = read();
-  const timer = setInterval(() => {
-    peak = Math.max(peak, read());
-  }, everyMs);
+/** Samples `read()` every `everyMs` into a timeline, for peaks over time windows. */
+export function timelineSampler(read: () => number, everyMs = 100): { peakBetween(from: number, to: number): number; stop(): void } {
+  const samples: [number, number][] = [[Date.now(), read()]];
+  const timer = setInterval(() => samples.push([Date.now(), read()]), everyMs);
   return {
-    peak: () => peak,
+    peakBetween(from, to) {
+      return samples.filter(([t]) => t >= from && t <= to).reduce((peak, [, v]) => Math.max(peak, v), 0);
+    },
     stop() {
       clearInterval(timer);
-      peak = Math.max(peak, read());
-      return peak;
+      samples.push([Date.now(), read()]);
     },
   };
 }
@@ -98,6 +97,8 @@ export interface CountingProxy {
   partBytes: number;
   /** Part uploads the master answered with 200 since the last reset. */
   partsStored: number;
+  /** When the first `POST .../complete` since the last reset arrived (ms since epoch), or 0. */
+  completeAt: number;
   reset(): void;
   close(): Promise<void>;
 }
@@ -105,9 +106,10 @@ export interface CountingProxy {
 /** An HTTP proxy in front of `target` that counts the part bytes the CLI really sends. */
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const upstream = new URL(target);
-  const state = { partBytes: 0, partsStored: 0 };
+  const state = { partBytes: 0, partsStored: 0, completeAt: 0 };
   const server: Server = createServer((req, res) => {
     const isPart = req.method === 'PUT' && /\/parts\/\d+$/.test(req.url ?? '');
+    if (req.method === 'POST' && /\/complete$/.test(req.url ?? '') && state.completeAt === 0) state.completeAt = Date.now();
     const forward = request(
       { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
       (answer) => {
@@ -136,9 +138,13 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     get partsStored() {
       return state.partsStored;
     },
+    get completeAt() {
+      return state.completeAt;
+    },
     reset() {
       state.partBytes = 0;
       state.partsStored = 0;
+      state.completeAt = 0;
     },
     close: () =>
       new Promise((resolve) => {
@@ -199,9 +205,18 @@ export interface UploadScenario {
   resumed: { partBytes: number; seconds: number; result: Record<string, unknown>; stderr: string };
   /** Run 3, the same file once more. */
   again: { partBytes: number; result: Record<string, unknown>; stderr: string };
-  /** Peak resident memory minus the figure before the first run, in bytes. */
-  masterGrowth: number;
-  masterBaseline: number;
+  /** Resident memory of the master's workerd processes, in bytes: before run 1, then peaks. */
+  master: {
+    baseline: number;
+    /** Run 1: the first half of the parts. */
+    firstHalf: number;
+    /** Run 2 until it asks to complete: the second half of the parts. */
+    secondHalf: number;
+    /** Run 2 from its complete (the master hashes the whole blob) to its end. */
+    complete: number;
+    /** Everything, run 3 included. */
+    peak: number;
+  };
   cliPeak: number;
   /** Resident memory of a CLI that only loads and prints its help: what the upload adds is on top. */
   cliBaseline: number;
@@ -228,22 +243,32 @@ export async function runUploadScenario(opts: { masterUrl: string; wranglerPid: 
   try {
     const help = await runFarm(['submit', '--help']);
     const masterBaseline = masterRss(opts.wranglerPid);
-    const master = peakSampler(() => masterRss(opts.wranglerPid));
+    const memory = timelineSampler(() => masterRss(opts.wranglerPid));
+    const t0 = Date.now();
 
     const first = await runFarm(args, { killWhen: () => proxy.partsStored >= Math.ceil(partCount / 2) });
     const killed = { partsStored: proxy.partsStored, partBytes: proxy.partBytes, signal: first.signal };
+    const t1 = Date.now();
     proxy.reset();
 
-    const started = Date.now();
     const second = await runFarm(args);
     if (second.code !== 0) throw new Error(`the resumed upload failed (exit ${second.code}): ${second.stderr}`);
-    const resumed = { partBytes: proxy.partBytes, seconds: (Date.now() - started) / 1000, result: JSON.parse(second.stdout) as Record<string, unknown>, stderr: second.stderr };
+    const t2 = Date.now();
+    const completeAt = proxy.completeAt || t2;
+    const resumed = { partBytes: proxy.partBytes, seconds: (t2 - t1) / 1000, result: JSON.parse(second.stdout) as Record<string, unknown>, stderr: second.stderr };
     proxy.reset();
 
     const third = await runFarm(args);
     if (third.code !== 0) throw new Error(`the third submission failed (exit ${third.code}): ${third.stderr}`);
     const again = { partBytes: proxy.partBytes, result: JSON.parse(third.stdout) as Record<string, unknown>, stderr: third.stderr };
-    const masterPeak = master.stop();
+    memory.stop();
+    const master = {
+      baseline: masterBaseline,
+      firstHalf: memory.peakBetween(t0, t1),
+      secondHalf: memory.peakBetween(t1, completeAt),
+      complete: memory.peakBetween(completeAt, t2),
+      peak: memory.peakBetween(t0, Date.now()),
+    };
 
     const download = createHash('sha256');
     const response = await fetch(`${opts.masterUrl}/blobs/${sha256}`);
@@ -258,8 +283,7 @@ export async function runUploadScenario(opts: { masterUrl: string; wranglerPid: 
       killed,
       resumed,
       again,
-      masterGrowth: masterPeak - masterBaseline,
-      masterBaseline,
+      master,
       cliPeak: Math.max(first.peakRss, second.peakRss, third.peakRss),
       cliBaseline: help.peakRss,
       downloadedSha256: download.digest('hex'),

@@ -164,10 +164,12 @@ describe('GET /download_blend refuses unsafe names', () => {
   ];
   it.each(names)('%s gets 400 or 404 with an error, never a 500 or a file', async (name) => {
     const res = await call(`/download_blend/${name}`);
-    expect([400, 404]).toContain(res.status);
     const text = await res.text();
-    expect(JSON.parse(text)).toEqual({ error: expect.any(String) });
     expect(text).not.toContain('BLENDER');
+    // "/download_blend/.." is the URL "/" (URLs resolve dot segments before any route sees them).
+    if (new URL(`http://farm/download_blend/${name}`).pathname === '/') return expect(res.status).toBeLessThan(500);
+    expect([400, 404]).toContain(res.status);
+    expect(JSON.parse(text)).toEqual({ error: expect.any(String) });
   });
 
   it('names that wrap a real blend_file in a path (jobs/..., ../...) are refused too, though the file exists', async () => {

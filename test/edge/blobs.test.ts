@@ -97,7 +97,8 @@ async function uploadRows(sha: string): Promise<number> {
   return row!.n;
 }
 
-describe('chunked blob uploads', () => {
+// Parts are at least 5 MiB (R2's minimum): slower than most edge tests on a loaded machine.
+describe('chunked blob uploads', { timeout: 30_000 }, () => {
   it('a blob sent in two parts is verified, stored once, downloadable, and never asked for again', async () => {
     const bytes = bytesOf(PART + 12_345, 1, blendBytes(64, 'two-parts'));
     const sha = await sha256(bytes);
@@ -206,7 +207,7 @@ describe('chunked blob uploads', () => {
   });
 });
 
-describe('POST /jobs with an uploaded blob', () => {
+describe('POST /jobs with an uploaded blob', { timeout: 30_000 }, () => {
   it('a .blend blob becomes a job whose task names it as a plain blend', async () => {
     const sha = await uploadBlob(blendBytes(4000, 'job-blend'));
     const job = await json<SubmitJobResponse>(
@@ -270,7 +271,7 @@ describe('POST /jobs with an uploaded blob', () => {
   });
 });
 
-describe("the seed's POST /submit_job above its size limit", () => {
+describe("the seed's POST /submit_job above its size limit", { timeout: 30_000 }, () => {
   it('answers 413 naming `farm submit`, the way to send large files', async () => {
     const big = blendBytes(24 * 1024 * 1024 + 1024, 'too big for multipart');
     const form = new FormData();

@@ -322,6 +322,23 @@ describe('frame previews', () => {
     expect(await r2Keys(`previews/${job.job_id}/`)).toHaveLength(1);
   });
 
+  it("the last frame's preview is still accepted once the job completed and closed its task, but not from a node that lost the task", async () => {
+    const job = await submitOk({ start_frame: 1, end_frame: 1 });
+    const node = await registerWorker();
+    const task = await claim(node);
+    await json(await putFrame(node, task, 1, pngBytes(1)), 201);
+    await json(await update(node, task, 'completed'), 200);
+    expect((await status(job.job_id)).status).toBe('completed');
+    await json(await putPreview(node, task, 1, jpegBytes('late')), 201);
+    expect((await json<FrameListResponse>(await call(`/jobs/${job.job_id}/frames`), 200)).frames[0]!.preview_url).not.toBeNull();
+
+    await submitOk({ start_frame: 1, end_frame: 1 });
+    const other = await claim(node);
+    await json(await putFrame(node, other, 1, pngBytes(1)), 201);
+    await json(await call(`/workers/${node}/disable`, { method: 'POST' }), 200);
+    await expectRefusedUnchanged(() => putPreview(node, other, 1, jpegBytes('x')), 409, 'not the current lease');
+  });
+
   it('refuses a preview before its frame (409), of another type (415), too large (413), without a lease (409)', async () => {
     await submitOk({ start_frame: 1, end_frame: 2, chunk_size: 2 });
     const node = await registerWorker();
