@@ -15,6 +15,8 @@ export interface NewJob {
   inputKind: InputKind;
   mainBlend: string | null;
   warnings: string[];
+  /** Called when the job completes or fails (edge/webhooks.ts); armed from the start. */
+  webhookUrl?: string | null;
 }
 
 /** Inserts a queued job and returns its id. */
@@ -23,8 +25,8 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
   await db
     .prepare(
       `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
-         blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       jobId,
@@ -43,6 +45,8 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       JSON.stringify(job.warnings),
       now,
       now,
+      job.webhookUrl ?? null,
+      job.webhookUrl ? 'armed' : null,
     )
     .run();
   return jobId;

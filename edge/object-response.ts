@@ -5,7 +5,7 @@
  * Large objects are read in ranges of `READ_CHUNK_BYTES`, one after the other, instead of with
  * one `get`: each read is short, and the memory a read can hold stays bounded by a chunk whatever
  * the object's size. (Under `wrangler dev`, reading a multipart object whole through the local R2
- * grew workerd by about the object's size; read in 16 MiB ranges it stays flat.)
+ * grew workerd by about the object's size; read in 4 MiB ranges, downloads stay flat.)
  */
 import type { Context } from 'hono';
 import { fail } from './errors.ts';

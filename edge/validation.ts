@@ -66,7 +66,14 @@ async function readTextCapped(c: Context, maxBytes: number, what: string, settin
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
-    const { done, value } = await reader.read();
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch {
+      // The client stopped sending mid-body (a reset connection): its mistake, not ours.
+      fail(400, `${what} ended before it was complete (the connection was cut); send it again`);
+    }
+    const { done, value } = chunk;
     if (done) break;
     total += value.byteLength;
     if (total > maxBytes) {

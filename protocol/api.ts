@@ -5,27 +5,10 @@
  * Like schemas.ts, nothing here depends on Workers or Node APIs.
  */
 import { z } from 'zod';
-import { JOB_STATUSES, TASK_STATUSES, deviceSchema, frameInfoSchema, jobStatusSchema } from './schemas.ts';
+import { JOB_STATUSES, TASK_STATUSES, deviceSchema, frameInfoSchema, jobStatusSchema, webhookUrlSchema } from './schemas.ts';
 
-/**
- * A webhook target: http(s) only, no credentials in the URL's user part (they would be logged),
- * at most 2000 characters. `null` in a PATCH removes the webhook.
- */
-export const webhookUrlSchema = z
-  .string({ error: 'webhook_url must be a string' })
-  .max(2000, { message: 'webhook_url is longer than 2000 characters' })
-  .refine(
-    (value) => {
-      try {
-        const url = new URL(value);
-        return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '';
-      } catch {
-        return false;
-      }
-    },
-    { message: 'webhook_url must be an http:// or https:// URL without a user name or password' },
-  )
-  .meta({ description: 'Called with POST when the job completes or fails (http or https).', format: 'uri' });
+/** A webhook target (defined with the submission fields in schemas.ts). */
+export { webhookUrlSchema };
 
 export const prioritySchema = z
   .number({ error: 'priority must be a number' })

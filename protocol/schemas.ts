@@ -62,6 +62,26 @@ export type JobStatus = (typeof JOB_STATUSES)[number];
 export const TASK_STATUSES = ['queued', 'running', 'completed', 'failed'] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
 
+/**
+ * A webhook target: http(s) only, no credentials in the URL's user part (they would be logged),
+ * at most 2000 characters. `null` in a PATCH removes the webhook.
+ */
+export const webhookUrlSchema = z
+  .string({ error: 'webhook_url must be a string' })
+  .max(2000, { message: 'webhook_url is longer than 2000 characters' })
+  .refine(
+    (value) => {
+      try {
+        const url = new URL(value);
+        return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === '';
+      } catch {
+        return false;
+      }
+    },
+    { message: 'webhook_url must be an http:// or https:// URL without a user name or password' },
+  )
+  .meta({ description: 'Called with POST when the job completes or fails (http or https).', format: 'uri' });
+
 /** The text fields of `POST /submit_job` (the file travels beside them). */
 export const submitJobFieldsSchema = z
   .object({
@@ -74,6 +94,7 @@ export const submitJobFieldsSchema = z
       .optional(),
     name: displayName('name', 200).optional(),
     max_attempts: positiveInt('max_attempts', 20).optional(),
+    webhook_url: webhookUrlSchema.optional(),
   })
   .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] });
 export type SubmitJobFields = z.infer<typeof submitJobFieldsSchema>;
@@ -362,6 +383,7 @@ export const createJobSchema = z
     max_attempts: positiveInt('max_attempts', 20).optional(),
     /** Shown with the job's status: e.g. the files `farm submit` could not find. */
     warnings: z.array(z.string().max(1000)).max(200, { message: 'at most 200 warnings' }).optional(),
+    webhook_url: webhookUrlSchema.optional(),
   })
   .strict()
   .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] })

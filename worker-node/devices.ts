@@ -1,56 +1,30 @@
 /**
  * What a node can render with, reported when it registers and shown by `farm nodes` and the
- * dashboard: the CPU (from the operating system) and the GPUs Cycles sees (from Blender itself,
- * which knows every backend: OptiX, CUDA, HIP, Metal, oneAPI). Asking Blender costs one start of
- * it when the node starts, so it is skipped on a Linux machine without any GPU driver; when it
- * fails the node reports its CPU alone.
+ * dashboard: the CPU (from the operating system) and the GPUs Cycles sees, as Blender itself
+ * reports them (gpu/detect-devices.ts: OptiX, CUDA, HIP, Metal, oneAPI). Asking Blender costs one
+ * start of it when the node starts, so it is skipped on a Linux machine without any GPU driver;
+ * when it fails the node reports its CPU alone.
  */
-import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Device } from '../protocol/schemas.ts';
-
-const run = promisify(execFile);
-
-const LIST_GPUS = `
-import json
-import bpy
-prefs = bpy.context.preferences.addons["cycles"].preferences
-found = []
-for kind in ("OPTIX", "CUDA", "HIP", "METAL", "ONEAPI"):
-    try:
-        devices = prefs.get_devices_for_type(kind)
-    except Exception:
-        continue
-    for d in devices:
-        if d.type != "CPU":
-            found.append({"type": d.type, "name": d.name})
-print("FARM_DEVICES " + json.dumps(found))
-`;
+import { detectCyclesDevices, type CyclesDeviceReport } from './gpu/detect-devices.ts';
 
 /** The CPU as one device: model and thread count. */
-export function cpuDevice(): Device {
+export function cpuDevice(model?: string | null): Device {
   const list = cpus();
-  const model = (list[0]?.model ?? 'unknown CPU').replace(/\s+/g, ' ').trim();
-  return { type: 'CPU', name: `${model} (${list.length} threads)`.slice(0, 200) };
+  const name = (model ?? list[0]?.model ?? 'unknown CPU').replace(/\s+/g, ' ').trim();
+  return { type: 'CPU', name: `${name} (${list.length} threads)`.slice(0, 200) };
 }
 
-/** Parses the line the script prints; devices of unexpected shape are dropped. */
-export function parseGpuList(stdout: string): Device[] {
-  const line = stdout.split('\n').find((l) => l.startsWith('FARM_DEVICES '));
-  if (!line) return [];
-  try {
-    const value = JSON.parse(line.slice('FARM_DEVICES '.length)) as unknown;
-    if (!Array.isArray(value)) return [];
-    return value
-      .filter((d): d is Device => typeof d?.type === 'string' && typeof d?.name === 'string')
-      .slice(0, 32)
-      .map((d) => ({ type: d.type.slice(0, 20), name: d.name.slice(0, 200) }));
-  } catch {
-    return [];
-  }
+/** The devices to report from Blender's Cycles device report: the CPU, then each GPU. */
+export function devicesFromReport(report: CyclesDeviceReport): Device[] {
+  const gpus = report.devices.slice(0, 32).map((d) => ({
+    type: d.type.slice(0, 20),
+    name: `${d.name}${d.memoryMb ? ` (${Math.round(d.memoryMb / 1024)} GiB)` : ''}`.slice(0, 200),
+  }));
+  return [cpuDevice(report.cpuName), ...gpus];
 }
 
 /**
@@ -72,8 +46,7 @@ export function mayHaveGpu(platform: NodeJS.Platform = process.platform, devDir 
 export async function detectDevices(blender: string, onError: (message: string) => void = () => {}): Promise<Device[]> {
   if (!mayHaveGpu()) return [cpuDevice()];
   try {
-    const { stdout } = await run(blender, ['-b', '--factory-startup', '-noaudio', '--python-expr', LIST_GPUS], { timeout: 60_000, maxBuffer: 4 * 1024 * 1024 });
-    return [cpuDevice(), ...parseGpuList(stdout)];
+    return devicesFromReport(await detectCyclesDevices(blender));
   } catch (err) {
     onError(`asking Blender for GPUs: ${(err as Error).message.split('\n')[0]}`);
     return [cpuDevice()];

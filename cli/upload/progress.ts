@@ -25,28 +25,36 @@ export interface Progress {
 /** A progress display for `total` bytes, labelled `label`; silent when `enabled` is false. */
 export function createProgress(label: string, total: number, enabled = true, stream: NodeJS.WriteStream = process.stderr): Progress {
   const started = Date.now();
-  const rate = (sent: number) => {
+  const bytesPerSecond = (sent: number) => {
     const seconds = (Date.now() - started) / 1000;
-    return seconds > 0.2 ? `${formatBytes(sent / seconds)}/s` : '…';
+    return seconds > 0.2 ? sent / seconds : 0;
+  };
+  const rate = (sent: number) => (bytesPerSecond(sent) > 0 ? `${formatBytes(bytesPerSecond(sent))}/s` : '…');
+  /** Time left at this run's rate (skipped bytes cost nothing). */
+  const eta = (done: number, sent: number) => {
+    const speed = bytesPerSecond(sent);
+    if (done >= total) return '0s';
+    if (speed <= 0) return '…';
+    const seconds = Math.ceil((total - done) / speed);
+    return seconds >= 3600 ? `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m` : seconds >= 60 ? `${Math.floor(seconds / 60)}m${seconds % 60}s` : `${seconds}s`;
   };
   if (!enabled) return { update() {}, stop() {} };
   if (stream.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
         stream,
-        format: `${label} |{bar}| {percentage}% {done} of {size} at {rate}, ETA {eta_formatted}`,
+        format: `${label} |{bar}| {percentage}% {done} of {size} at {rate}, ETA {eta}`,
         barCompleteChar: '\u2588',
         barIncompleteChar: '\u2591',
         hideCursor: true,
-        etaBuffer: 50,
         fps: 8,
       },
       cliProgress.Presets.shades_classic,
     );
-    bar.start(total, 0, { done: formatBytes(0), size: formatBytes(total), rate: '…' });
+    bar.start(total, 0, { done: formatBytes(0), size: formatBytes(total), rate: '…', eta: '…' });
     return {
       update(done, sent) {
-        bar.update(done, { done: formatBytes(done), size: formatBytes(total), rate: rate(sent) });
+        bar.update(done, { done: formatBytes(done), size: formatBytes(total), rate: rate(sent), eta: eta(done, sent) });
       },
       stop() {
         bar.stop();

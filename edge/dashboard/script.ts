@@ -143,18 +143,54 @@ export const DASHBOARD_JS = String.raw`'use strict';
     Object.keys(existing).forEach(function (k) { existing[k].remove(); });
   }
 
-  /** Sets an image's source; with a token the image is fetched with it (img tags send no headers). */
+  /**
+   * Sets an image's source. Without a token the browser loads it (lazily). With a token the image
+   * is fetched with it (img tags send no headers) once it scrolls into view, four at a time, so a
+   * grid of hundreds of frames stays within the master's rate limit.
+   */
+  var imageQueue = [];
+  var imagesInFlight = 0;
+  var imageObserver = 'IntersectionObserver' in window ? new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting) return;
+      imageObserver.unobserve(entry.target);
+      imageQueue.push(entry.target);
+      pumpImages();
+    });
+  }, { rootMargin: '300px' }) : null;
+
+  function pumpImages() {
+    while (imagesInFlight < 4 && imageQueue.length > 0) {
+      var img = imageQueue.shift();
+      var url = img.dataset.src;
+      if (!img.isConnected || img.dataset.loaded === url) continue;
+      imagesInFlight++;
+      loadImage(img, url).finally(function () {
+        imagesInFlight--;
+        pumpImages();
+      });
+    }
+  }
+
+  async function loadImage(img, url) {
+    try {
+      var blob = await api(url, { blob: true });
+      if (img.dataset.src !== url) return;
+      var objectUrl = URL.createObjectURL(blob);
+      view.urls.push(objectUrl);
+      img.src = objectUrl;
+      img.dataset.loaded = url;
+    } catch (err) {
+      img.alt = img.alt.replace(/ \(could not load\)$/, '') + ' (could not load)';
+    }
+  }
+
   function setImage(img, url) {
     if (img.dataset.src === url) return;
     img.dataset.src = url;
     if (!token()) { img.src = url; return; }
-    var gen = view.gen;
-    api(url, { blob: true }).then(function (blob) {
-      if (gen !== view.gen || img.dataset.src !== url) return;
-      var objectUrl = URL.createObjectURL(blob);
-      view.urls.push(objectUrl);
-      img.src = objectUrl;
-    }).catch(function () { img.alt = img.alt + ' (could not load)'; });
+    if (imageObserver) imageObserver.observe(img);
+    else { imageQueue.push(img); pumpImages(); }
   }
 
   // ---------------------------------------------------------------- polling and routing
@@ -184,6 +220,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
     clearTimeout(view.timer);
     view.urls.forEach(function (u) { URL.revokeObjectURL(u); });
     view.urls = [];
+    imageQueue = [];
     showError(null);
     main.textContent = '';
     var hash = location.hash.replace(/^#/, '') || '/';

@@ -56,6 +56,7 @@ export const blobJobRoutes = new Hono<AppEnv>().post('/jobs', async (c) => {
     inputKind: body.kind,
     mainBlend: body.main_blend ?? null,
     warnings: body.warnings ?? [],
+    webhookUrl: body.webhook_url ?? null,
   });
   c.get('wake')();
   const answer: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: totalFrames, blend_file: blendFile };

@@ -9,7 +9,7 @@ import type { AppEnv } from '../app-env.ts';
 import { blendKey, blendFileName } from '../storage-keys.ts';
 import { contentLength, formText, parseOr400, readMultipart, sha256Hex } from '../validation.ts';
 
-const FIELDS = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts'] as const;
+const FIELDS = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'webhook_url'] as const;
 
 export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => {
   const config = c.get('config');
@@ -68,6 +68,7 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     inputKind: 'blend',
     mainBlend: null,
     warnings: [],
+    webhookUrl: fields.webhook_url ?? null,
   });
   c.get('wake')();
   const body: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: totalFrames, blend_file: blendFileName(sha256) };

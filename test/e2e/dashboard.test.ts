@@ -12,6 +12,8 @@ import type { FrameListResponse } from '../../protocol/api.ts';
 import { jobStatus, makeScene, OUTPUT_DIR, startMaster, startNode, submitJob, tempDir, waitFor, type Master, type RenderNode } from './harness.ts';
 
 const FRAMES = 10;
+const SUBMIT_TOKEN = 'dashboard-e2e-submitter-token';
+const ENROL_TOKEN = 'dashboard-e2e-enrolment-token';
 
 /**
  * The page's document, as far as these tests use it. Functions run in the page (Playwright sends
@@ -36,6 +38,8 @@ describe('the dashboard in Chromium', () => {
   const dir = tempDir('e2e-dashboard');
   const scene = join(dir, 'anim.blend');
   let master: Master;
+  /** A second master with tokens on, as deployed. */
+  let securedMaster: Master;
   let node: RenderNode;
   let browser: Browser;
   let page: Page;
@@ -44,8 +48,9 @@ describe('the dashboard in Chromium', () => {
   beforeAll(async () => {
     mkdirSync(SCREENSHOTS, { recursive: true });
     makeScene('make_anim_scene.py', [scene, '--frames', String(FRAMES), '--width', '96', '--height', '64']);
-    [master, browser] = await Promise.all([
+    [master, securedMaster, browser] = await Promise.all([
       startMaster({ name: 'dashboard' }),
+      startMaster({ name: 'dashboard-tokens', vars: { FARM_ALLOW_ANONYMOUS: 'false', FARM_SUBMIT_TOKEN: SUBMIT_TOKEN, FARM_NODE_TOKEN: ENROL_TOKEN } }),
       chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 60_000 }),
     ]);
     node = startNode({ name: 'dash-node', master: master.url });
@@ -63,7 +68,7 @@ describe('the dashboard in Chromium', () => {
   afterAll(async () => {
     await browser?.close();
     await node?.stop();
-    await master?.stop();
+    await Promise.all([master?.stop(), securedMaster?.stop()]);
   });
 
   it('shows a submitted job reaching 100% with thumbnails, after pausing and resuming it from the page', async () => {
@@ -145,5 +150,55 @@ describe('the dashboard in Chromium', () => {
     expect(await nodeRow.locator('td').nth(3).textContent()).toBe(String(FRAMES));
     await page.screenshot({ path: join(SCREENSHOTS, 'nodes.png'), fullPage: true });
     expect(pageErrors).toEqual([]);
+  });
+
+  it('on a master with tokens, asks for a token, keeps it, and shows thumbnails fetched with it', async () => {
+    const url = securedMaster.url;
+    const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+    // The frame and preview of the first test stand in for a node's work here.
+    const first = (await (await fetch(`${master.url}/jobs?limit=1`)).json()) as { jobs: { job_id: string }[] };
+    const firstJob = first.jobs[0]!.job_id;
+    const png = new Uint8Array(await (await fetch(`${master.url}/jobs/${firstJob}/frames/1`)).arrayBuffer());
+    const jpeg = new Uint8Array(await (await fetch(`${master.url}/jobs/${firstJob}/frames/1/preview`)).arrayBuffer());
+
+    const job = await submitJob(url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: 2, chunk_size: 1, name: 'secured shot' }, 'scene.blend', SUBMIT_TOKEN);
+    const enrolled = (await (await fetch(`${url}/register_worker`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...auth(ENROL_TOKEN) }, body: JSON.stringify({ name: 'fake-node' }),
+    })).json()) as { worker_id: string; node_token: string };
+    const task = (await (await fetch(`${url}/get_job`, {
+      method: 'POST', headers: { 'content-type': 'application/json', ...auth(enrolled.node_token) }, body: JSON.stringify({ worker_id: enrolled.worker_id }),
+    })).json()) as { task_id: string; lease_id: string };
+    const lease = { ...auth(enrolled.node_token), 'x-farm-worker-id': enrolled.worker_id, 'x-farm-lease-id': task.lease_id };
+    expect((await fetch(`${url}/tasks/${task.task_id}/frames/1?ext=png`, { method: 'PUT', headers: { ...lease, 'content-length': String(png.length) }, body: png })).status).toBe(201);
+    expect((await fetch(`${url}/tasks/${task.task_id}/frames/1/preview`, {
+      method: 'PUT', headers: { ...lease, 'content-type': 'image/jpeg', 'content-length': String(jpeg.length) }, body: jpeg,
+    })).status).toBe(201);
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const secured = await context.newPage();
+    secured.setDefaultTimeout(60_000);
+    await secured.goto(`${url}/`);
+    // The API answered 401: the page asks for a token.
+    const tokenInput = secured.getByLabel('API token');
+    await tokenInput.waitFor();
+    expect(await secured.locator('#token-message').textContent()).toContain('needs a token');
+    await tokenInput.fill(SUBMIT_TOKEN);
+    await secured.getByRole('button', { name: 'Save' }).click();
+    await secured.getByRole('link', { name: 'secured shot' }).click();
+    // The thumbnail came with the token, as a blob: URL (img tags cannot send headers).
+    await secured.waitForFunction(
+      () => Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).some((img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:')),
+      null,
+      { timeout: 60_000 },
+    );
+    await secured.getByRole('button', { name: 'Pause' }).click();
+    await secured.locator('.job-status .badge', { hasText: 'paused' }).waitFor();
+    expect((await jobStatus(url, job.job_id, SUBMIT_TOKEN)).status).toBe('paused');
+    // The token is kept: a reload needs no new one.
+    await secured.reload();
+    await secured.locator('.job-status .badge', { hasText: 'paused' }).waitFor();
+    expect(await secured.locator('#token-panel').isHidden()).toBe(true);
+    await secured.screenshot({ path: join(SCREENSHOTS, 'job-with-token.png'), fullPage: true });
+    await context.close();
   });
 });

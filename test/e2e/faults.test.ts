@@ -57,6 +57,15 @@ function blenderChildren(nodePid: number): number[] {
   return found;
 }
 
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function killGroupNow(pgid: number): void {
   try {
     process.kill(-pgid, 'SIGKILL');
@@ -118,14 +127,7 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
     killGroupNow(pid);
     for (const blender of blenders) killGroupNow(blender);
     await node.exited;
-    await waitFor(`${name}'s Blender to be gone`, async () => blenders.every((b) => !blenderChildren(pid).includes(b)) && blenders.every((b) => {
-      try {
-        process.kill(b, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }), 10_000, 50);
+    await waitFor(`${name}'s Blender to be gone`, async () => blenders.every((b) => !processExists(b)), 10_000, 50);
     note(`killed ${name} mid-render (Blender ${blenders.join(', ')}, task ${taskId.slice(0, 8)})`);
     return taskId;
   };

@@ -72,6 +72,7 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
     await node?.stop();
     await master?.stop();
     rmSync(dir, { recursive: true, force: true });
+    if (master) rmSync(master.persistDir, { recursive: true, force: true });
   });
 
   it('a scene with external textures and UDIM tiles renders in the textures’ colours, not magenta', async () => {

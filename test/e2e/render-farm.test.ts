@@ -95,6 +95,7 @@ describe('a farm of two render nodes', () => {
     const failed = await waitForJob(master.url, bad.job_id, ['failed', 'completed'], 120_000);
     expect(failed.status).toBe('failed');
     expect(failed.error).toMatch(/corrupt|DNA|truncated|not a blend/i);
+    expect(failed.failure_reason).toBe('corrupt_file');
     expect(failed.error).toMatch(/\/log/);
 
     const good = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 3, end_frame: 4, name: 'after-corrupt' });

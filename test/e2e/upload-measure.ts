@@ -270,10 +270,21 @@ export async function runUploadScenario(opts: { masterUrl: string; wranglerPid: 
       peak: memory.peakBetween(t0, Date.now()),
     };
 
-    const download = createHash('sha256');
-    const response = await fetch(`${opts.masterUrl}/blobs/${sha256}`);
-    if (!response.ok || !response.body) throw new Error(`GET /blobs/${sha256} answered ${response.status}`);
-    for await (const chunk of response.body) download.update(chunk);
+    // What the master stores, read back whole. Tried again if the connection drops: `wrangler dev`
+    // restarts the Worker whenever a file under edge/ changes.
+    let downloadedSha256 = '';
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const download = createHash('sha256');
+        const response = await fetch(`${opts.masterUrl}/blobs/${sha256}`);
+        if (!response.ok || !response.body) throw new Error(`GET /blobs/${sha256} answered ${response.status}`);
+        for await (const chunk of response.body) download.update(chunk);
+        downloadedSha256 = download.digest('hex');
+        break;
+      } catch (err) {
+        if (attempt >= 3) throw err;
+      }
+    }
 
     return {
       size: opts.size,
@@ -286,7 +297,7 @@ export async function runUploadScenario(opts: { masterUrl: string; wranglerPid: 
       master,
       cliPeak: Math.max(first.peakRss, second.peakRss, third.peakRss),
       cliBaseline: help.peakRss,
-      downloadedSha256: download.digest('hex'),
+      downloadedSha256,
     };
   } finally {
     await proxy.close();

@@ -109,6 +109,13 @@ function jsonCases(method: string, path: (f: Fixture) => string, valid: (f: Fixt
       return call(path(fx), { method, headers: { 'content-type': 'application/json' }, body: stream });
     }),
     bad('an empty object (required fields missing)', (fx) => call(path(fx), jsonInit(method, {}))),
+    bad('a body cut off mid-way (the connection was reset)', (fx) => {
+      const bytes = new TextEncoder().encode(JSON.stringify(valid(fx)));
+      const { readable, writable } = new FixedLengthStream(bytes.length);
+      const writer = writable.getWriter();
+      void writer.write(bytes.slice(0, Math.floor(bytes.length / 2))).then(() => writer.abort('reset')).catch(() => {});
+      return call(path(fx), { method, headers: { 'content-type': 'application/json', 'content-length': String(bytes.length) }, body: readable });
+    }),
   ];
   // Every field of the valid body, one at a time, given a value of the wrong type.
   const wrongType = (value: unknown): unknown => (typeof value === 'number' ? 'abc' : typeof value === 'string' ? { not: 'a string' } : Array.isArray(value) ? { not: 'an array' } : 42);

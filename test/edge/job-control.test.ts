@@ -31,6 +31,7 @@ import {
   putFrame,
   registerWorker,
   renderAll,
+  submitJob,
   submitOk,
   taskRow,
   update,
@@ -453,6 +454,12 @@ describe('webhooks', () => {
     await new Promise((r) => setTimeout(r, 50));
     await waitForWebhook(jobId, ['delivered']);
     expect(calls.map((c) => c.body.event)).toEqual(['job.failed', 'job.completed']);
+  });
+
+  it('a webhook given at submission (curl -F webhook_url=...) is armed; a bad one is refused and nothing is stored', async () => {
+    const job = await submitOk({ start_frame: 1, end_frame: 1, webhook_url: URL_OK });
+    expect(await webhookStatus(job.job_id)).toMatchObject({ webhook_url: URL_OK, state: 'armed' });
+    await expectRefusedUnchanged(() => submitJob({ start_frame: 1, end_frame: 1, webhook_url: 'javascript:alert(1)' }), 400, 'webhook_url must be an http:// or https:// URL');
   });
 
   it('a webhook added to a finished job is called at once', async () => {

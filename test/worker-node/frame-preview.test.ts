@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PREVIEW_WIDTH_PX } from '../../protocol/api.ts';
-import { cpuDevice, mayHaveGpu, parseGpuList } from '../../worker-node/devices.ts';
+import { cpuDevice, devicesFromReport, mayHaveGpu } from '../../worker-node/devices.ts';
 import { choosePreviewTool, FramePreviews, makePreview } from '../../worker-node/frame-preview.ts';
 import type { Logger } from '../../worker-node/logger.ts';
 import type { MasterClient } from '../../worker-node/master-client.ts';
@@ -113,12 +113,19 @@ describe('devices', () => {
     expect(cpuDevice()).toMatchObject({ type: 'CPU', name: expect.stringMatching(/\(\d+ threads\)$/) });
   });
 
-  it("reads the GPU list Blender prints, ignoring anything else", () => {
-    expect(parseGpuList('Blender 4.2\nFARM_DEVICES [{"type": "OPTIX", "name": "NVIDIA RTX 4090"}, {"bad": 1}]\n')).toEqual([
-      { type: 'OPTIX', name: 'NVIDIA RTX 4090' },
+  it("turns Blender's Cycles device report into the devices the node registers: the CPU, then each GPU with its memory", () => {
+    const devices = devicesFromReport({
+      blenderVersion: '4.2.0',
+      backends: ['cpu', 'optix'],
+      devices: [{ type: 'OPTIX', name: 'NVIDIA GeForce RTX 4090', id: 'OPTIX_x', memoryMb: 24_564 }],
+      cpuName: 'AMD Ryzen 9 7950X 16-Core Processor',
+      compiledTypes: ['CUDA', 'OPTIX'],
+      errors: [],
+    });
+    expect(devices).toEqual([
+      { type: 'CPU', name: expect.stringMatching(/^AMD Ryzen 9 7950X 16-Core Processor \(\d+ threads\)$/) },
+      { type: 'OPTIX', name: 'NVIDIA GeForce RTX 4090 (24 GiB)' },
     ]);
-    expect(parseGpuList('no devices line')).toEqual([]);
-    expect(parseGpuList('FARM_DEVICES not json')).toEqual([]);
   });
 
   it('asks Blender about GPUs only where a GPU driver is present (Linux) or on other systems', () => {
