@@ -16,7 +16,7 @@
  * with other work, CPU seconds show what the farm adds far more steadily than wall time does.
  * The farm's frames are downloaded and compared with plain's, pixel for pixel.
  *
- *   node bench/farm-vs-plain.ts [--frames 24] [--width 256 --height 192] [--threads 2] [--repeats 2] [--bake] [--quick]
+ *   node bench/farm-vs-plain.ts [--frames 24] [--width 480 --height 360] [--threads 2] [--repeats 2] [--bake] [--quick]
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -79,7 +79,7 @@ async function timedBlender(fn: () => Promise<unknown>): Promise<Run> {
 }
 
 /** Renders the job on a fresh master with one idle node: wall seconds from submit to finished_at, CPU seconds, frames. */
-async function farmRun(
+export async function farmRun(
   blend: string,
   opts: FarmVsPlainOptions,
   label: string,
@@ -204,8 +204,8 @@ if (isMain(import.meta)) {
   const { values } = parseArgs({
     options: {
       frames: { type: 'string', default: '24' },
-      width: { type: 'string', default: '256' },
-      height: { type: 'string', default: '192' },
+      width: { type: 'string', default: '480' },
+      height: { type: 'string', default: '360' },
       threads: { type: 'string', default: '2' },
       repeats: { type: 'string', default: '2' },
       bake: { type: 'boolean', default: false },

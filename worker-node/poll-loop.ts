@@ -87,12 +87,12 @@ export async function register(deps: PollLoopDeps, stop: AbortSignal, reuse = tr
  * Claims and runs tasks until `stop` aborts. Resolves once the current task has finished or
  * been released.
  *
- * Tasks overlap by their non-Blender parts: as soon as Blender is done with a task, the next one
- * is claimed while the last frames, the log and the report of the previous one are still being
- * uploaded, so its blend downloads (and its hot Blender loads the file) in that time instead of
- * after it. At most two tasks are in hand: one rendering, one finishing. Blender itself only ever
- * works on one (the hot Blender serialises renders; a cold task starts its process after the
- * previous one's exited).
+ * Tasks overlap by their non-Blender parts: as soon as Blender is done with a task and its frames
+ * are uploaded (the master sizes the next chunk from their render times), the next task is
+ * claimed while the log and the report of the previous one are still going out, so its blend
+ * downloads (and its hot Blender loads the file) in that time instead of after it. At most two
+ * tasks are in hand: one rendering, one finishing. Blender itself only ever works on one (the hot
+ * Blender serialises renders; a cold task starts its process after the previous one's exited).
  */
 export async function pollLoop(deps: PollLoopDeps, stop: AbortSignal): Promise<void> {
   const { config, client, log } = deps;
@@ -131,9 +131,9 @@ export async function pollLoop(deps: PollLoopDeps, stop: AbortSignal): Promise<v
       continue;
     }
     const claimed = task;
-    let renderDone!: () => void;
-    const rendered = new Promise<void>((resolve) => (renderDone = resolve));
-    const whole = runner.run(claimed, stop, { onRenderDone: renderDone }).then(
+    let framesDone!: () => void;
+    const rendered = new Promise<void>((resolve) => (framesDone = resolve));
+    const whole = runner.run(claimed, stop, { onFramesDone: framesDone }).then(
       () => {},
       async (err) => {
         // A bug or an unexpected master answer: the lease runs out and another node renders it.

@@ -41,11 +41,12 @@ export interface TaskRunnerDeps {
 
 export interface RunHooks {
   /**
-   * Called once Blender is done with the task (all frames rendered, a failure, or nothing to
-   * render), while the last uploads and the report may still be in flight: the moment the poll
-   * loop can claim the next task and start fetching its blend.
+   * Called once Blender is done with the task and its frames are uploaded (or it failed, or had
+   * nothing to render), while the log and the report may still be in flight: the moment the poll
+   * loop can claim the next task and start fetching its blend. Not earlier: the master sizes the
+   * next chunk from the frame times that come with the uploads.
    */
-  onRenderDone?: () => void;
+  onFramesDone?: () => void;
 }
 
 /** How a task's render went, whichever way Blender was run. */
@@ -79,20 +80,20 @@ export class TaskRunner {
    * Renders `task`. `stop` aborts the render (shutdown); the task is then released, not failed.
    */
   async run(task: TaskAssignment, stop: AbortSignal, hooks: RunHooks = {}): Promise<TaskOutcome> {
-    let renderDone = false;
-    const markRenderDone = () => {
-      if (renderDone) return;
-      renderDone = true;
-      hooks.onRenderDone?.();
+    let framesDone = false;
+    const markFramesDone = () => {
+      if (framesDone) return;
+      framesDone = true;
+      hooks.onFramesDone?.();
     };
     try {
-      return await this.runTask(task, stop, markRenderDone);
+      return await this.runTask(task, stop, markFramesDone);
     } finally {
-      markRenderDone();
+      markFramesDone();
     }
   }
 
-  private async runTask(task: TaskAssignment, stop: AbortSignal, markRenderDone: () => void): Promise<TaskOutcome> {
+  private async runTask(task: TaskAssignment, stop: AbortSignal, markFramesDone: () => void): Promise<TaskOutcome> {
     const { config, client, cache, workerId, log } = this.deps;
     if (!ID.test(task.task_id) || !ID.test(task.lease_id)) throw new Error(`refusing task with malformed ids from the master`);
     const lease = { worker_id: workerId, task_id: task.task_id, lease_id: task.lease_id };
@@ -196,9 +197,10 @@ export class TaskRunner {
       const result = this.deps.hot
         ? await this.renderHot(this.deps.hot, task, blendPath, outputPattern, logPath, render.signal, renderHooks)
         : await this.renderCold(task, blendPath, outputPattern, outDir, logPath, render.signal, renderHooks);
-      // Blender is free: the poll loop may claim the next task while these uploads finish.
-      markRenderDone();
       await uploads;
+      // Blender is free and the frames are up: the poll loop may claim the next task while the
+      // log and the report go out.
+      markFramesDone();
       if (lost) return 'lease_lost';
       if (render.signal.aborted && stop.aborted) return await this.release(lease, label);
       if (render.signal.aborted) return 'aborted';
@@ -308,16 +310,22 @@ export class TaskRunner {
     const key = `${task.job_id}/${task.blend_sha256}/t${this.deps.config.threads}`;
     const outcome = (fields: Omit<RenderOutcome, 'durationMs'>): RenderOutcome => ({ ...fields, durationMs: Math.round(performance.now() - startedMs) });
     try {
-      for (const frame of task.frames) {
-        if (signal.aborted) break;
-        hooks.onFrameStart(frame);
-        const saved = await hot.renderFrame({ key, blendPath, frame, outputPattern, onLine, signal });
-        onLine(
-          `# hot Blender pid ${saved.pid}${saved.started ? ' (started for this frame)' : ''}: frame ${frame} in ${saved.wallMs} ms ` +
-            `(render ${saved.renderSeconds} s, stepping ${saved.stepSeconds} s), RSS ${saved.rssMb === null ? '?' : Math.round(saved.rssMb)} MB`,
-        );
-        hooks.onSaved(frame, saved.path, saved.wallMs);
-      }
+      await hot.renderFrames({
+        key,
+        blendPath,
+        frames: task.frames,
+        outputPattern,
+        onLine,
+        signal,
+        onFrameStarted: (frame) => hooks.onFrameStart(frame),
+        onFrameSaved: (saved) => {
+          onLine(
+            `# hot Blender pid ${saved.pid}${saved.started ? ' (started for this task)' : ''}: frame ${saved.frame} in ${saved.wallMs} ms ` +
+              `(render ${saved.renderSeconds} s, stepping ${saved.stepSeconds} s), RSS ${saved.rssMb === null ? '?' : Math.round(saved.rssMb)} MB`,
+          );
+          hooks.onSaved(saved.frame, saved.path, saved.wallMs);
+        },
+      });
       return outcome({ exitCode: 0, signal: null, tail });
     } catch (err) {
       if (!(err instanceof HotBlenderError)) throw err;

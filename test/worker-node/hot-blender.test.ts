@@ -53,35 +53,52 @@ describe('hot Blender', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('frames 3, 4, 5 and then a later task 9, 10 render in one process, each pixel-identical to a fresh blender -f N', async () => {
+  it('a task of frames 3, 4, 5 and a later one of 9, 10, 12 render in one process, each frame pixel-identical to a fresh blender -f N', async () => {
     const h = open();
     const out = join(dir, 'hot-baked');
     const lines: string[] = [];
-    const results = [];
-    for (const frame of [3, 4, 5]) results.push(await h.renderFrame({ key: 'job-1', blendPath: baked, frame, outputPattern: join(out, 'frame_######'), onLine: (l) => lines.push(l) }));
-    for (const frame of [9, 10]) results.push(await h.renderFrame({ key: 'job-1', blendPath: baked, frame, outputPattern: join(out, 'frame_######') }));
+    const started: number[] = [];
+    const saved: number[] = [];
+    const results = [
+      ...(await h.renderFrames({
+        key: 'job-1',
+        blendPath: baked,
+        frames: [3, 4, 5],
+        outputPattern: join(out, 'frame_######'),
+        onLine: (l) => lines.push(l),
+        onFrameStarted: (f) => started.push(f),
+        onFrameSaved: (r) => saved.push(r.frame),
+      })),
+      // Two runs of consecutive frames in one call.
+      ...(await h.renderFrames({ key: 'job-1', blendPath: baked, frames: [9, 10, 12], outputPattern: join(out, 'frame_######') })),
+    ];
 
     // One process: started by the first frame, reused by every other.
     expect(h.startedCount).toBe(1);
     expect(new Set(results.map((r) => r.pid)).size).toBe(1);
-    expect(results.map((r) => r.started)).toEqual([true, false, false, false, false]);
+    expect(results.map((r) => r.started)).toEqual([true, false, false, false, false, false]);
+    // Each frame was reported as it started and as it was saved, in order.
+    expect(started).toEqual([3, 4, 5]);
+    expect(saved).toEqual([3, 4, 5]);
     // The same file names as blender -o .../frame_###### -x 1.
-    expect(results.map((r) => r.path)).toEqual([3, 4, 5, 9, 10].map((f) => join(out, `frame_${String(f).padStart(6, '0')}.png`)));
+    expect(results.map((r) => r.path)).toEqual([3, 4, 5, 9, 10, 12].map((f) => join(out, `frame_${String(f).padStart(6, '0')}.png`)));
     expect(lines.some((l) => l.startsWith('Saved: '))).toBe(true);
     expect(results.every((r) => r.rssMb !== null && r.rssMb > 10)).toBe(true);
 
     const fresh = join(dir, 'fresh-baked');
-    for (const frame of [3, 4, 5, 9, 10]) await freshRender(baked, fresh, ['-f', String(frame)]);
+    for (const frame of [3, 4, 5, 9, 10, 12]) await freshRender(baked, fresh, ['-f', String(frame)]);
     for (const r of results) expect(pixels(r.path), `frame ${r.frame}`).toBe(pixels(numbered(fresh, r.frame)));
     // Animated: every frame differs, so the equality above is not trivially true.
-    expect(new Set(results.map((r) => pixels(r.path))).size).toBe(5);
+    expect(new Set(results.map((r) => pixels(r.path))).size).toBe(6);
   });
 
   it('with an unbaked simulation, frames are stepped in order: they equal one sequential blender -a run, not a jump to -f N', async () => {
     const h = open();
     const out = join(dir, 'hot-live');
-    const results = [];
-    for (const frame of [3, 4, 9]) results.push(await h.renderFrame({ key: 'job-live', blendPath: live, frame, outputPattern: join(out, 'frame_######') }));
+    const results = [
+      ...(await h.renderFrames({ key: 'job-live', blendPath: live, frames: [3, 4], outputPattern: join(out, 'frame_######') })),
+      await h.renderFrame({ key: 'job-live', blendPath: live, frame: 9, outputPattern: join(out, 'frame_######') }),
+    ];
     expect(new Set(results.map((r) => r.pid)).size).toBe(1);
     // Frame 9 came after 4: frames 5 to 8 were simulated (not rendered) on the way.
     expect(results[2]!.stepSeconds).toBeGreaterThan(0);
@@ -140,11 +157,13 @@ describe('hot Blender', () => {
     expect(next.started).toBe(true);
   });
 
-  it('--hot-max-frames: after that many frames the next frame gets a new process', async () => {
+  it('--hot-max-frames: after that many frames the next frame gets a new process, even within one task', async () => {
     const h = open({ maxFrames: 2 });
     const out = join(dir, 'max-frames');
-    const pids = [];
-    for (const frame of [1, 2, 3, 4, 5]) pids.push((await h.renderFrame({ key: 'job-1', blendPath: baked, frame, outputPattern: join(out, 'frame_######') })).pid);
+    const results = await h.renderFrames({ key: 'job-1', blendPath: baked, frames: [1, 2, 3, 4, 5], outputPattern: join(out, 'frame_######') });
+    expect(results.map((r) => r.frame)).toEqual([1, 2, 3, 4, 5]);
+    expect(results.map((r) => r.started)).toEqual([true, false, true, false, true]);
+    const pids = results.map((r) => r.pid);
     expect(pids[0]).toBe(pids[1]);
     expect(pids[2]).toBe(pids[3]);
     expect(pids[4]).not.toBe(pids[3]);
@@ -152,7 +171,7 @@ describe('hot Blender', () => {
     expect(h.startedCount).toBe(3);
   });
 
-  it('--hot-max-mem-mb: a process holding more than the limit after a frame is replaced before the next', async () => {
+  it('--hot-max-mem-mb: a process holding more than the limit after a task is replaced before the next', async () => {
     // Blender holds well over 1 MB, so every frame retires its process.
     const h = open({ maxMemMb: 1 });
     const out = join(dir, 'max-mem');

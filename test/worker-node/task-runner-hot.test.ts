@@ -1,7 +1,8 @@
 /**
  * The task runner with a hot Blender (real Blender, a fake master): tasks of one job share one
- * Blender process, frames are uploaded as they are saved, and the runner says Blender is free
- * before it reports the task, so the poll loop can claim the next task while the report goes out.
+ * Blender process, frames are uploaded as they are saved, and the runner says it is done with
+ * Blender and the frames before it reports the task, so the poll loop can claim the next task while
+ * the log and the report go out.
  */
 import { randomUUID } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -20,7 +21,7 @@ const BLENDER = process.env.BLENDER ?? 'blender';
 const SCENES = new URL('../scenes/', import.meta.url).pathname;
 
 /** Everything the runner sent to the "master", in order. */
-type Sent = { kind: 'update'; body: UpdateTaskStatusRequest } | { kind: 'frame'; frame: number; task: string; png: boolean } | { kind: 'log'; task: string } | { kind: 'render-done'; task: string };
+type Sent = { kind: 'update'; body: UpdateTaskStatusRequest } | { kind: 'frame'; frame: number; task: string; png: boolean } | { kind: 'log'; task: string } | { kind: 'frames-done'; task: string };
 
 function fakeMaster(sent: Sent[]): MasterClient {
   const fake = {
@@ -84,7 +85,7 @@ describe('task runner with a hot Blender', () => {
     const stop = new AbortController().signal;
 
     for (const t of [first, second]) {
-      const outcome = await runner.run(t, stop, { onRenderDone: () => sent.push({ kind: 'render-done', task: t.task_id }) });
+      const outcome = await runner.run(t, stop, { onFramesDone: () => sent.push({ kind: 'frames-done', task: t.task_id }) });
       expect(outcome).toBe('completed');
     }
 
@@ -102,9 +103,11 @@ describe('task runner with a hot Blender', () => {
     for (const t of [first, second]) {
       const mine = sent.filter((s) => ('task' in s ? s.task : s.body.task_id) === t.task_id);
       const order = mine.map((s) => (s.kind === 'update' ? s.body.status : s.kind));
-      // running first; Blender released before the log and the completed report go out.
+      // running first; frames uploaded, then Blender and the poll loop are free before the log
+      // and the completed report go out.
       expect(order[0]).toBe('running');
-      expect(order.indexOf('render-done')).toBeLessThan(order.indexOf('log'));
+      expect(order.lastIndexOf('frame')).toBeLessThan(order.indexOf('frames-done'));
+      expect(order.indexOf('frames-done')).toBeLessThan(order.indexOf('log'));
       expect(order.at(-1)).toBe('completed');
     }
   });

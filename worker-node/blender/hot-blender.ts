@@ -9,11 +9,16 @@
  * takes one JSON command per line on stdin and answers with JSON events on fd 3, a pipe of its
  * own (Blender's stdout carries its own progress lines, which go to the task's log as before).
  *
+ * A call renders a list of frames (a task's): the driver renders each run of consecutive frames
+ * with Blender's own animation render, so frame follows frame inside Blender without waiting for
+ * the node, and reports each frame as its file is written.
+ *
  * One process at a time, keyed by what it was started for (the job, the blend's SHA-256 and the
- * render settings). It is replaced when a frame asks for another key, after it exited or crashed,
- * after `maxFrames` frames, once its resident memory after a frame passed `maxMemMb`, and it is
- * stopped after `idleMs` without work so an idle node does not hold Blender's memory.
- * Renders are serialised: a call waits for the one before it.
+ * render settings). It is replaced when a call brings another key, after it exited or crashed,
+ * after `maxFrames` frames (a call's frames are split so that no process renders more), once its
+ * resident memory after a call passed `maxMemMb`, and it is stopped after `idleMs` without work
+ * so an idle node does not hold Blender's memory. Calls are serialised: one waits for the one
+ * before it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -48,25 +53,33 @@ export interface HotBlenderOptions {
   script?: string;
 }
 
-export interface HotFrameRequest {
+export interface HotRenderRequest {
   /** What the process is for (job, blend SHA-256, settings): another key starts another process. */
   key: string;
   /** Absolute path of the .blend. */
   blendPath: string;
-  frame: number;
+  /** Frames to render, ascending, each once. */
+  frames: number[];
   /** Absolute output pattern with # for the frame number, as for `-o`. */
   outputPattern: string;
-  /** Blender's output lines while this frame is rendered (with the start-up lines if it started Blender). */
+  /** Blender's output lines while these frames render (with the start-up lines if it started Blender). */
   onLine?: (line: string) => void;
+  /** A frame Blender started rendering. */
+  onFrameStarted?: (frame: number) => void;
+  /** A frame whose file Blender wrote, as soon as it did. */
+  onFrameSaved?: (result: HotFrameResult) => void;
   /** Aborting stops the process (its whole process group) and rejects with kind 'aborted'. */
   signal?: AbortSignal;
 }
+
+/** One frame: `renderFrame` is `renderFrames` with a single frame. */
+export type HotFrameRequest = Omit<HotRenderRequest, 'frames' | 'onFrameSaved'> & { frame: number };
 
 export interface HotFrameResult {
   frame: number;
   /** The saved file: the pattern's # run replaced by the zero-padded frame, plus the extension. */
   path: string;
-  /** Wall time of this call from the node's side, including stepping and any start-up. */
+  /** Wall time from the node's side since the previous frame was saved (or the call began), including stepping and any start-up. */
   wallMs: number;
   /** Time Blender spent in the render operator. */
   renderSeconds: number;
@@ -76,7 +89,7 @@ export interface HotFrameResult {
   rssMb: number | null;
   peakRssMb: number | null;
   pid: number;
-  /** True when this call had to start Blender (and load the file). */
+  /** True for the first frame of a freshly started Blender (whose wallMs includes loading the file). */
   started: boolean;
 }
 
@@ -132,7 +145,9 @@ class HotProcess {
   stopping = false;
   readonly tail: string[] = [];
   sink: ((line: string) => void) | undefined;
-  private listeners = new Set<(event: HotEvent) => void>();
+  /** Events not yet taken by `next`, oldest first. */
+  private queue: HotEvent[] = [];
+  private wake: (() => void) | null = null;
 
   constructor(key: string, child: ChildProcess) {
     this.key = key;
@@ -154,7 +169,8 @@ class HotProcess {
         this.line(`# hot Blender sent a malformed event: ${line.slice(0, 200)}`);
         return;
       }
-      for (const listener of [...this.listeners]) listener(event);
+      this.queue.push(event);
+      this.wake?.();
     });
     // Writing to a Blender that died is reported through its exit, not as an EPIPE crash.
     child.stdin!.on('error', () => {});
@@ -175,29 +191,33 @@ class HotProcess {
   }
 
   /**
-   * Waits for the first event `pick` accepts (it returns a value), the process's exit, or the
-   * abort of `signal`, whichever comes first.
+   * The next event `accept` takes (others are dropped), or the process's exit, or the abort of
+   * `signal`, whichever comes first.
    */
-  async waitFor<T>(pick: (event: HotEvent) => T | undefined, signal?: AbortSignal): Promise<{ value: T } | { exited: true } | { aborted: true }> {
-    let listener!: (event: HotEvent) => void;
-    let onAbort!: () => void;
+  async next(accept: (event: HotEvent) => boolean, signal?: AbortSignal): Promise<{ event: HotEvent } | { exited: true } | { aborted: true }> {
+    let exitedAt: number | null = null;
+    void this.exited.then(() => {
+      exitedAt = performance.now();
+      this.wake?.();
+    });
+    const onAbort = () => this.wake?.();
+    signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      return await new Promise((resolve) => {
-        listener = (event) => {
-          const value = pick(event);
-          if (value !== undefined) resolve({ value });
-        };
-        this.listeners.add(listener);
-        onAbort = () => resolve({ aborted: true });
-        if (signal?.aborted) onAbort();
-        signal?.addEventListener('abort', onAbort, { once: true });
-        void this.exited.then(() => {
-          // Events the driver wrote just before exiting may still be in the pipe: let them land.
-          setTimeout(() => resolve({ exited: true }), 50);
+      for (;;) {
+        while (this.queue.length > 0) {
+          const event = this.queue.shift()!;
+          if (accept(event)) return { event };
+        }
+        if (signal?.aborted) return { aborted: true };
+        // Events the driver wrote just before exiting may still be in the pipe: let them land.
+        if (exitedAt !== null && performance.now() - exitedAt >= 50) return { exited: true };
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+          if (exitedAt !== null) setTimeout(resolve, 50);
         });
-      });
+        this.wake = null;
+      }
     } finally {
-      this.listeners.delete(listener);
       signal?.removeEventListener('abort', onAbort);
     }
   }
@@ -262,12 +282,20 @@ export class HotBlender {
     return this.proc?.framesRendered ?? 0;
   }
 
+  /** Renders one frame; see renderFrames. */
+  async renderFrame(req: HotFrameRequest): Promise<HotFrameResult> {
+    const { frame, ...rest } = req;
+    const [result] = await this.renderFrames({ ...rest, frames: [frame] });
+    return result!;
+  }
+
   /**
-   * Renders one frame in the hot process for `req.key`, starting or replacing the process
-   * first when needed. Calls are serialised. Frames of one key are best asked for in
-   * ascending order: a frame before the last one may mean re-simulating from the start.
+   * Renders `req.frames` in the hot process for `req.key`, starting or replacing the process
+   * first when needed, and resolves with every frame's result once all are saved. Calls are
+   * serialised. Frames of one key are best asked for in ascending order across calls: with an
+   * unbaked simulation, an earlier frame means stepping again from the scene start.
    */
-  renderFrame(req: HotFrameRequest): Promise<HotFrameResult> {
+  renderFrames(req: HotRenderRequest): Promise<HotFrameResult[]> {
     const run = this.queue.then(() => this.renderNow(req));
     this.queue = run.catch(() => {});
     return run;
@@ -280,17 +308,100 @@ export class HotBlender {
     return run;
   }
 
-  private async renderNow(req: HotFrameRequest): Promise<HotFrameResult> {
+  private async renderNow(req: HotRenderRequest): Promise<HotFrameResult[]> {
     clearTimeout(this.idleTimer);
-    const startedMs = performance.now();
-    if (req.signal?.aborted) throw new HotBlenderError('aborted', 'the render was aborted before it started');
+    if (req.frames.length === 0) return [];
+    if (req.frames.some((f, i) => !Number.isInteger(f) || (i > 0 && f <= req.frames[i - 1]!))) {
+      throw new Error(`frames must be whole, ascending and unique, got ${req.frames.slice(0, 10).join(', ')}`);
+    }
+    const results: HotFrameResult[] = [];
+    let remaining = [...req.frames];
+    let lastMs = performance.now();
+    while (remaining.length > 0) {
+      if (req.signal?.aborted) throw new HotBlenderError('aborted', 'the render was aborted before it started');
+      const started = await this.ensureProcess(req);
+      const proc = this.proc!;
+      proc.sink = req.onLine;
+      const { maxFrames, maxMemMb } = this.options;
+      // No process renders more than maxFrames: the rest go to the next one.
+      const batch = maxFrames > 0 ? remaining.slice(0, Math.max(1, maxFrames - proc.framesRendered)) : remaining;
+      const id = String(++this.commandSeq);
+      proc.send({ cmd: 'render', id, frames: batch, output: req.outputPattern });
 
+      let first = started;
+      for (;;) {
+        const outcome = await proc.next((event) => event.id === id, req.signal);
+        if ('aborted' in outcome) {
+          await this.killProcess();
+          throw new HotBlenderError('aborted', `rendering frames ${describeFrames(batch)} was aborted`, { tail: [...proc.tail] });
+        }
+        if ('exited' in outcome) {
+          this.proc = null;
+          const exit = proc.exit!;
+          const at = remaining[0];
+          throw new HotBlenderError('exited', `Blender exited while rendering frame ${at} (${describeExit(exit)})`, {
+            exitCode: exit.code,
+            signal: exit.signal,
+            tail: [...proc.tail],
+          });
+        }
+        const { event } = outcome;
+        if (event.event === 'frame_started' && typeof event.frame === 'number') {
+          req.onFrameStarted?.(event.frame);
+        } else if (event.event === 'frame_saved' && typeof event.frame === 'number') {
+          proc.framesRendered++;
+          proc.lastRssMb = event.rss_mb ?? null;
+          const now = performance.now();
+          const result: HotFrameResult = {
+            frame: event.frame,
+            path: event.path!,
+            wallMs: Math.round(now - lastMs),
+            renderSeconds: event.render_seconds ?? 0,
+            stepSeconds: event.step_seconds ?? 0,
+            rssMb: event.rss_mb ?? null,
+            peakRssMb: event.peak_rss_mb ?? null,
+            pid: proc.pid,
+            started: first,
+          };
+          lastMs = now;
+          first = false;
+          remaining = remaining.filter((f) => f !== event.frame);
+          results.push(result);
+          req.onFrameSaved?.(result);
+        } else if (event.event === 'error') {
+          // The scene may be half-evaluated: the next call gets a fresh Blender.
+          const tail = [...proc.tail, `Error: ${event.message ?? 'unknown error'}`];
+          await this.stopProcess(`frame ${event.frame ?? remaining[0]} failed`);
+          throw new HotBlenderError('render_error', `Blender could not render frame ${event.frame ?? remaining[0]}: ${event.message}`, { tail });
+        } else if (event.event === 'done') {
+          break;
+        }
+      }
+
+      if (maxFrames > 0 && proc.framesRendered >= maxFrames) {
+        proc.retireReason = `it rendered ${proc.framesRendered} frames (--hot-max-frames ${maxFrames})`;
+      } else if (maxMemMb > 0 && proc.lastRssMb !== null && proc.lastRssMb > maxMemMb) {
+        proc.retireReason = `it holds ${Math.round(proc.lastRssMb)} MB after its frames (--hot-max-mem-mb ${maxMemMb})`;
+      }
+    }
+    if (this.options.idleMs > 0) {
+      this.idleTimer = setTimeout(() => void this.dispose(), this.options.idleMs);
+      this.idleTimer.unref();
+    }
+    return results;
+  }
+
+  /**
+   * Makes `this.proc` a live process for `req.key`, replacing one that is for another key, has
+   * exited or reached a limit. Returns whether it started one.
+   */
+  private async ensureProcess(req: HotRenderRequest): Promise<boolean> {
     const current = this.proc;
     if (current) {
       const why = !current.alive
         ? `it exited (${describeExit(current.exit!)})`
         : current.key !== req.key
-          ? 'the next frame belongs to another job or file'
+          ? 'the next frames belong to another job or file'
           : current.retireReason;
       if (why) {
         if (current.alive) this.options.log?.info(`restarting hot Blender (pid ${current.pid}): ${why}`);
@@ -298,66 +409,13 @@ export class HotBlender {
         await this.stopProcess(why);
       }
     }
-
-    let started = false;
-    if (!this.proc) {
-      this.proc = await this.start(req);
-      started = true;
-    }
-    const proc = this.proc;
-    proc.sink = req.onLine;
-
-    const id = String(++this.commandSeq);
-    proc.send({ cmd: 'render', id, frames: [req.frame], output: req.outputPattern });
-    const outcome = await proc.waitFor((event) => (event.id === id && (event.event === 'frame_saved' || event.event === 'error') ? event : undefined), req.signal);
-
-    if ('aborted' in outcome) {
-      await this.killProcess();
-      throw new HotBlenderError('aborted', `rendering frame ${req.frame} was aborted`, { tail: [...proc.tail] });
-    }
-    if ('exited' in outcome) {
-      this.proc = null;
-      const exit = proc.exit!;
-      throw new HotBlenderError('exited', `Blender exited while rendering frame ${req.frame} (${describeExit(exit)})`, {
-        exitCode: exit.code,
-        signal: exit.signal,
-        tail: [...proc.tail],
-      });
-    }
-    const event = outcome.value;
-    if (event.event === 'error') {
-      // The scene may be half-evaluated: the next frame gets a fresh Blender.
-      const tail = [...proc.tail, `Error: ${event.message ?? 'unknown error'}`];
-      await this.stopProcess(`frame ${req.frame} failed`);
-      throw new HotBlenderError('render_error', `Blender could not render frame ${req.frame}: ${event.message}`, { tail });
-    }
-
-    proc.framesRendered++;
-    proc.lastRssMb = event.rss_mb ?? null;
-    const { maxFrames, maxMemMb, idleMs } = this.options;
-    if (maxFrames > 0 && proc.framesRendered >= maxFrames) proc.retireReason = `it rendered ${proc.framesRendered} frames (--hot-max-frames ${maxFrames})`;
-    else if (maxMemMb > 0 && proc.lastRssMb !== null && proc.lastRssMb > maxMemMb) {
-      proc.retireReason = `it holds ${Math.round(proc.lastRssMb)} MB after a frame (--hot-max-mem-mb ${maxMemMb})`;
-    }
-    if (idleMs > 0) {
-      this.idleTimer = setTimeout(() => void this.dispose(), idleMs);
-      this.idleTimer.unref();
-    }
-    return {
-      frame: req.frame,
-      path: event.path!,
-      wallMs: Math.round(performance.now() - startedMs),
-      renderSeconds: event.render_seconds ?? 0,
-      stepSeconds: event.step_seconds ?? 0,
-      rssMb: event.rss_mb ?? null,
-      peakRssMb: event.peak_rss_mb ?? null,
-      pid: proc.pid,
-      started,
-    };
+    if (this.proc) return false;
+    this.proc = await this.start(req);
+    return true;
   }
 
   /** Starts Blender on `req.blendPath` and waits until the driver says it is ready. */
-  private async start(req: HotFrameRequest): Promise<HotProcess> {
+  private async start(req: HotRenderRequest): Promise<HotProcess> {
     const { blender, threads } = this.options;
     const args = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', req.blendPath];
     if (threads !== undefined) args.push('-t', String(threads));
@@ -379,7 +437,7 @@ export class HotBlender {
     this.startedCount++;
     const proc = new HotProcess(req.key, child);
     proc.sink = req.onLine;
-    const ready = await proc.waitFor((event) => (event.event === 'ready' ? event : undefined), req.signal);
+    const ready = await proc.next((event) => event.event === 'ready', req.signal);
     if ('aborted' in ready) {
       await proc.kill();
       throw new HotBlenderError('aborted', 'starting Blender was aborted', { tail: [...proc.tail] });
@@ -392,7 +450,7 @@ export class HotBlender {
         tail: [...proc.tail],
       });
     }
-    const info = ready.value;
+    const info = ready.event;
     this.options.log?.info(
       `hot Blender pid ${proc.pid} ready on ${req.blendPath}` +
         (info.sequential ? `; unbaked simulation (${(info.unbaked ?? []).join(', ')}): frames are stepped in order from the scene start` : ''),
@@ -415,6 +473,10 @@ export class HotBlender {
     this.proc = null;
     await proc?.kill();
   }
+}
+
+function describeFrames(frames: number[]): string {
+  return frames.length === 1 ? String(frames[0]) : `${frames[0]}-${frames.at(-1)}`;
 }
 
 function describeExit(exit: { code: number | null; signal: NodeJS.Signals | null }): string {

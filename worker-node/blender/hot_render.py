@@ -24,10 +24,13 @@ Events:
     {"event": "done", "id": ..., "frames": 3}
     {"event": "error", "id": ..., "frame": 7, "message": "...", "traceback": "..."}
 
-Frames are written exactly as `blender -b FILE -o OUTPUT -x 1 -f N` writes them: the output
-pattern is expanded by scene.render.frame_path() (its # run becomes the zero-padded frame
-number, and the extension is always added) and set as the still's scene.render.filepath, so the
-node finds frame_000007.png either way.
+Each run of consecutive frames is rendered by Blender's own animation render
+(bpy.ops.render.render(animation=True) on that range, the code of `-s A -e B -a`): the render
+keeps its depsgraph from one frame to the next, as `-a` does, instead of building and evaluating
+the whole scene again for each frame as a still render would. Frames are written where
+`-o OUTPUT -x 1` writes them (the # run becomes the zero-padded frame number, the extension is
+always added), so the node finds frame_000007.png either way; the render_pre and render_write
+handlers report each frame as it starts and once its file is written.
 
 Why frames are stepped in order: a simulation whose cache is not baked (particles, cloth, soft
 body, rigid body, dynamic paint, fluid) is only correct when Blender steps through every frame
@@ -36,9 +39,10 @@ from the start, as `blender -a` does. Jumping to a frame (`-f 7`, or the first f
 how the frames were split between processes. When the scene has such a cache, this script
 evaluates every frame from the scene start up to the one asked for (without rendering the ones
 in between) and keeps that state between commands, so a frame rendered here equals the same
-frame of one `blender -b FILE -a` run however the farm chunked the range. When every cache is
-baked, or there is none, frames are independent and it jumps straight to the frame; then the
-result also equals a fresh `blender -b FILE -f N`.
+frame of one `blender -b FILE -a` run however the farm chunked the range (the animation render
+then continues from that state frame by frame). When every cache is baked, or there is none,
+frames are independent and a run starts at its first frame directly; then the result also equals
+a fresh `blender -b FILE -f N`.
 """
 
 import argparse
@@ -121,26 +125,53 @@ def unbaked_caches(scene):
     return found
 
 
+def contiguous_runs(frames):
+    """[3, 4, 5, 9, 10] -> [(3, 5), (9, 10)]."""
+    runs = []
+    for frame in frames:
+        if runs and frame == runs[-1][1] + 1:
+            runs[-1][1] = frame
+        else:
+            runs.append([frame, frame])
+    return [tuple(run) for run in runs]
+
+
+def set_frame_range(scene, start, end):
+    """Sets the scene's range in the order that never makes Blender clamp one end to the other."""
+    if start > scene.frame_end:
+        scene.frame_end = end
+        scene.frame_start = start
+    else:
+        scene.frame_start = start
+        scene.frame_end = end
+
+
 class HotRenderer:
     def __init__(self, events):
         self.events = events
         self.scene = bpy.context.scene
+        # The file's own range: stepping starts at its first frame, as `blender -a` does.
+        self.origin = self.scene.frame_start
         self.unbaked = unbaked_caches(self.scene)
         self.sequential = len(self.unbaked) > 0
         # The frame the scene was last stepped to in order, or None when its state did not come
         # from stepping (freshly loaded, or jumped to a frame before the start).
         self.stepped_to = None
+        # The command being rendered, for the render handlers.
+        self.current = None
         render = self.scene.render
         # Settings a farm must not inherit from the file (see OVERWRITE_OUTPUT_EXPR in
         # render-args.ts): always overwrite, never write placeholders, always add the extension.
         render.use_overwrite = True
         render.use_placeholder = False
         render.use_file_extension = True
+        bpy.app.handlers.render_pre.append(self.on_render_pre)
+        bpy.app.handlers.render_write.append(self.on_render_write)
 
     def go_to(self, frame):
         """Makes `frame` the scene's current frame the way a sequential render would reach it."""
         scene = self.scene
-        origin = scene.frame_start
+        origin = self.origin
         if not self.sequential or frame < origin:
             scene.frame_set(frame)
             self.stepped_to = None
@@ -155,54 +186,89 @@ class HotRenderer:
             scene.frame_set(f)
         self.stepped_to = frame
 
+    def on_render_pre(self, scene, *_):
+        current = self.current
+        if current is None:
+            return
+        frame = scene.frame_current
+        current["frame_started_at"] = time.monotonic()
+        self.events.send(event="frame_started", id=current["id"], frame=frame)
+
+    def on_render_write(self, scene, *_):
+        current = self.current
+        if current is None:
+            return
+        frame = scene.frame_current
+        now = time.monotonic()
+        path = scene.render.frame_path(frame=frame)
+        current["written"].add(frame)
+        rss, peak = memory_mb()
+        self.events.send(
+            event="frame_saved",
+            id=current["id"],
+            frame=frame,
+            path=path,
+            render_seconds=round(now - current.get("frame_started_at", now), 4),
+            step_seconds=round(current.pop("step_seconds", 0.0), 4),
+            rss_mb=rss,
+            peak_rss_mb=peak,
+        )
+
     def render(self, command):
         command_id = command.get("id")
         frames = command.get("frames")
         output = command.get("output")
-        if not isinstance(frames, list) or not all(isinstance(f, int) for f in frames) or not frames:
+        if not isinstance(frames, list) or not frames or not all(isinstance(f, int) for f in frames):
             raise ValueError("render needs a non-empty list of whole frames")
+        if any(b <= a for a, b in zip(frames, frames[1:])):
+            raise ValueError("render needs frames in ascending order, each once")
         if not isinstance(output, str) or not os.path.isabs(output):
             raise ValueError("render needs an absolute output pattern")
-        scene = self.scene
-        for frame in frames:
-            self.events.send(event="frame_started", id=command_id, frame=frame)
-            try:
-                started = time.monotonic()
-                self.go_to(frame)
-                stepped = time.monotonic()
-                # A still render does not replace # with the frame number, so the pattern is
-                # expanded here by Blender's own function, which -o and -a use too, and the
-                # result (with its extension) becomes the still's file path.
-                scene.render.filepath = output
-                path = scene.render.frame_path(frame=frame)
-                scene.render.filepath = path
-                result = bpy.ops.render.render(write_still=True)
-                finished = time.monotonic()
-                if result != {"FINISHED"}:
-                    raise RuntimeError("bpy.ops.render.render returned %s" % sorted(result))
-                if not os.path.isfile(path):
-                    raise RuntimeError("Blender did not write %s" % path)
-            except Exception as err:  # noqa: BLE001 - every failure is reported, then the node decides
-                self.events.send(
-                    event="error",
-                    id=command_id,
-                    frame=frame,
-                    message=str(err).strip() or type(err).__name__,
-                    traceback=traceback.format_exc(),
-                )
+        for first, last in contiguous_runs(frames):
+            if not self.render_run(command_id, first, last, output):
                 return
-            rss, peak = memory_mb()
-            self.events.send(
-                event="frame_saved",
-                id=command_id,
-                frame=frame,
-                path=path,
-                render_seconds=round(finished - stepped, 4),
-                step_seconds=round(stepped - started, 4),
-                rss_mb=rss,
-                peak_rss_mb=peak,
-            )
         self.events.send(event="done", id=command_id, frames=len(frames))
+
+    def render_run(self, command_id, first, last, output):
+        """
+        Renders first..last with Blender's own animation render (what `-s first -e last -a`
+        runs), so the render keeps its depsgraph from frame to frame instead of building it
+        again for each. Returns False after reporting an error.
+        """
+        scene = self.scene
+        file_range = (scene.frame_start, scene.frame_end, scene.frame_step)
+        self.current = {"id": command_id, "written": set()}
+        try:
+            started = time.monotonic()
+            if self.sequential:
+                # The render starts from the state a sequential render has at `first`.
+                self.go_to(first)
+            self.current["step_seconds"] = time.monotonic() - started
+            scene.render.filepath = output
+            set_frame_range(scene, first, last)
+            scene.frame_step = 1
+            result = bpy.ops.render.render(animation=True)
+            if result != {"FINISHED"}:
+                raise RuntimeError("bpy.ops.render.render returned %s" % sorted(result))
+            missing = [f for f in range(first, last + 1) if f not in self.current["written"]]
+            if missing:
+                raise RuntimeError("Blender did not write frame(s) %s" % ", ".join(str(f) for f in missing[:10]))
+        except Exception as err:  # noqa: BLE001 - every failure is reported, then the node decides
+            written = self.current["written"]
+            failed = next((f for f in range(first, last + 1) if f not in written), None)
+            self.events.send(
+                event="error",
+                id=command_id,
+                frame=failed,
+                message=str(err).strip() or type(err).__name__,
+                traceback=traceback.format_exc(),
+            )
+            return False
+        finally:
+            self.current = None
+            set_frame_range(scene, file_range[0], file_range[1])
+            scene.frame_step = file_range[2]
+        return True
 
 
 def main():
