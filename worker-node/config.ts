@@ -25,13 +25,13 @@ export interface NodeConfig {
   hot: boolean;
   /** Restart the hot Blender after this many frames; 0 = never. */
   hotMaxFrames: number;
-  /** Restart the hot Blender once its resident memory after a frame is above this (MB); 0 = never. */
+  /** Restart the hot Blender once its resident memory after a task is above this (MB); 0 = never. */
   hotMaxMemMb: number;
 }
 
 /** A hot Blender is restarted after this many frames unless --hot-max-frames says otherwise. */
 export const DEFAULT_HOT_MAX_FRAMES = 500;
-/** ...and once it holds more than this share of the machine's memory after a frame. */
+/** ...and once it holds more than this share of the machine's memory after a task. */
 export const DEFAULT_HOT_MAX_MEM_SHARE = 0.5;
 
 export class ConfigError extends Error {}
@@ -47,7 +47,7 @@ export const USAGE = `Usage: npm run worker -- --master URL [options]
   --grace-ms MS     on SIGTERM, how long the current task may finish     [default: 20000]
   --no-hot          one Blender process per task instead of one per job (env FARM_NO_HOT=1)
   --hot-max-frames N   restart the hot Blender after N frames, 0 = never (env FARM_HOT_MAX_FRAMES) [default: 500]
-  --hot-max-mem-mb MB  restart it when it holds more than MB after a frame, 0 = never (env FARM_HOT_MAX_MEM_MB) [default: half the RAM]
+  --hot-max-mem-mb MB  restart it when it holds more than MB after a task, 0 = never (env FARM_HOT_MAX_MEM_MB) [default: half the RAM]
   --help            this text`;
 
 /** Finds an executable the way a shell would: a path as given, or a name searched on PATH. */

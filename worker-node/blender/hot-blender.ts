@@ -44,7 +44,7 @@ export interface HotBlenderOptions {
   threads?: number;
   /** Restart the process after it rendered this many frames; 0 = never. */
   maxFrames: number;
-  /** Restart the process when its resident memory after a frame is above this (MB); 0 = never. */
+  /** Restart the process when its resident memory after a call (a task) is above this (MB); 0 = never. */
   maxMemMb: number;
   /** Stop the process after this long without a render; 0 = keep it. */
   idleMs: number;
