@@ -15,6 +15,7 @@ import { previewRoutes } from './routes/previews.ts';
 import { resultRoutes } from './routes/results.ts';
 import { storageRoutes } from './routes/storage.ts';
 import { submitRoutes } from './routes/submit.ts';
+import { taskOutputRoutes } from './routes/task-output.ts';
 import { taskRoutes } from './routes/tasks.ts';
 import { timeRoutes } from './routes/time.ts';
 import { workerRoutes } from './routes/workers.ts';
@@ -36,6 +37,7 @@ export const app = new Hono<AppEnv>()
   .route('/', workerRoutes)
   .route('/', taskRoutes)
   .route('/', resultRoutes)
+  .route('/', taskOutputRoutes)
   .route('/', blendRoutes)
   .route('/', blobRoutes)
   .route('/', blobJobRoutes)

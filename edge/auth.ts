@@ -54,6 +54,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'PUT /tasks/:task_id/frames/:frame': 'node',
   'PUT /tasks/:task_id/log': 'node',
   'PUT /tasks/:task_id/frames/:frame/preview': 'node',
+  'PUT /tasks/:task_id/output': 'node',
+  'GET /tasks/:task_id/inputs/:n': 'node',
   // The dashboard's shell, script and styles and the API description hold no data: the
   // dashboard reads the API with the user's token (see routes/dashboard.ts).
   'GET /': 'public',

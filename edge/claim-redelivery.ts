@@ -6,12 +6,16 @@
  * a node that does not know about it until the lease runs out and costs the task an attempt.
  */
 
+import type { TaskKind } from '../protocol/schemas.ts';
+
 export interface ClaimedTask {
   id: string;
   job_id: string;
   start_frame: number;
   end_frame: number;
   attempts: number;
+  kind: TaskKind;
+  tile_index: number | null;
 }
 
 export interface ClaimAgain {
@@ -25,7 +29,7 @@ export interface ClaimAgain {
 export async function claimAgain(db: D1Database, workerId: string, claimId: string, now: number): Promise<ClaimAgain> {
   const row = await db
     .prepare(
-      `SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.attempts, t.worker_id, t.status, t.lease_expires_at,
+      `SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.attempts, t.kind, t.tile_index, t.worker_id, t.status, t.lease_expires_at,
          j.status AS job_status
        FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.lease_id = ?`,
     )
@@ -34,8 +38,8 @@ export async function claimAgain(db: D1Database, workerId: string, claimId: stri
   if (!row) return { claimed: null, idIsFree: true };
   const live =
     row.worker_id === workerId && row.status === 'running' && (row.lease_expires_at ?? 0) >= now && ['queued', 'running'].includes(row.job_status);
-  const { id, job_id, start_frame, end_frame, attempts } = row;
-  return { claimed: live ? { id, job_id, start_frame, end_frame, attempts } : null, idIsFree: false };
+  const { id, job_id, start_frame, end_frame, attempts, kind, tile_index } = row;
+  return { claimed: live ? { id, job_id, start_frame, end_frame, attempts, kind, tile_index } : null, idIsFree: false };
 }
 
 /**

@@ -57,6 +57,9 @@ export function frameUrl(jobId: string, frame: number): string {
 /** Stores one frame of a leased task and returns what the frames list will show for it. */
 export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: FrameUpload): Promise<FrameInfo & { job_id: string; completed_frames: number }> {
   const task = assertLease(await loadTask(db, upload.taskId), upload.taskId, upload.workerId, upload.leaseId, true);
+  if (task.kind === 'tile' || task.kind === 'video') {
+    fail(409, `task ${upload.taskId} is a ${task.kind} task: it uploads its output (PUT /tasks/${upload.taskId}/output), not frames`);
+  }
   if (upload.frame < task.start_frame || upload.frame > task.end_frame) {
     fail(400, `frame ${upload.frame} is not in task ${upload.taskId} (frames ${task.start_frame}-${task.end_frame})`);
   }
@@ -144,12 +147,12 @@ async function deleteUnlessRecorded(db: D1Database, bucket: R2Bucket, jobId: str
   }
 }
 
-function hex(buffer: ArrayBuffer): string {
+export function hex(buffer: ArrayBuffer): string {
   return [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 /** Hashes a stored object by streaming it, for uploads that came without a hash. */
-async function digestObject(bucket: R2Bucket, key: string): Promise<string> {
+export async function digestObject(bucket: R2Bucket, key: string): Promise<string> {
   const object = await bucket.get(key);
   if (!object) fail(500, 'the stored frame vanished');
   const digest = new crypto.DigestStream('SHA-256');

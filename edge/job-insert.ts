@@ -1,5 +1,8 @@
-/** Creating a job: one row whatever its frame count (tasks are created as nodes claim ranges). */
-import type { InputKind } from '../protocol/schemas.ts';
+/**
+ * Creating a job: one row whatever its frame count (tasks are created as nodes claim ranges).
+ * A split still is the exception: its tile tasks (at most MAX_TILES) are created with the job.
+ */
+import type { DeviceRequirement, InputKind } from '../protocol/schemas.ts';
 
 export interface NewJob {
   name: string;
@@ -17,16 +20,23 @@ export interface NewJob {
   warnings: string[];
   /** Called when the job completes or fails (edge/webhooks.ts); armed from the start. */
   webhookUrl?: string | null;
+  device?: DeviceRequirement;
+  tags?: string[];
+  /** Split the job's one frame into this many tiles. */
+  tiles?: number | null;
+  previewVideo?: boolean;
 }
 
-/** Inserts a queued job and returns its id. */
+/** Inserts a queued job (and a split still's tile tasks, in the same batch) and returns its id. */
 export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): Promise<string> {
   const jobId = crypto.randomUUID();
-  await db
+  const tiles = job.tiles ?? null;
+  const insert = db
     .prepare(
       `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
-         blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state,
+         device, tags, tiles, preview_video)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       jobId,
@@ -35,7 +45,8 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       job.startFrame,
       job.endFrame,
       job.chunkSize,
-      job.startFrame,
+      // A split still's frame is rendered by its tile tasks, never by the frame cursor.
+      tiles ? job.endFrame + 1 : job.startFrame,
       job.blendFile,
       job.sha256,
       job.size,
@@ -47,7 +58,19 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       now,
       job.webhookUrl ?? null,
       job.webhookUrl ? 'armed' : null,
-    )
-    .run();
+      job.device ?? 'any',
+      JSON.stringify(job.tags ?? []),
+      tiles,
+      job.previewVideo ? 1 : 0,
+    );
+  const tileTasks = Array.from({ length: tiles ?? 0 }, (_, index) =>
+    db
+      .prepare(
+        `INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind, tile_index)
+         VALUES (?1, ?2, ?3, ?3, 'queued', 0, ?4, ?4, 'tile', ?5)`,
+      )
+      .bind(crypto.randomUUID(), jobId, job.startFrame, now, index),
+  );
+  await db.batch([insert, ...tileTasks]);
   return jobId;
 }

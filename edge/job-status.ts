@@ -2,7 +2,7 @@
  * A job's progress as the API reports it. Frame counts come from the jobs row's counter and from
  * the job's tasks (one row per claimed chunk), never from a scan of every frame.
  */
-import type { JobStatus, JobStatusResponse } from '../protocol/schemas.ts';
+import type { DeviceRequirement, JobStatus, JobStatusResponse, TaskStatus } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 
 export interface JobRow {
@@ -28,6 +28,10 @@ export interface JobRow {
   updated_at: number;
   started_at: number | null;
   finished_at: number | null;
+  device: DeviceRequirement;
+  tags: string;
+  tiles: number | null;
+  preview_video: number;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -37,7 +41,7 @@ const TASK_FRAMES_SQL = `SELECT t.status AS status,
     COALESCE(SUM(t.end_frame - t.start_frame + 1 - (SELECT COUNT(*) FROM frames f
       WHERE f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame)), 0) AS frames,
     COUNT(DISTINCT t.worker_id) AS nodes
-  FROM tasks t WHERE t.job_id = ?1 AND t.status IN ('running', 'failed')
+  FROM tasks t WHERE t.job_id = ?1 AND t.status IN ('running', 'failed') AND t.kind IN ('render', 'stitch')
     AND (t.status = 'failed' OR t.lease_expires_at >= ?2)
   GROUP BY t.status`;
 
@@ -71,6 +75,7 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
           .first<string | null>('failure_reason')) ?? null)
       : null;
   return {
+    ...(await placement(db, job)),
     job_id: job.id,
     name: job.name,
     status: job.status,
@@ -97,4 +102,18 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
       avgFrameMs !== null && activeStates.includes(job.status) ? Math.round((remaining * avgFrameMs) / parallel / 1000) : null,
     max_attempts: job.max_attempts,
   };
+}
+
+/** Where and how the job renders: device, tags, tiles, and the state of its preview video. */
+async function placement(db: D1Database, job: JobRow): Promise<Pick<JobStatusResponse, 'device' | 'tags' | 'tiles' | 'preview_video'>> {
+  let video: JobStatusResponse['preview_video'] = null;
+  if (job.preview_video) {
+    const task = await db
+      .prepare(`SELECT status, output_size FROM tasks WHERE job_id = ? AND kind = 'video' LIMIT 1`)
+      .bind(job.id)
+      .first<{ status: TaskStatus; output_size: number | null }>();
+    const done = task?.status === 'completed' && task.output_size !== null;
+    video = { status: task?.status ?? 'waiting', url: done ? `/jobs/${job.id}/video` : null, size: done ? task.output_size : null };
+  }
+  return { device: job.device, tags: JSON.parse(job.tags) as string[], tiles: job.tiles, preview_video: video };
 }

@@ -55,15 +55,24 @@ function parseRange(header: string | undefined, size: number): { offset: number;
   return { offset: start, length: end - start + 1 };
 }
 
-/** The object at `key` as an attachment named `fileName`; 206 for a range; 404 when absent. */
-export async function objectResponse(c: Context, bucket: R2Bucket, key: string, fileName: string): Promise<Response> {
+/**
+ * The object at `key` as an attachment named `fileName` (or shown inline with its content type,
+ * as a browser's <video> wants it); 206 for a range; 404 when absent.
+ */
+export async function objectResponse(
+  c: Context,
+  bucket: R2Bucket,
+  key: string,
+  fileName: string,
+  inline?: { contentType: string },
+): Promise<Response> {
   const head = await bucket.head(key);
   if (!head) fail(404, `no file named ${fileName}`);
   const headers = new Headers({
-    'content-type': 'application/octet-stream',
+    'content-type': inline?.contentType ?? 'application/octet-stream',
     etag: head.httpEtag,
     'accept-ranges': 'bytes',
-    'content-disposition': `attachment; filename="${fileName}"`,
+    'content-disposition': `${inline ? 'inline' : 'attachment'}; filename="${fileName}"`,
   });
   const range = parseRange(c.req.header('range'), head.size);
   if (range) {

@@ -141,6 +141,10 @@ export const OPERATIONS: OperationDoc[] = [
     method: 'get', path: '/jobs/:job_id/frames.zip', tag: 'Frames', summary: 'Every frame in one ZIP, streamed',
     responses: { 200: { description: 'the archive', contentType: 'application/zip' } },
   },
+  {
+    method: 'get', path: '/jobs/:job_id/video', tag: 'Frames', summary: 'The H.264 preview video (jobs submitted with preview_video), with Range',
+    responses: { 200: { description: 'the video', contentType: 'video/mp4' }, 206: { description: 'the requested range', contentType: 'video/mp4' }, 404: { description: 'not made (yet)', schema: errorResponseSchema } },
+  },
   // ---- Job control
   {
     method: 'post', path: '/jobs/:job_id/pause', tag: 'Job control', summary: 'Pause: no new frames are handed out; frames being rendered finish',
@@ -232,6 +236,21 @@ export const OPERATIONS: OperationDoc[] = [
     headers: leaseHeaders,
     body: { raw: 'text/plain', description: 'the log' },
     responses: { 201: { description: 'the log was stored' } },
+  },
+  {
+    method: 'put', path: '/tasks/:task_id/output', tag: 'Render node protocol', summary: "Upload a tile task's PNG or a video task's MP4 (raw body)",
+    headers: { ...leaseHeaders, [HEADER_SHA256]: { description: 'hex SHA-256 of the body; R2 verifies it' } },
+    body: { raw: 'image/png', description: 'the tile (image/png) or the preview video (video/mp4)' },
+    responses: {
+      201: { description: 'the output was stored' },
+      409: { description: 'the lease is not current, or the task is not a tile or video task', schema: errorResponseSchema },
+      415: { description: 'the Content-Type does not fit the task', schema: errorResponseSchema },
+    },
+  },
+  {
+    method: 'get', path: '/tasks/:task_id/inputs/:n', tag: 'Render node protocol', summary: "A stitch task's tile n, or a video task's frame n",
+    headers: leaseHeaders,
+    responses: { 200: { description: 'the tile or frame', contentType: 'image/png' }, 404: { description: 'not stored', schema: errorResponseSchema } },
   },
   {
     method: 'get', path: '/download_blend/:name', tag: 'Render node protocol', summary: "Download a job's input (.blend or .zip), with Range",

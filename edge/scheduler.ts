@@ -2,20 +2,40 @@
  * Handing out work. A claim is one D1 batch (a single transaction), so two nodes can never be
  * given the same frames:
  *
- *  1. expired leases of tasks that used up their attempts fail those tasks (and their jobs);
+ *  1. expired leases of tasks that used up their attempts fail those tasks (and their jobs, but
+ *     for a preview video's: that job completes without its video);
  *  2. otherwise-claimable tasks (released, or leased but expired) are re-leased, best job first;
  *  3. if nothing was re-leased, the best job's frame cursor is advanced by one chunk and
  *  4. a task row is inserted for the range the cursor just passed.
  *
  * "Best" is highest priority, then oldest. Frames get task rows only when claimed, so
  * submitting a million frames costs the same as submitting ten.
+ *
+ * A node is given only work it can do: jobs whose tags it carries and whose device requirement
+ * one of its backends meets (from its registration, see node-capabilities.ts), and tasks of the
+ * kinds it said it runs. Stitch and video tasks need no render device, only the kind.
  */
 import type { TaskAssignment } from '../protocol/schemas.ts';
+import type { ClaimedTask } from './claim-redelivery.ts';
 
 const RUNNABLE = `('queued', 'running')`;
 
-/** Jobs this worker may take: not blocklisted for it. `j` is the jobs alias, ?1 the worker id. */
-const ELIGIBLE = `NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = j.id AND b.worker_id = ?1 AND b.failures >= j.max_node_failures)`;
+/** Jobs this worker may take at all: not blocklisted for it, and it carries the job's tags. `a` is the jobs alias, ?1 the worker id. */
+const jobFits = (a: string) => `NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = ${a}.id AND b.worker_id = ?1 AND b.failures >= ${a}.max_node_failures)
+  AND (${a}.tags = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(${a}.tags) jt
+    WHERE jt.value NOT IN (SELECT wt.value FROM workers w, json_each(w.tags) wt WHERE w.id = ?1)))`;
+
+/** The worker has a backend the job's device requirement accepts: `gpu` is any backend but the CPU. */
+const deviceFits = (a: string) => `(${a}.device IN ('any', 'cpu') OR EXISTS (SELECT 1 FROM workers w, json_each(w.backends) wb
+    WHERE w.id = ?1 AND (wb.value = ${a}.device OR (${a}.device = 'gpu' AND wb.value <> 'cpu'))))`;
+
+/** Jobs whose frames this worker may render. */
+const ELIGIBLE = `${jobFits('j')} AND ${deviceFits('j')}`;
+
+/** Tasks of task `t` in job `j` this worker may run: renders and tiles need the device, other kinds the kind. */
+const TASK_FITS = `${jobFits('j')}
+  AND (t.kind IN ('stitch', 'video') OR ${deviceFits('j')})
+  AND (t.kind = 'render' OR EXISTS (SELECT 1 FROM workers w, json_each(w.task_kinds) wk WHERE w.id = ?1 AND wk.value = t.kind))`;
 
 /**
  * Frames per new task (D1 binds JS numbers as REAL, hence the casts to keep whole frames): the job's fixed chunk_size, or, when it has none, enough frames to last
@@ -31,7 +51,7 @@ const CHUNK = `COALESCE(j.chunk_size,
                     (SELECT COUNT(*) FROM workers w WHERE w.enabled = 1 AND w.last_seen_at >= ?2 - ?8))))) AS INTEGER) END)`;
 
 /** The job columns a node's assignment carries (see buildAssignment). */
-const ASSIGNMENT_JOB_COLUMNS = `name, blend_file, blend_sha256, blend_size, input_kind, main_blend`;
+const ASSIGNMENT_JOB_COLUMNS = `name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles`;
 
 export interface ClaimOptions {
   workerId: string;
@@ -48,12 +68,7 @@ export interface ClaimOptions {
   leaseId?: string;
 }
 
-interface ClaimedRow {
-  id: string;
-  job_id: string;
-  start_frame: number;
-  end_frame: number;
-  attempts: number;
+interface ClaimedRow extends ClaimedTask {
   /** The rows describeClaim needs, read by the claim's own batch so that it needs no other. */
   prefetched?: AssignmentRows;
 }
@@ -65,6 +80,8 @@ interface AssignmentJobRow {
   blend_size: number;
   input_kind: 'blend' | 'zip';
   main_blend: string | null;
+  device: TaskAssignment['device'];
+  tiles: number | null;
 }
 
 interface AssignmentRows {
@@ -95,7 +112,12 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
               WHERE t.job_id = jobs.id AND t.status = 'running' AND t.lease_expires_at < ?2
               AND t.attempts >= jobs.max_attempts LIMIT 1) || ' failed: the node rendering them stopped answering on every attempt')
           WHERE status IN ${RUNNABLE} AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.id AND t.status = 'running'
-            AND t.lease_expires_at < ?2 AND t.attempts >= jobs.max_attempts)`),
+            AND t.lease_expires_at < ?2 AND t.attempts >= jobs.max_attempts AND t.kind <> 'video')`),
+    // ... except a preview video's: the job completes without it (every frame is stored by then).
+    bind(`UPDATE jobs SET status = 'completed', finished_at = ?2, updated_at = ?2,
+            warnings = json_insert(warnings, '$[#]', 'the preview video could not be made: the node making it stopped answering on every attempt')
+          WHERE status IN ${RUNNABLE} AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.id AND t.status = 'running'
+            AND t.lease_expires_at < ?2 AND t.attempts >= jobs.max_attempts AND t.kind = 'video')`),
     bind(`UPDATE tasks SET status = 'failed', failure_reason = 'lease_expired', updated_at = ?2,
             message = 'the node stopped renewing its lease (' || attempts || ' attempts)'
           WHERE status = 'running' AND lease_expires_at < ?2
@@ -107,15 +129,13 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
             SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
             WHERE j.status IN ${RUNNABLE}
               AND (t.status = 'queued' OR (t.status = 'running' AND t.lease_expires_at < ?2))
-              AND ${ELIGIBLE}
+              AND ${TASK_FITS}
               AND j.priority >= COALESCE((SELECT MAX(j2.priority) FROM jobs j2 WHERE j2.status IN ${RUNNABLE}
-                    AND j2.next_frame <= j2.end_frame
-                    AND NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = j2.id AND b.worker_id = ?1
-                      AND b.failures >= j2.max_node_failures)), -1)
+                    AND j2.next_frame <= j2.end_frame AND ${jobFits('j2')} AND ${deviceFits('j2')}), -1)
             ORDER BY j.priority DESC, j.created_at, t.start_frame LIMIT 1)
             -- A lease id names one claim: a node's claim_id already used (claim-redelivery.ts) is not reused.
             AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)
-          RETURNING id, job_id, start_frame, end_frame, attempts`),
+          RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
     // 3. Otherwise carve the next chunk off the best job's cursor.
     bind(`UPDATE jobs SET claim_token = ?3, claim_start = next_frame,
             next_frame = MIN(end_frame + 1, next_frame + (SELECT ${CHUNK} FROM jobs j WHERE j.id = jobs.id)),
@@ -128,7 +148,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     bind(`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, worker_id, lease_id, lease_expires_at,
             attempts, created_at, updated_at)
           SELECT ?4, id, claim_start, next_frame - 1, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
-          RETURNING id, job_id, start_frame, end_frame, attempts`),
+          RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
     // A re-leased task's job is running again (it may have been queued after a requeue).
     bind(`UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
           WHERE status = 'queued' AND id = (SELECT job_id FROM tasks WHERE lease_id = ?3)`),
@@ -138,12 +158,12 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     bind(`SELECT f.frame FROM tasks t JOIN frames f ON f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame
           WHERE t.lease_id = ?3`),
   ]);
-  const claimed = results[2]?.results?.[0] ?? results[4]?.results?.[0];
+  const claimed = results[3]?.results?.[0] ?? results[5]?.results?.[0];
   if (!claimed) return null;
-  const described = results[6]?.results?.[0] as unknown as (AssignmentJobRow & { lease_id: string; lease_expires_at: number }) | undefined;
+  const described = results[7]?.results?.[0] as unknown as (AssignmentJobRow & { lease_id: string; lease_expires_at: number }) | undefined;
   if (!described) return { ...claimed };
   const { lease_id, lease_expires_at, ...job } = described;
-  const uploadedFrames = ((results[7]?.results ?? []) as unknown as { frame: number }[]).map((r) => r.frame);
+  const uploadedFrames = ((results[8]?.results ?? []) as unknown as { frame: number }[]).map((r) => r.frame);
   return { ...claimed, prefetched: { job, uploadedFrames, lease: { lease_id, lease_expires_at } } };
 }
 
@@ -172,9 +192,12 @@ export async function describeClaim(
     };
   }
   const { job, lease: leaseRow } = rows;
-  const done = new Set(rows.uploadedFrames);
+  // A render or stitch skips frames already stored; a tile renders its frame's tile, and a
+  // video is made of every frame (all stored by then).
+  const done = claimed.kind === 'render' || claimed.kind === 'stitch' ? new Set(rows.uploadedFrames) : new Set<number>();
   const frames: number[] = [];
   for (let f = claimed.start_frame; f <= claimed.end_frame; f++) if (!done.has(f)) frames.push(f);
+  const tileCount = job.tiles ?? 0;
   return {
     task_id: claimed.id,
     lease_id: leaseRow.lease_id,
@@ -191,5 +214,13 @@ export async function describeClaim(
     lease_expires_at: new Date(leaseRow.lease_expires_at).toISOString(),
     lease_ms: leaseMs,
     attempt: claimed.attempts,
+    kind: claimed.kind,
+    device: job.device,
+    tile:
+      claimed.kind === 'tile' && claimed.tile_index !== null
+        ? { index: claimed.tile_index, count: tileCount }
+        : claimed.kind === 'stitch'
+          ? { index: 0, count: tileCount }
+          : null,
   };
 }

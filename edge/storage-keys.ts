@@ -33,5 +33,12 @@ export const logKey = (jobId: string, taskId: string, attempt: number) => `logs/
 export const previewKey = (jobId: string, frame: number, ext: 'jpg' | 'png', uploadId: string) =>
   `previews/${jobId}/${uploadId}/${frameFileName(frame, ext)}`;
 
+/**
+ * What a tile or video task produced (`PUT /tasks/{id}/output`): a tile's PNG or the job's preview
+ * MP4, one key per lease like frames, named by the task so that a stitch finds each tile.
+ */
+export const taskOutputKey = (jobId: string, taskId: string, kind: 'tile' | 'video', leaseId: string) =>
+  `outputs/${jobId}/${leaseId}/${kind === 'tile' ? `tile-${taskId}.png` : 'preview.mp4'}`;
+
 /** Every prefix under which a job's own objects live: deleting a job deletes these. */
-export const jobObjectPrefixes = (jobId: string) => [`renders/${jobId}/`, `previews/${jobId}/`, `logs/${jobId}/`];
+export const jobObjectPrefixes = (jobId: string) => [`renders/${jobId}/`, `previews/${jobId}/`, `logs/${jobId}/`, `outputs/${jobId}/`];

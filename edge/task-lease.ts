@@ -2,6 +2,7 @@
  * Fencing: every update, upload and release names the lease it holds. These helpers find the
  * task a lease-bearing request is about and explain a refusal precisely.
  */
+import type { TaskKind } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 
 export interface TaskRow {
@@ -15,6 +16,8 @@ export interface TaskRow {
   lease_expires_at: number | null;
   attempts: number;
   log_key: string | null;
+  kind: TaskKind;
+  tile_index: number | null;
 }
 
 export async function loadTask(db: D1Database, taskId: string): Promise<TaskRow | null> {

@@ -9,17 +9,55 @@ import { assertLease, loadTask } from './task-lease.ts';
 const UPLOADED_IN_RANGE = `(SELECT COUNT(*) FROM frames f WHERE f.job_id = tasks.job_id
   AND f.frame BETWEEN tasks.start_frame AND tasks.end_frame)`;
 
+/** What a task must have delivered to be completed: its frames, or for a tile or video, its output. */
+const DELIVERED = `CASE WHEN kind IN ('tile', 'video') THEN output_key IS NOT NULL
+  ELSE ${UPLOADED_IN_RANGE} = end_frame - start_frame + 1 END`;
+
+const OPEN = `('queued', 'running', 'paused')`;
+
+/** Every frame of the job is stored. */
+const FRAMES_DONE = `completed_frames >= end_frame - start_frame + 1`;
+
+export interface JobProgress {
+  /** The job is completed now (by this call or before). */
+  completed: boolean;
+  /** A stitch or video task was queued: waiting nodes should be woken. */
+  queuedTask: boolean;
+}
+
 /**
- * Marks a job completed once all of its frames are stored, and closes the job's tasks that are
- * still open then: a node that died after uploading its last frame never reports, and its task
- * must not stay "running" in a finished job. Returns whether the job is completed.
+ * Moves a job on after its tasks changed, in one batch: a split still gets its stitch task once
+ * every tile is in; a job that asked for a preview video gets its video task once every frame
+ * is stored; and the job is completed once every frame is stored and its video, if any, was
+ * made (or given up on: a preview never fails a job). Tasks still open in a completed job are
+ * closed: a node that died after uploading its last frame never reports, and its task must not
+ * stay "running" in a finished job.
  */
-export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<boolean> {
-  const [, , job] = await db.batch([
+export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<JobProgress> {
+  const [stitch, video, , , job] = await db.batch([
+    db
+      .prepare(
+        `INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
+         SELECT ?3, id, start_frame, start_frame, 'queued', 0, ?1, ?1, 'stitch' FROM jobs
+         WHERE id = ?2 AND tiles IS NOT NULL AND status IN ${OPEN} AND completed_frames = 0
+           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?2 AND kind = 'stitch')
+           AND (SELECT COUNT(*) FROM tasks WHERE job_id = ?2 AND kind = 'tile' AND status = 'completed') >= tiles`,
+      )
+      .bind(now, jobId, crypto.randomUUID()),
+    db
+      .prepare(
+        `INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
+         SELECT ?3, id, start_frame, end_frame, 'queued', 0, ?1, ?1, 'video' FROM jobs
+         WHERE id = ?2 AND preview_video = 1 AND status IN ${OPEN} AND ${FRAMES_DONE}
+           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?2 AND kind = 'video')`,
+      )
+      .bind(now, jobId, crypto.randomUUID()),
     db
       .prepare(
         `UPDATE jobs SET status = 'completed', finished_at = ?1, updated_at = ?1
-         WHERE id = ?2 AND status IN ('queued', 'running', 'paused') AND completed_frames >= end_frame - start_frame + 1`,
+         WHERE id = ?2 AND status IN ${OPEN} AND ${FRAMES_DONE}
+           AND (preview_video = 0 OR EXISTS (SELECT 1 FROM tasks v WHERE v.job_id = ?2 AND v.kind = 'video'
+             AND v.status IN ('completed', 'failed')))`,
       )
       .bind(now, jobId),
     db
@@ -31,12 +69,17 @@ export async function completeJobIfDone(db: D1Database, jobId: string, now: numb
       .bind(now, jobId),
     db.prepare(`SELECT status FROM jobs WHERE id = ?`).bind(jobId),
   ]);
-  return (job!.results[0] as { status: string } | undefined)?.status === 'completed';
+  return {
+    completed: (job!.results[0] as { status: string } | undefined)?.status === 'completed',
+    queuedTask: (stitch!.meta.changes ?? 0) + (video!.meta.changes ?? 0) > 0,
+  };
 }
 
 /**
- * Completes a leased task. Refused (409) while any frame of its range is missing, so a task can
- * never be "done" with a frame lost. Repeating a completion that already happened is accepted.
+ * Completes a leased task and returns its job's id. Refused (409) while any frame of its range is
+ * missing (for a tile or video task: its output), so a task can never be "done" with a frame
+ * lost. Repeating a completion that already happened is accepted. The caller moves the job on
+ * (completeJobIfDone).
  */
 export async function completeTask(
   db: D1Database,
@@ -45,29 +88,23 @@ export async function completeTask(
   leaseId: string,
   now: number,
   message?: string,
-): Promise<void> {
-  const [updated] = await db.batch([
-    db
-      .prepare(
-        `UPDATE tasks SET status = 'completed', updated_at = ?1, message = COALESCE(?2, message), lease_expires_at = NULL
-         WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running'
-           AND ${UPLOADED_IN_RANGE} = end_frame - start_frame + 1
-         RETURNING job_id`,
-      )
-      .bind(now, message ?? null, taskId, leaseId, workerId),
-    db
-      .prepare(
-        `UPDATE jobs SET status = 'completed', finished_at = ?1, updated_at = ?1
-         WHERE id = (SELECT job_id FROM tasks WHERE id = ?2 AND status = 'completed')
-           AND status IN ('queued', 'running', 'paused') AND completed_frames >= end_frame - start_frame + 1`,
-      )
-      .bind(now, taskId),
-  ]);
-  if (updated!.results.length > 0) return;
+): Promise<string> {
+  const updated = await db
+    .prepare(
+      `UPDATE tasks SET status = 'completed', updated_at = ?1, message = COALESCE(?2, message), lease_expires_at = NULL
+       WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' AND ${DELIVERED}
+       RETURNING job_id`,
+    )
+    .bind(now, message ?? null, taskId, leaseId, workerId)
+    .first<{ job_id: string }>();
+  if (updated) return updated.job_id;
 
   const task = await loadTask(db, taskId);
-  if (task && task.status === 'completed' && task.lease_id === leaseId && task.worker_id === workerId) return;
+  if (task && task.status === 'completed' && task.lease_id === leaseId && task.worker_id === workerId) return task.job_id;
   const held = assertLease(task, taskId, workerId, leaseId, true);
+  if (held.kind === 'tile' || held.kind === 'video') {
+    fail(409, `task ${taskId} is a ${held.kind} task and its output was not uploaded: PUT /tasks/${taskId}/output before reporting completed`);
+  }
   const { results } = await db
     .prepare(`SELECT frame FROM frames WHERE job_id = ? AND frame BETWEEN ? AND ?`)
     .bind(held.job_id, held.start_frame, held.end_frame)
@@ -92,9 +129,10 @@ export interface FailTaskInput {
  * Records a failed attempt. The task goes back to the queue while attempts remain; on the last
  * one it fails, and so does its job, with the reason and where to read the log. The node's
  * failures on this job count towards its blocklisting for the job.
- * @returns the task's new status
+ * A video task is the exception: its last failure leaves a warning, and the job completes without it.
+ * @returns the task's new status and its job's id
  */
-export async function failTask(db: D1Database, input: FailTaskInput): Promise<'queued' | 'failed'> {
+export async function failTask(db: D1Database, input: FailTaskInput): Promise<{ status: 'queued' | 'failed'; jobId: string }> {
   const { taskId, workerId, leaseId, now, message, reason, logTail } = input;
   const firstLine = message.split('\n')[0]!.slice(0, 500);
   const [updated] = await db.batch([
@@ -105,7 +143,7 @@ export async function failTask(db: D1Database, input: FailTaskInput): Promise<'q
            lease_id = CASE WHEN attempts >= (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id) THEN lease_id ELSE NULL END,
            lease_expires_at = NULL, failure_reason = ?1, message = ?2, log_tail = ?3, updated_at = ?4
          WHERE id = ?5 AND lease_id = ?6 AND worker_id = ?7 AND status = 'running'
-         RETURNING status, job_id`,
+         RETURNING status, job_id, kind`,
       )
       .bind(reason, message, logTail, now, taskId, leaseId, workerId),
     db
@@ -128,13 +166,20 @@ export async function failTask(db: D1Database, input: FailTaskInput): Promise<'q
         `UPDATE jobs SET status = 'failed', finished_at = ?1, updated_at = ?1,
            error = (SELECT 'frames ' || t.start_frame || '-' || t.end_frame || ' failed after ' || t.attempts
              || ' attempt(s): ' || ?2 || ' (log: /jobs/' || t.job_id || '/tasks/' || t.id || '/log)' FROM tasks t WHERE t.id = ?3)
-         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND updated_at = ?1)
+         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND updated_at = ?1 AND kind <> 'video')
            AND status IN ('queued', 'running', 'paused')`,
       )
       .bind(now, firstLine, taskId),
+    // A preview video that cannot be made does not fail the job: it says so among its warnings.
+    db
+      .prepare(
+        `UPDATE jobs SET warnings = json_insert(warnings, '$[#]', 'the preview video could not be made: ' || ?2), updated_at = ?1
+         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND updated_at = ?1 AND kind = 'video')`,
+      )
+      .bind(now, firstLine, taskId),
   ]);
-  const row = updated!.results[0] as { status: 'queued' | 'failed' } | undefined;
+  const row = updated!.results[0] as { status: 'queued' | 'failed'; job_id: string } | undefined;
   if (!row) assertLease(await loadTask(db, taskId), taskId, workerId, leaseId, true);
   if (!row) fail(409, `task ${taskId} changed while this request ran; fetch new work`);
-  return row.status;
+  return { status: row.status, jobId: row.job_id };
 }

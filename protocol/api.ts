@@ -5,7 +5,7 @@
  * Like schemas.ts, nothing here depends on Workers or Node APIs.
  */
 import { z } from 'zod';
-import { JOB_STATUSES, TASK_STATUSES, deviceSchema, frameInfoSchema, jobStatusSchema, webhookUrlSchema } from './schemas.ts';
+import { JOB_STATUSES, TASK_KINDS, TASK_STATUSES, deviceSchema, frameInfoSchema, jobStatusSchema, webhookUrlSchema } from './schemas.ts';
 
 /** A webhook target (defined with the submission fields in schemas.ts). */
 export { webhookUrlSchema };
@@ -88,6 +88,9 @@ export const taskInfoSchema = z.object({
   /** Epoch milliseconds. */
   updated_at: z.number(),
   log_url: z.string().nullable(),
+  kind: z.enum(TASK_KINDS),
+  /** For a tile task: which tile of the split still. */
+  tile_index: z.number().nullable(),
 });
 export type TaskInfo = z.infer<typeof taskInfoSchema>;
 
@@ -155,6 +158,11 @@ export const workerInfoSchema = z.object({
   current_job_id: z.string().nullable(),
   current_frame: z.number().nullable(),
   devices: z.array(deviceSchema),
+  /** What the node's devices render with (`cpu`, `cuda`, `optix`, ...): matched against a job's `device`. */
+  backends: z.array(z.string()),
+  tags: z.array(z.string()),
+  /** Kinds of task it runs: `render`, and `tile`, `stitch`, `video` when it said so. */
+  task_kinds: z.array(z.enum(TASK_KINDS)),
   frames_rendered: z.number(),
   failures: z.number(),
   last_seen_at: z.string(),

@@ -82,6 +82,77 @@ export const webhookUrlSchema = z
   )
   .meta({ description: 'Called with POST when the job completes or fails (http or https).', format: 'uri' });
 
+// ---------------------------------------------------------------------------------------------
+// What a job asks of the node that renders it, and the kinds of task a job can have.
+
+/**
+ * A job's device requirement: `any` (the node's best: its GPU if it has one), `cpu`, `gpu` (any
+ * GPU backend) or one Cycles backend by name. Only nodes that can meet it are given the job's work.
+ */
+export const DEVICE_REQUIREMENTS = ['any', 'cpu', 'gpu', 'cuda', 'optix', 'hip', 'oneapi', 'metal'] as const;
+export type DeviceRequirement = (typeof DEVICE_REQUIREMENTS)[number];
+
+/**
+ * `render`: frames with Blender; `tile`: one tile of a split still (border render); `stitch`:
+ * the tiles of a split still put back together into its frame; `video`: the job's H.264 preview.
+ * A node says which kinds beside `render` it can run when it registers (`task_kinds`).
+ */
+export const TASK_KINDS = ['render', 'tile', 'stitch', 'video'] as const;
+export type TaskKind = (typeof TASK_KINDS)[number];
+
+/** Tiles a split still may have. */
+export const MAX_TILES = 64;
+/** A preview video is made of at most this many frames (each is downloaded by one node). */
+export const MAX_PREVIEW_VIDEO_FRAMES = 10_000;
+
+const TAG = /^[a-z0-9][a-z0-9_.-]{0,39}$/;
+const tagList = (field: string) =>
+  z
+    .array(
+      z.string().regex(TAG, { message: `${field}: a tag is 1 to 40 lowercase letters, digits, "_", "." or "-", starting with a letter or digit` }),
+    )
+    .max(16, { message: `${field}: at most 16 tags` });
+/** Tags as a JSON array, or (in the seed's form fields) one comma-separated string. */
+export const tagsSchema = (field: string) =>
+  z.preprocess(
+    (v) => (typeof v === 'string' ? v.split(',').map((t) => t.trim()).filter((t) => t !== '') : v),
+    tagList(field),
+  );
+
+const deviceRequirementSchema = z
+  .enum(DEVICE_REQUIREMENTS, { error: `device must be one of ${DEVICE_REQUIREMENTS.join(', ')}` })
+  .meta({ description: 'What the job renders on: any (the default), cpu, gpu, or one backend.' });
+const tilesSchema = z.coerce
+  .number({ error: 'tiles must be a number' })
+  .refine((n) => Number.isInteger(n) && n >= 2 && n <= MAX_TILES, { message: `tiles must be a whole number from 2 to ${MAX_TILES}` })
+  .meta({ description: 'Split a one-frame job into this many tiles, rendered by different nodes and stitched.' });
+/** A boolean, also as the form field strings "true"/"false"/"1"/"0". */
+const formBoolean = (field: string) =>
+  z.preprocess(
+    (v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v),
+    z.boolean({ error: `${field} must be true or false` }),
+  );
+
+/** The job options that are the same in `POST /submit_job` and `POST /jobs`. */
+const jobPlacementFields = {
+  device: deviceRequirementSchema.optional(),
+  tags: tagsSchema('tags').optional().meta({ description: 'Only nodes carrying every one of these tags render the job.' }),
+  tiles: tilesSchema.optional(),
+  preview_video: formBoolean('preview_video')
+    .optional()
+    .meta({ description: 'Make an H.264 preview of the frames once they are done (needs a node with ffmpeg).' }),
+};
+
+/** Checks that need the frame range: tiles are for one frame, videos for at most so many. */
+function checkPlacement(f: { start_frame: number; end_frame: number; tiles?: number; preview_video?: boolean }, ctx: z.RefinementCtx): void {
+  if (f.tiles !== undefined && f.start_frame !== f.end_frame) {
+    ctx.addIssue({ code: 'custom', path: ['tiles'], message: 'tiles splits one frame: start_frame and end_frame must be the same frame' });
+  }
+  if (f.preview_video && f.end_frame - f.start_frame + 1 > MAX_PREVIEW_VIDEO_FRAMES) {
+    ctx.addIssue({ code: 'custom', path: ['preview_video'], message: `preview_video is for jobs of at most ${MAX_PREVIEW_VIDEO_FRAMES} frames` });
+  }
+}
+
 /** The text fields of `POST /submit_job` (the file travels beside them). */
 export const submitJobFieldsSchema = z
   .object({
@@ -95,8 +166,10 @@ export const submitJobFieldsSchema = z
     name: displayName('name', 200).optional(),
     max_attempts: positiveInt('max_attempts', 20).optional(),
     webhook_url: webhookUrlSchema.optional(),
+    ...jobPlacementFields,
   })
-  .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] });
+  .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] })
+  .superRefine(checkPlacement);
 export type SubmitJobFields = z.infer<typeof submitJobFieldsSchema>;
 
 export const submitJobResponseSchema = z.object({
@@ -137,6 +210,14 @@ export const jobStatusSchema = z.object({
   avg_frame_ms: z.number().nullable(),
   eta_seconds: z.number().nullable(),
   max_attempts: z.number(),
+  device: z.enum(DEVICE_REQUIREMENTS),
+  tags: z.array(z.string()),
+  /** Tiles of a split still; null for a job rendered whole. */
+  tiles: z.number().nullable(),
+  /** The job's preview video: null unless asked for; `url` once a node has made it. */
+  preview_video: z
+    .object({ status: z.enum(['waiting', ...TASK_STATUSES]), url: z.string().nullable(), size: z.number().nullable() })
+    .nullable(),
 });
 export type JobStatusResponse = z.infer<typeof jobStatusSchema>;
 
@@ -156,6 +237,13 @@ export const registerWorkerSchema = z.object({
   worker_id: idSchema('worker_id').optional(),
   /** What the node can render with, shown in the node list. */
   devices: z.array(deviceSchema).max(64, { message: 'at most 64 devices' }).optional(),
+  /** Jobs with tags go only to nodes that carry all of them. */
+  tags: tagsSchema('tags').optional(),
+  /** The task kinds beside `render` this node runs (`video` only where ffmpeg is installed). */
+  task_kinds: z
+    .array(z.enum(TASK_KINDS, { error: `task_kinds: each must be one of ${TASK_KINDS.join(', ')}` }))
+    .max(TASK_KINDS.length)
+    .optional(),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerSchema>;
 
@@ -207,6 +295,16 @@ export const taskAssignmentSchema = z.object({
   lease_expires_at: z.string(),
   lease_ms: z.number().int().min(1),
   attempt: z.number().int().min(0).max(1_000_000),
+  /** What to do (see TASK_KINDS); a node that registered no `task_kinds` is only given `render`. */
+  kind: z.enum(TASK_KINDS).default('render'),
+  /** The job's device requirement, which the node meets with its best matching backend. */
+  device: z.enum(DEVICE_REQUIREMENTS).default('any'),
+  /**
+   * For `tile`: which tile of how many (the node computes the tile's pixels from the scene's
+   * resolution, see worker-node/blender/tile-border.ts). For `stitch`: `index` 0 and the count;
+   * the tiles are at `GET /jobs/{job_id}/tiles/{index}`.
+   */
+  tile: z.object({ index: z.number().int().min(0).max(MAX_TILES - 1), count: z.number().int().min(2).max(MAX_TILES) }).nullable().default(null),
 });
 export type TaskAssignment = z.infer<typeof taskAssignmentSchema>;
 
@@ -287,6 +385,9 @@ export const HEADER_WORKER_ID = 'x-farm-worker-id';
 export const HEADER_LEASE_ID = 'x-farm-lease-id';
 export const HEADER_SHA256 = 'x-farm-sha256';
 export const HEADER_RENDER_MS = 'x-farm-render-ms';
+
+/** Content types of a task's output (`PUT /tasks/{task_id}/output`): a tile's PNG, a preview's MP4. */
+export const TASK_OUTPUT_TYPES = { tile: 'image/png', video: 'video/mp4' } as const;
 
 /** File extensions a frame may have; anything else is refused so names stay safe. */
 export const FRAME_EXTENSIONS = ['png', 'jpg', 'jpeg', 'exr', 'tif', 'tiff', 'bmp', 'webp', 'hdr', 'tga', 'jp2', 'dpx', 'cin'] as const;
@@ -384,8 +485,10 @@ export const createJobSchema = z
     /** Shown with the job's status: e.g. the files `farm submit` could not find. */
     warnings: z.array(z.string().max(1000)).max(200, { message: 'at most 200 warnings' }).optional(),
     webhook_url: webhookUrlSchema.optional(),
+    ...jobPlacementFields,
   })
   .strict()
   .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] })
-  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, { message: 'main_blend is only for kind "zip"', path: ['main_blend'] });
+  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, { message: 'main_blend is only for kind "zip"', path: ['main_blend'] })
+  .superRefine(checkPlacement);
 export type CreateJobRequest = z.infer<typeof createJobSchema>;

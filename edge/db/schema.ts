@@ -51,6 +51,14 @@ export const jobs = sqliteTable(
     webhookLastError: text('webhook_last_error'),
     webhookUpdatedAt: integer('webhook_updated_at'),
     webhookDeliveredAt: integer('webhook_delivered_at'),
+    /** What the job renders on (DEVICE_REQUIREMENTS): only nodes with a matching backend claim it. */
+    device: text('device').notNull().default('any'),
+    /** JSON array of tags: only nodes that carry all of them claim the job. */
+    tags: text('tags').notNull().default('[]'),
+    /** A split still: its one frame is rendered as this many tile tasks, then one stitch task. */
+    tiles: integer('tiles'),
+    /** Whether a video task makes an H.264 preview once every frame is stored. */
+    previewVideo: integer('preview_video', { mode: 'boolean' }).notNull().default(false),
   },
   (t) => [
     index('jobs_runnable').on(t.status, t.priority, t.createdAt),
@@ -81,9 +89,18 @@ export const tasks = sqliteTable(
     peakMemMb: integer('peak_mem_mb'),
     createdAt: integer('created_at').notNull(),
     updatedAt: integer('updated_at').notNull(),
+    /** render | tile | stitch | video (TASK_KINDS). Tiles, stitches and videos are made queued. */
+    kind: text('kind').notNull().default('render'),
+    /** Which tile of the job's split still a tile task renders. */
+    tileIndex: integer('tile_index'),
+    /** What a tile or video task produced (`PUT /tasks/{id}/output`): R2 key, size, SHA-256. */
+    outputKey: text('output_key'),
+    outputSize: integer('output_size'),
+    outputSha256: text('output_sha256'),
   },
   (t) => [
     index('tasks_job').on(t.jobId, t.status),
+    index('tasks_job_kind').on(t.jobId, t.kind),
     index('tasks_lease').on(t.leaseId),
     index('tasks_expiry').on(t.status, t.leaseExpiresAt),
   ],
@@ -129,6 +146,10 @@ export const workers = sqliteTable(
      * itself is never stored: a copy of this table does not let anyone act as a node.
      */
     credentialHash: text('credential_hash'),
+    /** JSON arrays from registration: render backends (`cpu`, `cuda`, ...), tags, and task kinds. */
+    backends: text('backends').notNull().default('["cpu"]'),
+    tags: text('tags').notNull().default('[]'),
+    taskKinds: text('task_kinds').notNull().default('["render"]'),
   },
   (t) => [uniqueIndex('workers_credential').on(t.credentialHash)],
 );

@@ -57,6 +57,10 @@ export const blobJobRoutes = new Hono<AppEnv>().post('/jobs', async (c) => {
     mainBlend: body.main_blend ?? null,
     warnings: body.warnings ?? [],
     webhookUrl: body.webhook_url ?? null,
+    device: body.device,
+    tags: body.tags,
+    tiles: body.tiles ?? null,
+    previewVideo: body.preview_video ?? false,
   });
   c.get('wake')();
   const answer: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: totalFrames, blend_file: blendFile };

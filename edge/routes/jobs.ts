@@ -140,7 +140,8 @@ export const jobRoutes = new Hono<AppEnv>()
     await requireJobRow(c.env.DB, jobId);
     const { results } = await c.env.DB.prepare(
       `SELECT id, start_frame, end_frame, status, worker_id, attempts, message, failure_reason, log_key, current_frame,
-         peak_mem_mb, lease_expires_at, created_at, updated_at FROM tasks WHERE job_id = ? ORDER BY start_frame LIMIT 5000`,
+         peak_mem_mb, lease_expires_at, created_at, updated_at, kind, tile_index FROM tasks WHERE job_id = ?
+       ORDER BY start_frame, CASE kind WHEN 'tile' THEN 0 WHEN 'render' THEN 1 WHEN 'stitch' THEN 2 ELSE 3 END, tile_index LIMIT 5000`,
     )
       .bind(jobId)
       .all<Record<string, unknown> & { id: string; log_key: string | null; lease_expires_at: number | null }>();

@@ -8,7 +8,7 @@
  */
 import { Hono } from 'hono';
 import type { NodeState, WorkerControlResponse, WorkerInfo, WorkerListResponse } from '../../protocol/api.ts';
-import type { Device } from '../../protocol/schemas.ts';
+import type { Device, TaskKind } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { requireId } from '../validation.ts';
@@ -25,15 +25,19 @@ interface WorkerListRow {
   created_at: number;
   last_seen_at: number;
   devices: string | null;
+  backends: string;
+  tags: string;
+  task_kinds: string;
   task_id: string | null;
   job_id: string | null;
   current_frame: number | null;
 }
 
-function parseDevices(json: string | null): Device[] {
+/** A JSON array column; a damaged one reads as empty rather than failing the whole list. */
+function parseList<T>(json: string | null): T[] {
   try {
     const value = JSON.parse(json ?? '[]') as unknown;
-    return Array.isArray(value) ? (value as Device[]) : [];
+    return Array.isArray(value) ? (value as T[]) : [];
   } catch {
     return [];
   }
@@ -47,7 +51,7 @@ export async function describeWorkers(db: D1Database, leaseMs: number, workerId?
   const { results } = await db
     .prepare(
       `SELECT w.id, w.name, w.hostname, w.blender_version, w.threads, w.enabled, w.frames_rendered, w.failures,
-         w.created_at, w.last_seen_at, w.devices, t.id AS task_id, t.job_id AS job_id, t.current_frame AS current_frame
+         w.created_at, w.last_seen_at, w.devices, w.backends, w.tags, w.task_kinds, t.id AS task_id, t.job_id AS job_id, t.current_frame AS current_frame
        FROM workers w
        LEFT JOIN tasks t ON t.id = (SELECT t2.id FROM tasks t2 WHERE t2.worker_id = w.id AND t2.status = 'running'
          AND t2.lease_expires_at >= ?1 LIMIT 1)
@@ -75,7 +79,10 @@ export async function describeWorkers(db: D1Database, leaseMs: number, workerId?
       current_task_id: w.task_id,
       current_job_id: w.job_id,
       current_frame: w.current_frame,
-      devices: parseDevices(w.devices),
+      devices: parseList<Device>(w.devices),
+      backends: parseList<string>(w.backends),
+      tags: parseList<string>(w.tags),
+      task_kinds: parseList<TaskKind>(w.task_kinds),
       frames_rendered: w.frames_rendered,
       failures: w.failures,
       last_seen_at: new Date(w.last_seen_at).toISOString(),
@@ -133,9 +140,3 @@ export const nodeControlRoutes = new Hono<AppEnv>()
     const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: 0 };
     return c.json(body);
   });
-
-/** Keeps the devices a node reported when it registered (a node that reports none keeps its last list). */
-export async function recordDevices(db: D1Database, workerId: string, devices: Device[] | undefined): Promise<void> {
-  if (!devices) return;
-  await db.prepare(`UPDATE workers SET devices = ? WHERE id = ?`).bind(JSON.stringify(devices), workerId).run();
-}

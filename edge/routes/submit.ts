@@ -9,7 +9,7 @@ import type { AppEnv } from '../app-env.ts';
 import { blendKey, blendFileName } from '../storage-keys.ts';
 import { contentLength, formText, parseOr400, readMultipart, sha256Hex } from '../validation.ts';
 
-const FIELDS = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'webhook_url'] as const;
+const FIELDS = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'] as const;
 
 export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => {
   const config = c.get('config');
@@ -69,6 +69,10 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     mainBlend: null,
     warnings: [],
     webhookUrl: fields.webhook_url ?? null,
+    device: fields.device,
+    tags: fields.tags,
+    tiles: fields.tiles ?? null,
+    previewVideo: fields.preview_video ?? false,
   });
   c.get('wake')();
   const body: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: totalFrames, blend_file: blendFileName(sha256) };

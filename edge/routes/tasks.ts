@@ -12,7 +12,7 @@ import { claimAgain, startPoll } from '../claim-redelivery.ts';
 import { sweepUnrecordedFrames } from '../frame-audit.ts';
 import { recordJobWarnings } from '../job-warnings.ts';
 import { claimTask, describeClaim } from '../scheduler.ts';
-import { explainLeaseRefusal, loadTask } from '../task-lease.ts';
+import { explainLeaseRefusal } from '../task-lease.ts';
 import { readJson } from '../validation.ts';
 import { RECHECK_MS, waitForWork } from '../work-signal.ts';
 import { touchWorker } from '../workers-registry.ts';
@@ -25,6 +25,16 @@ const MAX_CLAIMS_PER_REQUEST = 5;
  * Once a job is complete, deletes the frame objects no row names (left by a master stopped
  * between storing an object and recording it), after the answer has gone out.
  */
+/**
+ * After a task of the job ended: queue its stitch or video task when due (and wake the nodes
+ * waiting for work), or complete the job and sweep its storage.
+ */
+async function moveJobOn(c: Context<AppEnv>, jobId: string): Promise<void> {
+  const progress = await completeJobIfDone(c.env.DB, jobId, Date.now());
+  if (progress.queuedTask) c.get('wake')();
+  if (progress.completed) await sweepCompletedJob(c, jobId);
+}
+
 function sweepCompletedJob(c: Context<AppEnv>, jobId: string): Promise<void> {
   const sweep = sweepUnrecordedFrames(c.env.DB, c.env.FILES, jobId).then(
     () => {},
@@ -75,7 +85,7 @@ export const taskRoutes = new Hono<AppEnv>()
           await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now()).catch((err) => {
             console.warn(`closing fully uploaded task ${assignment.task_id}:`, err);
           });
-          if (await completeJobIfDone(c.env.DB, assignment.job_id, Date.now())) await sweepCompletedJob(c, assignment.job_id);
+          await moveJobOn(c, assignment.job_id);
         }
         const left = deadline - Date.now();
         if (left <= 0 || c.req.raw.signal.aborted) return c.body(null, 204);
@@ -96,6 +106,8 @@ export const taskRoutes = new Hono<AppEnv>()
     if (body.warnings?.length) await recordJobWarnings(db, body, now);
 
     let response: UpdateTaskStatusResponse;
+    // The job of a task that ended, to be moved on once the answer is known.
+    let ended: string | null = null;
     switch (body.status) {
       case 'running': {
         const row = await db
@@ -126,12 +138,12 @@ export const taskRoutes = new Hono<AppEnv>()
         break;
       }
       case 'completed': {
-        await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message);
+        ended = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message);
         response = { task_id: body.task_id, status: 'completed', lease_expires_at: null, abort: false };
         break;
       }
       case 'failed': {
-        const status = await failTask(db, {
+        const { status, jobId } = await failTask(db, {
           taskId: body.task_id,
           workerId: body.worker_id,
           leaseId: body.lease_id,
@@ -140,6 +152,7 @@ export const taskRoutes = new Hono<AppEnv>()
           reason: body.failure_reason ?? 'unknown',
           logTail: body.log_tail ?? null,
         });
+        ended = jobId;
         c.get('wake')();
         response = { task_id: body.task_id, status, lease_expires_at: null, abort: false };
         break;
@@ -150,17 +163,17 @@ export const taskRoutes = new Hono<AppEnv>()
           .prepare(
             `UPDATE tasks SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
                attempts = MAX(0, attempts - 1), updated_at = ?1, message = ?2
-             WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' RETURNING id`,
+             WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' RETURNING job_id`,
           )
           .bind(now, body.message ?? 'released by the node', body.task_id, body.lease_id, body.worker_id)
-          .first();
+          .first<{ job_id: string }>();
         if (!row) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
+        ended = row!.job_id;
         c.get('wake')();
         response = { task_id: body.task_id, status: 'queued', lease_expires_at: null, abort: false };
         break;
       }
     }
-    const task = await loadTask(db, body.task_id);
-    if (task && (await completeJobIfDone(db, task.job_id, now))) await sweepCompletedJob(c, task.job_id);
+    if (ended) await moveJobOn(c, ended);
     return c.json(response);
   });

@@ -5,7 +5,7 @@ import type { AppEnv } from '../app-env.ts';
 import { credentialHash, newNodeCredential } from '../auth.ts';
 import { fail } from '../errors.ts';
 import { readJson } from '../validation.ts';
-import { recordDevices } from './node-control.ts';
+import { recordCapabilities } from '../node-capabilities.ts';
 
 export const workerRoutes = new Hono<AppEnv>()
   .post('/register_worker', async (c) => {
@@ -25,7 +25,7 @@ export const workerRoutes = new Hono<AppEnv>()
       )
         .bind(...info, principal.workerId)
         .run();
-      await recordDevices(c.env.DB, principal.workerId, body.devices);
+      await recordCapabilities(c.env.DB, principal.workerId, body);
       const response: RegisterWorkerResponse = { worker_id: principal.workerId, name: body.name, lease_ms: config.leaseMs };
       return c.json(response, 201);
     }
@@ -50,7 +50,7 @@ export const workerRoutes = new Hono<AppEnv>()
     if (!row) {
       fail(409, `worker ${workerId} is enrolled already and has its own credential: register with that credential, or without worker_id to enrol as a new node`);
     }
-    await recordDevices(c.env.DB, workerId, body.devices);
+    await recordCapabilities(c.env.DB, workerId, body);
     const response: RegisterWorkerResponse = { worker_id: workerId, name: body.name, lease_ms: config.leaseMs, node_token: nodeToken };
     return c.json(response, 201);
   });

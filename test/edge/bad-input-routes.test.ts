@@ -342,6 +342,22 @@ const ROUTES: Record<string, {
       bad('a preview of a frame not uploaded yet', async (fx) => call(`/tasks/${fx.task.task_id}/frames/2/preview`, await rawInit(fx))),
     ],
   },
+  'PUT /tasks/:task_id/output': {
+    init: (fx) => rawInit(fx),
+    cases: [
+      ...rawCases((fx) => `/tasks/${fx.task.task_id}/output`, MAX_UPLOAD_BYTES),
+      bad("a render task's output (renders upload frames)", async (fx) => call(`/tasks/${fx.task.task_id}/output`, await rawInit(fx))),
+      bad('an output as text/html', async (fx) => call(`/tasks/${fx.task.task_id}/output`, await rawInit(fx, { headers: { 'content-type': 'text/html' } }))),
+    ],
+  },
+  'GET /tasks/:task_id/inputs/:n': {
+    cases: [
+      bad('a render task (it has no inputs)', async (fx) => call(`/tasks/${fx.task.task_id}/inputs/0`, { headers: leaseHeaders(fx) })),
+      bad("another node's lease", async (fx) => call(`/tasks/${fx.task.task_id}/inputs/0`, { headers: leaseHeaders(fx, fx.other) })),
+      bad('no lease headers', (fx) => call(`/tasks/${fx.task.task_id}/inputs/0`)),
+      bad('a negative input number', async (fx) => call(`/tasks/${fx.task.task_id}/inputs/-1`, { headers: leaseHeaders(fx) })),
+    ],
+  },
   'GET /download_blend/:name': {
     cases: [
       bad('a .blend name that names a .exe', () => call(`/download_blend/${'a'.repeat(64)}.exe`)),
@@ -437,6 +453,7 @@ const ROUTES: Record<string, {
     ],
   },
   'GET /jobs/:job_id/frames.zip': { cases: [] },
+  'GET /jobs/:job_id/video': { cases: [bad('a job that did not ask for a preview video', (fx) => call(`/jobs/${fx.job.job_id}/video`))] },
   'GET /jobs/:job_id/frames/:frame': { cases: [] },
   'GET /jobs/:job_id/frames/:frame/preview': { cases: [] },
   'GET /jobs/:job_id/tasks': { cases: [] },
@@ -449,6 +466,10 @@ const ROUTES: Record<string, {
   'POST /workers/:worker_id/disable': { cases: [] },
   'POST /workers/:worker_id/enable': { cases: [] },
 };
+
+function leaseHeaders(fx: Fixture, worker = fx.worker): Record<string, string> {
+  return { 'x-farm-worker-id': worker, 'x-farm-lease-id': fx.task.lease_id };
+}
 
 function lease(fx: Fixture) {
   return { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id };
