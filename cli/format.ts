@@ -51,6 +51,9 @@ export function describeStatus(job: JobStatusResponse, eta: number | null = job.
     `time     mean ${job.avg_frame_ms === null ? '–' : formatDuration(job.avg_frame_ms / 1000)} per frame, ETA ${formatDuration(eta)}`,
     `priority ${job.priority}`,
   ];
+  if (job.device !== 'any' || job.tags.length > 0) lines.push(`runs on  ${job.device}${job.tags.length ? `, nodes tagged ${job.tags.join(', ')}` : ''}`);
+  if (job.tiles) lines.push(`tiles    ${job.tiles}, stitched into one frame`);
+  if (job.preview_video) lines.push(`video    ${job.preview_video.url ?? job.preview_video.status}`);
   if (job.error) lines.push(`error    ${job.error}`);
   for (const warning of job.warnings) lines.push(`warning  ${warning}`);
   return lines.join('\n');

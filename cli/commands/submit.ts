@@ -13,7 +13,20 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
-import { FRAME_MAX, FRAME_MIN, unsafeRelativePath, type CreateJobRequest, type InputKind, type SubmitJobResponse } from '../../protocol/schemas.ts';
+import {
+  DEVICE_REQUIREMENTS,
+  FRAME_MAX,
+  FRAME_MIN,
+  MAX_PREVIEW_VIDEO_FRAMES,
+  MAX_TILES,
+  tagsSchema,
+  unsafeRelativePath,
+  webhookUrlSchema,
+  type CreateJobRequest,
+  type DeviceRequirement,
+  type InputKind,
+  type SubmitJobResponse,
+} from '../../protocol/schemas.ts';
 import { planBundle, sha256OfFile, writeBundle } from '../bundle.ts';
 import { dependencyWarnings, listDependencies, type DependencyReport } from '../deps/list-deps.ts';
 import { uploadBlob, type UploadResult } from '../upload/blob-upload.ts';
@@ -35,6 +48,12 @@ export interface SubmitOptions {
   bundleDir?: string;
   json?: boolean;
   progress: boolean;
+  device?: DeviceRequirement;
+  tags?: string[];
+  tiles?: number;
+  /** On unless --no-preview-video; made only for jobs of 2 or more frames. */
+  previewVideo: boolean;
+  webhook?: string;
 }
 
 /** What `farm submit --json` prints. */
@@ -67,6 +86,13 @@ const wholeNumber = (flag: string, min: number, max: number) => (value: string) 
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be a whole number from ${min} to ${max}.`);
   return n;
+};
+
+/** Parses a flag's value with a protocol schema, so the CLI refuses what the master would. */
+const bySchema = <T>(flag: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }) => (value: string): T => {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError(`${flag}: ${parsed.error.issues[0]?.message ?? 'not valid'}.`);
+  return parsed.data;
 };
 
 function say(text: string): void {
@@ -194,6 +220,11 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
       name: options.name ?? basename(path).replace(/\.(blend\d*|zip)$/i, ''),
       ...(options.maxAttempts !== undefined ? { max_attempts: options.maxAttempts } : {}),
       ...(warnings.length > 0 ? { warnings: warnings.slice(0, 200).map((w) => w.slice(0, 1000)) } : {}),
+      ...(options.device !== undefined ? { device: options.device } : {}),
+      ...(options.tags?.length ? { tags: options.tags } : {}),
+      ...(options.tiles !== undefined ? { tiles: options.tiles } : {}),
+      ...(wantsVideo(options, frames) ? { preview_video: true } : {}),
+      ...(options.webhook !== undefined ? { webhook_url: options.webhook } : {}),
     };
     const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', body, signal);
     return {
@@ -231,6 +262,14 @@ export function register(program: Command): void {
     .option('--dry-run', 'list what would be uploaded; upload nothing')
     .option('--parallel <n>', 'parts uploaded at once', wholeNumber('--parallel', 1, 16), 3)
     .option('--bundle-dir <dir>', 'where to write the temporary .zip bundle (default: the system temp folder)')
+    .option('--device <device>', `what to render on: ${DEVICE_REQUIREMENTS.join(', ')} (default any)`, (value: string) => {
+      if (!(DEVICE_REQUIREMENTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--device must be one of ${DEVICE_REQUIREMENTS.join(', ')}.`);
+      return value as DeviceRequirement;
+    })
+    .option('--tags <list>', 'only nodes carrying all these tags render it, like gpu-24g,studio-a', bySchema('--tags', tagsSchema('tags')))
+    .option('--tiles <n>', `split a one-frame job into n tiles rendered by different nodes, 2-${MAX_TILES}`, wholeNumber('--tiles', 2, MAX_TILES))
+    .option('--no-preview-video', 'do not make an H.264 preview of an animation')
+    .option('--webhook <url>', 'POST to this URL when the job completes or fails', bySchema('--webhook', webhookUrlSchema))
     .option('--json', 'print the result as JSON on stdout')
     .option('--no-progress', 'no progress bar')
     .action(async (file: string, options: SubmitOptions, command: Command) => {
@@ -266,4 +305,10 @@ export function register(program: Command): void {
         process.off('SIGTERM', onSignal);
       }
     });
+}
+
+/** An animation gets its preview video unless asked not to (a still or a split still has none). */
+function wantsVideo(options: SubmitOptions, frames: { start: number; end: number }): boolean {
+  const count = frames.end - frames.start + 1;
+  return options.previewVideo && options.tiles === undefined && count >= 2 && count <= MAX_PREVIEW_VIDEO_FRAMES;
 }

@@ -335,6 +335,13 @@ export const DASHBOARD_JS = String.raw`'use strict';
       act('Priority set to ' + value, function () { return api('/jobs/' + jobId, { method: 'PATCH', body: { priority: value } }); });
     } }, [h('label', { for: 'priority', text: 'Priority (0-100)' }), priorityInput, h('button', { type: 'submit', text: 'Set priority' })]);
 
+    // The preview video (jobs submitted with preview_video), loaded once it is made.
+    var video = h('video', { controls: true, preload: 'metadata', id: 'preview-video', 'aria-label': 'Preview video' });
+    var videoNote = h('p', { class: 'video-note' });
+    var videoLink = h('a', { text: 'Download the video', hidden: true });
+    var videoSection = h('section', { 'aria-labelledby': 'video-title', hidden: true }, [
+      h('h2', { id: 'video-title', text: 'Preview video' }), videoNote, video, h('p', null, [videoLink]),
+    ]);
     var gridNote = h('p', { class: 'grid-note' });
     var pager = h('div', { class: 'pager' });
     var grid = h('ol', { class: 'frames', 'aria-label': 'Frames' });
@@ -353,6 +360,7 @@ export const DASHBOARD_JS = String.raw`'use strict';
       h('div', { class: 'buttons' }, [buttons.pause, buttons.resume, buttons.cancel, buttons.requeue, buttons.remove]),
       priorityForm,
     ]));
+    main.appendChild(videoSection);
     main.appendChild(h('section', { 'aria-labelledby': 'frames-title' }, [h('h2', { id: 'frames-title', text: 'Frames' }), gridNote, pager, grid]));
     main.appendChild(h('section', { 'aria-labelledby': 'tasks-title' }, [
       h('h2', { id: 'tasks-title', text: 'Tasks' }),
@@ -445,7 +453,9 @@ export const DASHBOARD_JS = String.raw`'use strict';
         return row;
       }, function (row, task) {
         var c = row.cells_;
-        setText(c.frames, task.start_frame === task.end_frame ? String(task.start_frame) : task.start_frame + '–' + task.end_frame);
+        var range = task.start_frame === task.end_frame ? String(task.start_frame) : task.start_frame + '–' + task.end_frame;
+        var kind = task.kind === 'tile' ? 'tile ' + (task.tile_index + 1) + (job.tiles ? ' of ' + job.tiles : '') : task.kind;
+        setText(c.frames, task.kind === 'render' ? range : kind + ' · ' + range);
         if (c.state.dataset.status !== task.status) {
           c.state.dataset.status = task.status;
           c.state.textContent = '';
@@ -454,7 +464,9 @@ export const DASHBOARD_JS = String.raw`'use strict';
         setText(c.node, task.worker_id ? nodeNames[task.worker_id] || task.worker_id.slice(0, 8) : '–');
         var renderMs = 0;
         var counted = 0;
-        for (var f = task.start_frame; f <= task.end_frame; f++) {
+        // Only renders and stitches make frames; a tile's or video's time is not theirs.
+        var makesFrames = task.kind === 'render' || task.kind === 'stitch';
+        for (var f = task.start_frame; makesFrames && f <= task.end_frame; f++) {
           var fr = framesByNumber[f];
           if (fr && fr.render_ms !== null) { renderMs += fr.render_ms; counted++; }
         }
@@ -498,6 +510,32 @@ export const DASHBOARD_JS = String.raw`'use strict';
       buttons.cancel.disabled = !(active || job.status === 'paused');
       buttons.requeue.disabled = job.failed_frames === 0;
       if (document.activeElement !== priorityInput) priorityInput.value = job.priority;
+      renderVideo(job.preview_video);
+    }
+
+    var VIDEO_STATES = { waiting: 'Made once every frame is rendered.', queued: 'Waiting for a node with ffmpeg.', running: 'Being made.', failed: 'Could not be made (see the warnings).' };
+    function renderVideo(state) {
+      videoSection.hidden = !state;
+      if (!state) return;
+      setText(videoNote, state.url ? '' : VIDEO_STATES[state.status] || '');
+      video.hidden = !state.url;
+      if (!state.url || video.dataset.src === state.url) return;
+      video.dataset.src = state.url;
+      // A <video> cannot send the token: with one, the file comes as a blob: URL.
+      var load = token() ? api(state.url, { blob: true }).then(function (blob) {
+        var objectUrl = URL.createObjectURL(blob);
+        view.urls.push(objectUrl);
+        return objectUrl;
+      }) : Promise.resolve(state.url);
+      load.then(function (src) {
+        video.src = src;
+        videoLink.href = src;
+        videoLink.download = job.name + '.mp4';
+        videoLink.hidden = false;
+      }, function (err) {
+        setText(videoNote, 'Could not load the video: ' + err.message);
+        delete video.dataset.src;
+      });
     }
 
     async function showLog(task) {

@@ -13,7 +13,7 @@ import { buildOpenApi } from '../openapi.ts';
 
 /** Only our own script, styles, API and images (previews come back as blob: URLs with a token). */
 const CSP =
-  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; " +
+  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; " +
   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 const pageHeaders = (contentType: string) => ({

@@ -94,6 +94,8 @@ describe('the farm CLI against a running master', () => {
     expect(watch.code, watch.stderr).toBe(0);
     const updates = watch.stdout.trim().split('\n').map((line) => JSON.parse(line) as JobStatusResponse);
     expect(updates.at(-1)).toMatchObject({ status: 'completed', completed_frames: FRAMES, progress: 1 });
+    // `farm submit` asks for a preview video of an animation unless told not to.
+    expect(updates.at(-1)!.preview_video).toMatchObject({ status: 'completed', url: `/jobs/${jobId}/video` });
     // It saw the job move: progress never goes back.
     const done = updates.map((u) => u.completed_frames);
     expect([...done].sort((a, b) => a - b)).toEqual(done);

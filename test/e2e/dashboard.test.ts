@@ -25,7 +25,8 @@ interface PageImage {
   naturalWidth: number;
   src: string;
 }
-type PageGlobal = { document: { querySelectorAll(selector: string): ArrayLike<PageImage> } };
+type PageVideo = { readyState: number; videoWidth: number };
+type PageGlobal = { document: { querySelectorAll(selector: string): ArrayLike<PageImage>; querySelector(selector: string): PageVideo | null } };
 const SCREENSHOTS = join(OUTPUT_DIR, 'dashboard');
 
 /** Flags that keep Chromium headless and off the network (the machine has no internet). */
@@ -73,7 +74,7 @@ describe('the dashboard in Chromium', () => {
 
   it('shows a submitted job reaching 100% with thumbnails, after pausing and resuming it from the page', async () => {
     // One frame per task, so a pause takes effect after the frame being rendered.
-    const job = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: FRAMES, chunk_size: 1, name: 'dashboard shot' });
+    const job = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: FRAMES, chunk_size: 1, name: 'dashboard shot', preview_video: 'true' });
 
     // The job list links to the job.
     await page.goto(`${master.url}/`);
@@ -125,9 +126,21 @@ describe('the dashboard in Chromium', () => {
       { timeout: 30_000 },
     );
 
-    // The task table: one row per task, completed, with the node's name and a log button.
+    // The preview video is on the page, playable: Chromium read its metadata (H.264, one frame per frame).
+    await page.waitForFunction(
+      () => {
+        const video = (globalThis as unknown as PageGlobal).document.querySelector('#preview-video');
+        return video !== null && video.readyState >= 1 && video.videoWidth > 0;
+      },
+      null,
+      { timeout: 30_000 },
+    );
+    expect(await page.getByRole('link', { name: 'Download the video' }).isVisible()).toBe(true);
+
+    // The task table: one row per task (the frames, then the video), completed, with the node's name and a log button.
     const rows = page.locator('table.tasks tbody tr');
-    expect(await rows.count()).toBe(FRAMES);
+    expect(await rows.count()).toBe(FRAMES + 1);
+    expect(await rows.last().textContent()).toMatch(new RegExp(`^video · 1–${FRAMES}`));
     expect(await rows.first().textContent()).toContain('dash-node');
     await page.getByRole('button', { name: 'Log of frames 1–1' }).click();
     await page.locator('#log-text', { hasText: 'Saved:' }).waitFor();
