@@ -12,5 +12,10 @@ export interface AppEnv {
     principal: Principal;
     /** Set by `actAsWorker` once a node route checked the worker id it acts for. */
     actingWorkerId: string | undefined;
+    /**
+     * Set by the busiest node routes when they know no job finished in this request, so the
+     * webhook sweep after it is skipped (see edge/webhooks.ts).
+     */
+    noJobFinished: boolean | undefined;
   };
 }

@@ -4,6 +4,7 @@
  * so when the answer is lost on the way (a reset connection after the claim was committed) the
  * retry finds the claim by its lease id and gets it again, instead of the claim sitting leased to
  * a node that does not know about it until the lease runs out and costs the task an attempt.
+ * The claim itself does the finding, in the same batch (scheduler.ts).
  */
 
 import type { TaskKind } from '../protocol/schemas.ts';
@@ -16,30 +17,6 @@ export interface ClaimedTask {
   attempts: number;
   kind: TaskKind;
   tile_index: number | null;
-}
-
-export interface ClaimAgain {
-  /** The claim this id already made, still leased to this node on a job being served. */
-  claimed: ClaimedTask | null;
-  /** Whether no task ever had this lease id, so a new claim may take it. */
-  idIsFree: boolean;
-}
-
-/** What `claimId` already stands for; a node can only ever get back its own live claim. */
-export async function claimAgain(db: D1Database, workerId: string, claimId: string, now: number): Promise<ClaimAgain> {
-  const row = await db
-    .prepare(
-      `SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.attempts, t.kind, t.tile_index, t.worker_id, t.status, t.lease_expires_at,
-         j.status AS job_status
-       FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.lease_id = ?`,
-    )
-    .bind(claimId)
-    .first<ClaimedTask & { worker_id: string | null; status: string; lease_expires_at: number | null; job_status: string }>();
-  if (!row) return { claimed: null, idIsFree: true };
-  const live =
-    row.worker_id === workerId && row.status === 'running' && (row.lease_expires_at ?? 0) >= now && ['queued', 'running'].includes(row.job_status);
-  const { id, job_id, start_frame, end_frame, attempts, kind, tile_index } = row;
-  return { claimed: live ? { id, job_id, start_frame, end_frame, attempts, kind, tile_index } : null, idIsFree: false };
 }
 
 /**

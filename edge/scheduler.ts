@@ -20,8 +20,9 @@ import type { ClaimedTask } from './claim-redelivery.ts';
 
 const RUNNABLE = `('queued', 'running')`;
 
-/** Jobs this worker may take at all: not blocklisted for it, and it carries the job's tags. `a` is the jobs alias, ?1 the worker id. */
-const jobFits = (a: string) => `NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = ${a}.id AND b.worker_id = ?1 AND b.failures >= ${a}.max_node_failures)
+/** Jobs this worker may take at all: it is enabled, not blocklisted for the job, and carries the job's tags. `a` is the jobs alias, ?1 the worker id. */
+const jobFits = (a: string) => `EXISTS (SELECT 1 FROM workers we WHERE we.id = ?1 AND we.enabled = 1)
+  AND NOT EXISTS (SELECT 1 FROM job_blocklist b WHERE b.job_id = ${a}.id AND b.worker_id = ?1 AND b.failures >= ${a}.max_node_failures)
   AND (${a}.tags = '[]' OR NOT EXISTS (SELECT 1 FROM json_each(${a}.tags) jt
     WHERE jt.value NOT IN (SELECT wt.value FROM workers w, json_each(w.tags) wt WHERE w.id = ?1)))`;
 
@@ -70,7 +71,7 @@ export interface ClaimOptions {
 
 interface ClaimedRow extends ClaimedTask {
   /** The rows describeClaim needs, read by the claim's own batch so that it needs no other. */
-  prefetched?: AssignmentRows;
+  prefetched: AssignmentRows;
 }
 
 interface AssignmentJobRow {
@@ -91,10 +92,35 @@ interface AssignmentRows {
 }
 
 /**
- * Claims the next piece of work for a node, or returns null when there is none.
- * The caller still has to read the job and the frames already uploaded (see `describeClaim`).
+ * What a claim found. `claim_id_used`: the lease id asked for names an earlier claim that is no
+ * longer this node's live one (it finished, or went to another node), so nothing was claimed
+ * with it: claim again with a fresh id.
  */
-export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<ClaimedRow | null> {
+export type ClaimResult = (
+  | { outcome: 'unknown_worker' }
+  | { outcome: 'disabled' }
+  | { outcome: 'none' }
+  | { outcome: 'claim_id_used' }
+  | { outcome: 'claimed'; claimed: ClaimedRow; redelivered: boolean }
+) & {
+  /** Whether the batch ended jobs (leases that ran out on a last attempt): their webhooks are due. */
+  jobsEnded: boolean;
+};
+
+interface LeaseRow extends ClaimedTask, AssignmentJobRow {
+  lease_id: string;
+  lease_expires_at: number;
+  worker_id: string | null;
+  task_status: string;
+  job_status: string;
+}
+
+/**
+ * Claims the next piece of work for a node, in one D1 batch that also marks the node as seen and,
+ * when the node's claim id was used before (a retry whose answer was lost, see
+ * claim-redelivery.ts), finds that claim again instead of making another.
+ */
+export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<ClaimResult> {
   const leaseId = opts.leaseId ?? crypto.randomUUID();
   const taskId = crypto.randomUUID();
   const expires = opts.now + opts.leaseMs;
@@ -106,6 +132,8 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
   };
 
   const results = await db.batch<ClaimedRow>([
+    // The node is seen now; the claims below require it to be enabled.
+    bind(`UPDATE workers SET last_seen_at = ?2 WHERE id = ?1 RETURNING enabled`),
     // 1. Leases that ran out on a task's last attempt: the task fails, and so does its job.
     bind(`UPDATE jobs SET status = 'failed', finished_at = ?2, updated_at = ?2,
             error = COALESCE(error, 'frames ' || (SELECT t.start_frame || '-' || t.end_frame FROM tasks t
@@ -148,49 +176,54 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     bind(`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, worker_id, lease_id, lease_expires_at,
             attempts, created_at, updated_at)
           SELECT ?4, id, claim_start, next_frame - 1, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
+            -- A claim id used before left its token on that job: only a new carve inserts.
+            AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)
           RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
     // A re-leased task's job is running again (it may have been queued after a requeue).
     bind(`UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
           WHERE status = 'queued' AND id = (SELECT job_id FROM tasks WHERE lease_id = ?3)`),
     // What the node's assignment needs, read in the same transaction (see describeClaim).
-    bind(`SELECT t.lease_id, t.lease_expires_at, ${ASSIGNMENT_JOB_COLUMNS.split(', ').map((c) => `j.${c}`).join(', ')}
+    bind(`SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.attempts, t.kind, t.tile_index, t.worker_id, t.lease_id,
+            t.lease_expires_at, t.status AS task_status, j.status AS job_status,
+            ${ASSIGNMENT_JOB_COLUMNS.split(', ').map((c) => `j.${c}`).join(', ')}
           FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.lease_id = ?3`),
     bind(`SELECT f.frame FROM tasks t JOIN frames f ON f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame
           WHERE t.lease_id = ?3`),
   ]);
-  const claimed = results[3]?.results?.[0] ?? results[5]?.results?.[0];
-  if (!claimed) return null;
-  const described = results[7]?.results?.[0] as unknown as (AssignmentJobRow & { lease_id: string; lease_expires_at: number }) | undefined;
-  if (!described) return { ...claimed };
-  const { lease_id, lease_expires_at, ...job } = described;
-  const uploadedFrames = ((results[8]?.results ?? []) as unknown as { frame: number }[]).map((r) => r.frame);
-  return { ...claimed, prefetched: { job, uploadedFrames, lease: { lease_id, lease_expires_at } } };
+  const jobsEnded = (results[1]!.meta.changes ?? 0) + (results[2]!.meta.changes ?? 0) > 0;
+  const worker = results[0]!.results[0] as unknown as { enabled: number } | undefined;
+  if (!worker) return { outcome: 'unknown_worker', jobsEnded };
+  if (!worker.enabled) return { outcome: 'disabled', jobsEnded };
+  const made = results[4]!.results[0] ?? results[6]!.results[0];
+  const row = results[8]!.results[0] as unknown as LeaseRow | undefined;
+  if (!row) return { outcome: 'none', jobsEnded };
+  if (!made) {
+    // Nothing new was claimed, but the lease id names a task: this node's earlier claim, if still live.
+    const live =
+      row.worker_id === opts.workerId && row.task_status === 'running' && row.lease_expires_at >= opts.now &&
+      (row.job_status === 'queued' || row.job_status === 'running');
+    if (!live) return { outcome: 'claim_id_used', jobsEnded };
+  }
+  const { id, job_id, start_frame, end_frame, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles } = row;
+  const uploadedFrames = (results[9]!.results as unknown as { frame: number }[]).map((r) => r.frame);
+  return {
+    outcome: 'claimed',
+    jobsEnded,
+    redelivered: !made,
+    claimed: {
+      id, job_id, start_frame, end_frame, attempts, kind, tile_index,
+      prefetched: {
+        job: { name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles },
+        uploadedFrames,
+        lease: { lease_id: row.lease_id, lease_expires_at },
+      },
+    },
+  };
 }
 
-/**
- * Builds the node's assignment from a claimed row: the frames still missing, the blend, the lease.
- * A row from claimTask carries what it needs; others (a redelivered claim) are read here.
- */
-export async function describeClaim(
-  db: D1Database,
-  claimed: ClaimedRow,
-  leaseMs: number,
-): Promise<Omit<TaskAssignment, 'frames'> & { frames: number[] }> {
-  let rows = claimed.prefetched;
-  if (!rows) {
-    const [jobRows, uploaded, lease] = await db.batch([
-      db.prepare(`SELECT ${ASSIGNMENT_JOB_COLUMNS} FROM jobs WHERE id = ?`).bind(claimed.job_id),
-      db
-        .prepare(`SELECT frame FROM frames WHERE job_id = ? AND frame BETWEEN ? AND ?`)
-        .bind(claimed.job_id, claimed.start_frame, claimed.end_frame),
-      db.prepare(`SELECT lease_id, lease_expires_at FROM tasks WHERE id = ?`).bind(claimed.id),
-    ]);
-    rows = {
-      job: jobRows!.results[0] as AssignmentJobRow,
-      uploadedFrames: (uploaded!.results as { frame: number }[]).map((r) => r.frame),
-      lease: lease!.results[0] as { lease_id: string; lease_expires_at: number },
-    };
-  }
+/** Builds the node's assignment from a claimed row: the frames still missing, the blend, the lease. */
+export function describeClaim(claimed: ClaimedRow, leaseMs: number): Omit<TaskAssignment, 'frames'> & { frames: number[] } {
+  const rows = claimed.prefetched;
   const { job, lease: leaseRow } = rows;
   // A render or stitch skips frames already stored; a tile renders its frame's tile, and a
   // video is made of every frame (all stored by then).

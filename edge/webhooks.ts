@@ -124,13 +124,14 @@ function executionContext(c: Context<AppEnv>): { waitUntil(promise: Promise<unkn
 }
 
 /**
- * After every request that may have finished a job (anything but GET, HEAD and OPTIONS): claims
+ * After every request that may have finished a job (anything but GET, HEAD and OPTIONS, and the
+ * node requests that said they finished none: uploads, lease renewals, claims): claims
  * the due webhooks before answering (one indexed query, so nothing is left running against D1
  * once the answer is out), and calls them once the response is on its way.
  */
 export const webhookSweeper: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
-  if (c.req.method === 'GET' || c.req.method === 'HEAD' || c.req.method === 'OPTIONS') return;
+  if (c.req.method === 'GET' || c.req.method === 'HEAD' || c.req.method === 'OPTIONS' || c.get('noJobFinished')) return;
   const ctx = executionContext(c);
   if (!ctx) return;
   let due: WebhookJobRow[];

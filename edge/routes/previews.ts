@@ -38,6 +38,7 @@ export const previewRoutes = new Hono<AppEnv>()
     const workerId = requireId(c.req.header(HEADER_WORKER_ID), HEADER_WORKER_ID);
     const leaseId = requireId(c.req.header(HEADER_LEASE_ID), HEADER_LEASE_ID);
     actAsWorker(c, workerId);
+    c.set('noJobFinished', true); // an upload ends no job
     const mediaType = (c.req.header('content-type') ?? '').split(';')[0]!.trim().toLowerCase();
     const ext = PREVIEW_TYPES[mediaType];
     if (!ext) fail(415, `send the preview as image/jpeg or image/png (got ${c.req.header('content-type') ?? 'no Content-Type'})`);

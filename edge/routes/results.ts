@@ -46,6 +46,7 @@ export const resultRoutes = new Hono<AppEnv>()
       render_ms: formText(form, 'render_ms'),
     });
     actAsWorker(c, fields.worker_id);
+    c.set('noJobFinished', true); // an upload ends no job
     const file = form.get('file');
     if (file === null) fail(400, 'file is required (the rendered image)');
     if (typeof file === 'string') fail(400, 'file must be a file upload, not a text field');
@@ -77,6 +78,7 @@ export const resultRoutes = new Hono<AppEnv>()
       render_ms: c.req.header(HEADER_RENDER_MS),
     });
     actAsWorker(c, params.worker_id);
+    c.set('noJobFinished', true); // an upload ends no job
     const ext = frameExtension(c.req.query('ext'));
     requireStreamLength(c, config.maxUploadBytes);
     await touchWorker(c.env.DB, params.worker_id, Date.now());
@@ -102,6 +104,7 @@ export const resultRoutes = new Hono<AppEnv>()
     const workerId = requireId(c.req.header(HEADER_WORKER_ID), HEADER_WORKER_ID);
     const leaseId = requireId(c.req.header(HEADER_LEASE_ID), HEADER_LEASE_ID);
     actAsWorker(c, workerId);
+    c.set('noJobFinished', true); // an upload ends no job
     requireStreamLength(c, config.maxUploadBytes);
     const task = assertLease(await loadTask(c.env.DB, taskId), taskId, workerId, leaseId, false);
     const key = logKey(task.job_id, task.id, task.attempts);

@@ -37,6 +37,7 @@ async function heldTask(c: Context<AppEnv>, taskId: string) {
     sha256: c.req.header(HEADER_SHA256)?.toLowerCase(),
   });
   actAsWorker(c, headers.worker_id);
+  c.set('noJobFinished', true); // an upload ends no job
   const task = assertLease(await loadTask(c.env.DB, taskId), taskId, headers.worker_id, headers.lease_id, true);
   return { ...headers, task };
 }

@@ -7,8 +7,9 @@ import {
   type UpdateTaskStatusResponse,
 } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
+import { fail } from '../errors.ts';
 import { actAsWorker } from '../auth.ts';
-import { claimAgain, startPoll } from '../claim-redelivery.ts';
+import { startPoll } from '../claim-redelivery.ts';
 import { sweepUnrecordedFrames } from '../frame-audit.ts';
 import { recordJobWarnings } from '../job-warnings.ts';
 import { claimTask, describeClaim } from '../scheduler.ts';
@@ -18,7 +19,10 @@ import { RECHECK_MS, waitForWork } from '../work-signal.ts';
 import { touchWorker } from '../workers-registry.ts';
 import { completeJobIfDone, completeTask, failTask } from '../task-outcomes.ts';
 
-/** A claim whose frames were all uploaded already is closed and the next claim is tried. */
+/**
+ * A claim whose frames were all uploaded already is closed and the next claim is tried (as is a
+ * claim id already used).
+ */
 const MAX_CLAIMS_PER_REQUEST = 5;
 
 /**
@@ -55,36 +59,35 @@ export const taskRoutes = new Hono<AppEnv>()
     actAsWorker(c, workerId);
     const deadline = Date.now() + waitMs;
     const poll = startPoll(workerId);
+    // No job ends in a claim unless a lease ran out on its last attempt, or a task is closed below.
+    c.set('noJobFinished', true);
     try {
       for (;;) {
         // A newer request from this node means this one was abandoned: claim nothing for it.
         if (!poll.isNewest()) return c.body(null, 204);
-        const now = Date.now();
-        const worker = await touchWorker(c.env.DB, workerId, now);
-        if (!worker.enabled) return c.body(null, 204);
-        // A retry of a request whose claim was committed but whose answer was lost: the same claim.
-        const again = claimId ? await claimAgain(c.env.DB, workerId, claimId, now) : null;
-        if (again?.claimed) {
-          const assignment: TaskAssignment = await describeClaim(c.env.DB, again.claimed, config.leaseMs);
-          if (assignment.frames.length > 0) return c.json(assignment, 200);
-        }
-        for (let i = 0; i < MAX_CLAIMS_PER_REQUEST; i++) {
-          const claimed = await claimTask(c.env.DB, {
+        for (let i = 0, leaseId = claimId; i < MAX_CLAIMS_PER_REQUEST; i++) {
+          const result = await claimTask(c.env.DB, {
             workerId,
-            now,
+            now: Date.now(),
             leaseMs: config.leaseMs,
             targetChunkMs: config.targetChunkMs,
-            // The nodes online, which shrink chunks near a job's end, are counted by the claim itself.
-            // The node's claim id becomes the lease id once, unless some task already had it.
-            ...(i === 0 && again?.idIsFree ? { leaseId: claimId } : {}),
+            // The node's claim id becomes the lease id, unless a task already had it (then a retry
+            // whose answer was lost gets that claim again, see claim-redelivery.ts).
+            leaseId,
           });
-          if (!claimed) break;
-          const assignment: TaskAssignment = await describeClaim(c.env.DB, claimed, config.leaseMs);
+          leaseId = undefined;
+          if (result.jobsEnded) c.set('noJobFinished', false);
+          if (result.outcome === 'unknown_worker') fail(404, `no worker with id ${workerId}: register with POST /register_worker first`);
+          if (result.outcome === 'disabled') return c.body(null, 204);
+          if (result.outcome === 'claim_id_used') continue;
+          if (result.outcome === 'none') break;
+          const assignment: TaskAssignment = describeClaim(result.claimed, config.leaseMs);
           if (assignment.frames.length > 0) return c.json(assignment, 200);
           // Every frame of this range was uploaded by a node that died before reporting: close it.
           await completeTask(c.env.DB, assignment.task_id, workerId, assignment.lease_id, Date.now()).catch((err) => {
             console.warn(`closing fully uploaded task ${assignment.task_id}:`, err);
           });
+          c.set('noJobFinished', false);
           await moveJobOn(c, assignment.job_id);
         }
         const left = deadline - Date.now();
@@ -110,6 +113,7 @@ export const taskRoutes = new Hono<AppEnv>()
     let ended: string | null = null;
     switch (body.status) {
       case 'running': {
+        c.set('noJobFinished', true);
         const row = await db
           .prepare(
             `UPDATE tasks SET lease_expires_at = ?1, updated_at = ?2, message = COALESCE(?3, message),

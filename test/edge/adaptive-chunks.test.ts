@@ -32,7 +32,7 @@ describe('adaptive chunk size', () => {
 
     const claimed = await claimTask(env.DB, { workerId: worker, now: Date.now(), leaseMs: 60_000, targetChunkMs: 10_000, activeNodes: 1 });
 
-    expect(claimed).toMatchObject({ job_id: job.job_id, start_frame: 2, end_frame: 6 });
+    expect(claimed).toMatchObject({ outcome: 'claimed', claimed: { job_id: job.job_id, start_frame: 2, end_frame: 6 } });
   });
 
   it('near the end of a job a chunk is at most the remaining frames divided by the nodes online', async () => {
