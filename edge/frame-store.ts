@@ -10,6 +10,7 @@ import { FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 import { assertLease, loadTask } from './task-lease.ts';
 import { frameKey } from './storage-keys.ts';
+import { seenOr404, touchStatement } from './workers-registry.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
   png: 'image/png',
@@ -88,7 +89,9 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   const now = Date.now();
   const leaseHeld = `EXISTS (SELECT 1 FROM tasks WHERE id = ?3 AND lease_id = ?4 AND status = 'running')`;
   const isNew = `NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ?1 AND frame = ?2)`;
-  const [previous, , , inserted, job] = await db.batch([
+  const [touched, previous, , , inserted, job] = await db.batch([
+    // The node is seen now (in this batch rather than a round trip of its own).
+    touchStatement(db, upload.workerId, now),
     db.prepare(`SELECT r2_key FROM frames WHERE job_id = ? AND frame = ?`).bind(task.job_id, upload.frame),
     db
       .prepare(
@@ -113,6 +116,7 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
       .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.workerId, key, stored.size, sha256, contentType, upload.renderMs, now),
     db.prepare(`SELECT completed_frames FROM jobs WHERE id = ?`).bind(task.job_id),
   ]);
+  seenOr404(touched!, upload.workerId);
   if (inserted!.results.length === 0) {
     // Not recorded by this upload. The key is this lease's, so a frames row names it only if an
     // earlier upload on the same lease recorded it (this one was a retry): that object stays.

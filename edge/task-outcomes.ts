@@ -25,54 +25,70 @@ export interface JobProgress {
   queuedTask: boolean;
 }
 
+/** Which job to move on: by its id, or as the job of a task. */
+type JobRef = { jobId: string } | { taskId: string };
+
 /**
- * Moves a job on after its tasks changed, in one batch: a split still gets its stitch task once
- * every tile is in; a job that asked for a preview video gets its video task once every frame
- * is stored; and the job is completed once every frame is stored and its video, if any, was
- * made (or given up on: a preview never fails a job). Tasks still open in a completed job are
- * closed: a node that died after uploading its last frame never reports, and its task must not
- * stay "running" in a finished job.
+ * The statements that move a job on after its tasks changed: a split still gets its stitch task
+ * once every tile is in; a job that asked for a preview video gets its video task once every
+ * frame is stored; and the job is completed once every frame is stored and its video, if any,
+ * was made (or given up on: a preview never fails a job). Tasks still open in a completed job
+ * are closed: a node that died after uploading its last frame never reports, and its task must
+ * not stay "running" in a finished job. Read the outcome with `jobProgress`.
  */
-export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<JobProgress> {
-  const [stitch, video, , , job] = await db.batch([
+function progressStatements(db: D1Database, ref: JobRef, now: number): D1PreparedStatement[] {
+  // ?2 is the job's id, or the id of a task of it.
+  const job = 'jobId' in ref ? '?2' : '(SELECT job_id FROM tasks WHERE id = ?2)';
+  const key = 'jobId' in ref ? ref.jobId : ref.taskId;
+  return [
     db
       .prepare(
         `INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
          SELECT ?3, id, start_frame, start_frame, 'queued', 0, ?1, ?1, 'stitch' FROM jobs
-         WHERE id = ?2 AND tiles IS NOT NULL AND status IN ${OPEN} AND completed_frames = 0
-           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?2 AND kind = 'stitch')
-           AND (SELECT COUNT(*) FROM tasks WHERE job_id = ?2 AND kind = 'tile' AND status = 'completed') >= tiles`,
+         WHERE id = ${job} AND tiles IS NOT NULL AND status IN ${OPEN} AND completed_frames = 0
+           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${job} AND kind = 'stitch')
+           AND (SELECT COUNT(*) FROM tasks WHERE job_id = ${job} AND kind = 'tile' AND status = 'completed') >= tiles`,
       )
-      .bind(now, jobId, crypto.randomUUID()),
+      .bind(now, key, crypto.randomUUID()),
     db
       .prepare(
         `INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
          SELECT ?3, id, start_frame, end_frame, 'queued', 0, ?1, ?1, 'video' FROM jobs
-         WHERE id = ?2 AND preview_video = 1 AND status IN ${OPEN} AND ${FRAMES_DONE}
-           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?2 AND kind = 'video')`,
+         WHERE id = ${job} AND preview_video = 1 AND status IN ${OPEN} AND ${FRAMES_DONE}
+           AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${job} AND kind = 'video')`,
       )
-      .bind(now, jobId, crypto.randomUUID()),
+      .bind(now, key, crypto.randomUUID()),
     db
       .prepare(
         `UPDATE jobs SET status = 'completed', finished_at = ?1, updated_at = ?1
-         WHERE id = ?2 AND status IN ${OPEN} AND ${FRAMES_DONE}
-           AND (preview_video = 0 OR EXISTS (SELECT 1 FROM tasks v WHERE v.job_id = ?2 AND v.kind = 'video'
+         WHERE id = ${job} AND status IN ${OPEN} AND ${FRAMES_DONE}
+           AND (preview_video = 0 OR EXISTS (SELECT 1 FROM tasks v WHERE v.job_id = jobs.id AND v.kind = 'video'
              AND v.status IN ('completed', 'failed')))`,
       )
-      .bind(now, jobId),
+      .bind(now, key),
     db
       .prepare(
         `UPDATE tasks SET status = 'completed', lease_expires_at = NULL, updated_at = ?1,
            message = 'closed with the job: every frame was stored'
-         WHERE job_id = ?2 AND status IN ('queued', 'running') AND (SELECT status FROM jobs WHERE id = ?2) = 'completed'`,
+         WHERE job_id = ${job} AND status IN ('queued', 'running') AND (SELECT status FROM jobs WHERE id = ${job}) = 'completed'`,
       )
-      .bind(now, jobId),
-    db.prepare(`SELECT status FROM jobs WHERE id = ?`).bind(jobId),
-  ]);
+      .bind(now, key),
+    db.prepare(`SELECT status FROM jobs WHERE id = ${job.replace('?2', '?1')}`).bind(key),
+  ];
+}
+
+/** Reads what `progressStatements` did, from the last five results of their batch. */
+function jobProgress(results: D1Result[]): JobProgress {
+  const [stitch, video, , , job] = results.slice(-5);
   return {
     completed: (job!.results[0] as { status: string } | undefined)?.status === 'completed',
     queuedTask: (stitch!.meta.changes ?? 0) + (video!.meta.changes ?? 0) > 0,
   };
+}
+
+/** Moves a job on (see progressStatements), in one batch. */
+export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<JobProgress> {
+  return jobProgress(await db.batch(progressStatements(db, { jobId }, now)));
 }
 
 /**
@@ -88,28 +104,36 @@ export async function completeTask(
   leaseId: string,
   now: number,
   message?: string,
-): Promise<string> {
-  const updated = await db
-    .prepare(
-      `UPDATE tasks SET status = 'completed', updated_at = ?1, message = COALESCE(?2, message), lease_expires_at = NULL
-       WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' AND ${DELIVERED}
-       RETURNING job_id`,
-    )
-    .bind(now, message ?? null, taskId, leaseId, workerId)
-    .first<{ job_id: string }>();
-  if (updated) return updated.job_id;
+  /** Run first, in the same batch (marking the node as seen). */
+  before: D1PreparedStatement[] = [],
+): Promise<{ jobId: string; progress: JobProgress }> {
+  const results = await db.batch([
+    ...before,
+    db
+      .prepare(
+        `UPDATE tasks SET status = 'completed', updated_at = ?1, message = COALESCE(?2, message), lease_expires_at = NULL
+         WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' AND ${DELIVERED}
+         RETURNING job_id`,
+      )
+      .bind(now, message ?? null, taskId, leaseId, workerId),
+    ...progressStatements(db, { taskId }, now),
+  ]);
+  const updated = results[before.length]!.results[0] as { job_id: string } | undefined;
+  if (updated) return { jobId: updated.job_id, progress: jobProgress(results) };
 
   const task = await loadTask(db, taskId);
-  if (task && task.status === 'completed' && task.lease_id === leaseId && task.worker_id === workerId) return task.job_id;
+  if (task && task.status === 'completed' && task.lease_id === leaseId && task.worker_id === workerId) {
+    return { jobId: task.job_id, progress: jobProgress(results) };
+  }
   const held = assertLease(task, taskId, workerId, leaseId, true);
   if (held.kind === 'tile' || held.kind === 'video') {
     fail(409, `task ${taskId} is a ${held.kind} task and its output was not uploaded: PUT /tasks/${taskId}/output before reporting completed`);
   }
-  const { results } = await db
+  const stored = await db
     .prepare(`SELECT frame FROM frames WHERE job_id = ? AND frame BETWEEN ? AND ?`)
     .bind(held.job_id, held.start_frame, held.end_frame)
     .all<{ frame: number }>();
-  const have = new Set(results.map((r) => r.frame));
+  const have = new Set(stored.results.map((r) => r.frame));
   const missing: number[] = [];
   for (let f = held.start_frame; f <= held.end_frame && missing.length < 20; f++) if (!have.has(f)) missing.push(f);
   fail(409, `frame(s) ${missing.join(', ')} of task ${taskId} were not uploaded: upload every frame before reporting completed`);

@@ -15,7 +15,6 @@ import { failIfCutShort, watchBody } from '../request-body.ts';
 import { logKey } from '../storage-keys.ts';
 import { assertLease, loadTask } from '../task-lease.ts';
 import { assertBodySize, contentLength, formText, parseOr400, readMultipart, requireId, sha256Hex } from '../validation.ts';
-import { touchWorker } from '../workers-registry.ts';
 import { z } from 'zod';
 
 const rawFrameParamsSchema = z.object({
@@ -52,7 +51,6 @@ export const resultRoutes = new Hono<AppEnv>()
     if (typeof file === 'string') fail(400, 'file must be a file upload, not a text field');
     if (file.size === 0) fail(400, 'file is empty');
     const ext = frameExtension(file.name.includes('.') ? file.name.split('.').pop() : null);
-    await touchWorker(c.env.DB, fields.worker_id, Date.now());
     const bytes = new Uint8Array(await file.arrayBuffer());
     const info = await storeFrame(c.env.DB, c.env.FILES, {
       workerId: fields.worker_id,
@@ -81,7 +79,6 @@ export const resultRoutes = new Hono<AppEnv>()
     c.set('noJobFinished', true); // an upload ends no job
     const ext = frameExtension(c.req.query('ext'));
     requireStreamLength(c, config.maxUploadBytes);
-    await touchWorker(c.env.DB, params.worker_id, Date.now());
     // A node that dies mid-upload cuts the body off: that is a 400, not the master's fault.
     const body = watchBody(c.req.raw.body!, contentLength(c)!);
     const info = await storeFrame(c.env.DB, c.env.FILES, {

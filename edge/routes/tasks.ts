@@ -16,8 +16,8 @@ import { claimTask, describeClaim } from '../scheduler.ts';
 import { explainLeaseRefusal } from '../task-lease.ts';
 import { readJson } from '../validation.ts';
 import { RECHECK_MS, waitForWork } from '../work-signal.ts';
-import { touchWorker } from '../workers-registry.ts';
-import { completeJobIfDone, completeTask, failTask } from '../task-outcomes.ts';
+import { seenOr404, touchStatement, touchWorker } from '../workers-registry.ts';
+import { completeJobIfDone, completeTask, failTask, type JobProgress } from '../task-outcomes.ts';
 
 /**
  * A claim whose frames were all uploaded already is closed and the next claim is tried (as is a
@@ -34,7 +34,10 @@ const MAX_CLAIMS_PER_REQUEST = 5;
  * waiting for work), or complete the job and sweep its storage.
  */
 async function moveJobOn(c: Context<AppEnv>, jobId: string): Promise<void> {
-  const progress = await completeJobIfDone(c.env.DB, jobId, Date.now());
+  await afterEnd(c, jobId, await completeJobIfDone(c.env.DB, jobId, Date.now()));
+}
+
+async function afterEnd(c: Context<AppEnv>, jobId: string, progress: JobProgress): Promise<void> {
   if (progress.queuedTask) c.get('wake')();
   if (progress.completed) await sweepCompletedJob(c, jobId);
 }
@@ -104,7 +107,9 @@ export const taskRoutes = new Hono<AppEnv>()
     actAsWorker(c, body.worker_id);
     const db = c.env.DB;
     const now = Date.now();
-    await touchWorker(db, body.worker_id, now);
+    // Renewals and completions mark the node as seen in their own batch; the rest first.
+    const touch = touchStatement(db, body.worker_id, now);
+    if (body.status !== 'running' && body.status !== 'completed') await touchWorker(db, body.worker_id, now);
     // Missing textures and libraries the node found; kept only while its lease is current.
     if (body.warnings?.length) await recordJobWarnings(db, body, now);
 
@@ -114,8 +119,9 @@ export const taskRoutes = new Hono<AppEnv>()
     switch (body.status) {
       case 'running': {
         c.set('noJobFinished', true);
-        const row = await db
-          .prepare(
+        const [touched, renewed] = await db.batch([
+          touch,
+          db.prepare(
             `UPDATE tasks SET lease_expires_at = ?1, updated_at = ?2, message = COALESCE(?3, message),
                current_frame = COALESCE(?4, current_frame), peak_mem_mb = MAX(COALESCE(peak_mem_mb, 0), COALESCE(?5, 0))
              WHERE id = ?6 AND lease_id = ?7 AND worker_id = ?8 AND status = 'running'
@@ -130,8 +136,10 @@ export const taskRoutes = new Hono<AppEnv>()
             body.task_id,
             body.lease_id,
             body.worker_id,
-          )
-          .first<{ lease_expires_at: number; job_status: string }>();
+          ),
+        ]);
+        seenOr404(touched!, body.worker_id);
+        const row = renewed!.results[0] as { lease_expires_at: number; job_status: string } | undefined;
         if (!row) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
         response = {
           task_id: body.task_id,
@@ -142,7 +150,10 @@ export const taskRoutes = new Hono<AppEnv>()
         break;
       }
       case 'completed': {
-        ended = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message);
+        const done = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message, [touch]);
+        await afterEnd(c, done.jobId, done.progress);
+        // A completed task ends its job or nothing: only then is a webhook due.
+        if (!done.progress.completed) c.set('noJobFinished', true);
         response = { task_id: body.task_id, status: 'completed', lease_expires_at: null, abort: false };
         break;
       }
