@@ -6,27 +6,12 @@
  * leaving an orphan. A repeated upload of the same frame replaces the row and deletes the object it
  * replaced: one frame, counted once.
  */
-import { FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
+import { FRAME_CONTENT_TYPES, FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 import { assertLease, loadTask } from './task-lease.ts';
 import { frameKey } from './storage-keys.ts';
 import { seenOr404, touchStatement } from './workers-registry.ts';
 
-const CONTENT_TYPES: Record<string, string> = {
-  png: 'image/png',
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  exr: 'image/x-exr',
-  tif: 'image/tiff',
-  tiff: 'image/tiff',
-  bmp: 'image/bmp',
-  webp: 'image/webp',
-  hdr: 'image/vnd.radiance',
-  tga: 'image/x-tga',
-  jp2: 'image/jp2',
-  dpx: 'image/x-dpx',
-  cin: 'image/x-cineon',
-};
 
 /** Checks a frame file extension against the allowed image types. */
 export function frameExtension(value: string | undefined | null): string {
@@ -68,7 +53,7 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   // the object and recording it) writes the same key instead of leaving an orphan behind, while an
   // upload on a lost lease can still never overwrite what the task's new holder stored.
   const key = frameKey(task.job_id, upload.frame, upload.ext, upload.leaseId);
-  const contentType = CONTENT_TYPES[upload.ext]!;
+  const contentType = FRAME_CONTENT_TYPES[upload.ext as keyof typeof FRAME_CONTENT_TYPES];
   let stored: R2Object | null;
   try {
     stored = await bucket.put(key, upload.body, {

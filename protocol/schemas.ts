@@ -302,7 +302,7 @@ export const taskAssignmentSchema = z.object({
   /**
    * For `tile`: which tile of how many (the node computes the tile's pixels from the scene's
    * resolution, see worker-node/blender/tile-border.ts). For `stitch`: `index` 0 and the count;
-   * the tiles are at `GET /jobs/{job_id}/tiles/{index}`.
+   * the tiles are its inputs, `GET /tasks/{task_id}/inputs/{index}`.
    */
   tile: z.object({ index: z.number().int().min(0).max(MAX_TILES - 1), count: z.number().int().min(2).max(MAX_TILES) }).nullable().default(null),
 });
@@ -389,8 +389,23 @@ export const HEADER_RENDER_MS = 'x-farm-render-ms';
 /** Content types of a task's output (`PUT /tasks/{task_id}/output`): a tile's PNG, a preview's MP4. */
 export const TASK_OUTPUT_TYPES = { tile: 'image/png', video: 'video/mp4' } as const;
 
-/** File extensions a frame may have; anything else is refused so names stay safe. */
-export const FRAME_EXTENSIONS = ['png', 'jpg', 'jpeg', 'exr', 'tif', 'tiff', 'bmp', 'webp', 'hdr', 'tga', 'jp2', 'dpx', 'cin'] as const;
+/** File extensions a frame may have, with the content type the master stores and serves it as; anything else is refused so names stay safe. */
+export const FRAME_CONTENT_TYPES = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  exr: 'image/x-exr',
+  tif: 'image/tiff',
+  tiff: 'image/tiff',
+  bmp: 'image/bmp',
+  webp: 'image/webp',
+  hdr: 'image/vnd.radiance',
+  tga: 'image/x-tga',
+  jp2: 'image/jp2',
+  dpx: 'image/x-dpx',
+  cin: 'image/x-cineon',
+} as const;
+export const FRAME_EXTENSIONS = Object.keys(FRAME_CONTENT_TYPES) as (keyof typeof FRAME_CONTENT_TYPES)[];
 
 /** `000042` style padding used in stored frame names, like Blender's `######`. */
 export function frameFileName(frame: number, ext: string): string {

@@ -7,6 +7,10 @@
  * verified the same way, then unpacked (see project-unpack.ts) into `projects/<sha256>.tmp-…` and
  * renamed to `projects/<sha256>/`; Blender then renders the main .blend inside, where its
  * relative `//` paths find the files beside it.
+ *
+ * One cache may serve several render slots of a node (node-slots.ts), each with its own client
+ * (its own credential): downloads of one file are shared in memory, and every file appears under
+ * its final name by a rename, so two slots never see a half-written file.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
@@ -23,12 +27,13 @@ export class BlendCache {
   readonly dir: string;
   /** Unpacked projects, one folder per archive hash. */
   readonly projectsDir: string;
-  private readonly client: MasterClient;
+  private readonly client: MasterClient | undefined;
   private readonly limits: UnpackLimits;
   /** Downloads in flight, so a prefetch and a task asking for the same file share one. */
   private readonly pending = new Map<string, Promise<string>>();
 
-  constructor(workDir: string, client: MasterClient, limits: UnpackLimits = unpackLimitsFromEnv()) {
+  /** `client` downloads for callers that pass none to `ensure`. */
+  constructor(workDir: string, client: MasterClient | undefined, limits: UnpackLimits = unpackLimitsFromEnv()) {
     this.dir = join(workDir, 'blend_files');
     this.projectsDir = join(workDir, 'projects');
     this.client = client;
@@ -38,9 +43,10 @@ export class BlendCache {
   /**
    * The local path of the .blend to render for a task, downloading and verifying it when not
    * cached. For a project (`<sha256>.zip`) that is the main .blend inside the unpacked folder:
-   * `input.main_blend`, or the only top-level .blend when the task names none.
+   * `input.main_blend`, or the only top-level .blend when the task names none. `client` is the
+   * one to download with (the slot's own); the cache's by default.
    */
-  ensure(blendFile: string, sha256: string, input: Partial<Pick<TaskAssignment, 'main_blend'>> = {}): Promise<string> {
+  ensure(blendFile: string, sha256: string, input: Partial<Pick<TaskAssignment, 'main_blend'>> = {}, client = this.client): Promise<string> {
     // Names come from the master: never let one choose a path on this disk.
     if (!BLEND_NAME.test(blendFile) || !SHA256.test(sha256) || !blendFile.startsWith(`${sha256}.`)) {
       return Promise.reject(new Error(`refusing blend file name "${blendFile.slice(0, 100)}": not <sha256>.blend or <sha256>.zip`));
@@ -48,7 +54,7 @@ export class BlendCache {
     const existing = this.pending.get(blendFile);
     const job =
       existing ??
-      (blendFile.endsWith('.zip') ? this.fetchProject(blendFile, sha256) : this.fetch(blendFile, sha256)).finally(() =>
+      (blendFile.endsWith('.zip') ? this.fetchProject(blendFile, sha256, client) : this.fetch(blendFile, sha256, client)).finally(() =>
         this.pending.delete(blendFile),
       );
     if (!existing) this.pending.set(blendFile, job);
@@ -56,10 +62,10 @@ export class BlendCache {
   }
 
   /** The unpacked folder of project archive `<sha256>.zip`. */
-  private async fetchProject(zipName: string, sha256: string): Promise<string> {
+  private async fetchProject(zipName: string, sha256: string, client: MasterClient | undefined): Promise<string> {
     const dir = join(this.projectsDir, sha256);
     if (await isDir(dir)) return dir;
-    const zipPath = await this.fetch(zipName, sha256);
+    const zipPath = await this.fetch(zipName, sha256, client);
     const tmp = `${dir}.tmp-${randomUUID()}`;
     try {
       await unpackProject(zipPath, tmp, this.limits);
@@ -75,13 +81,14 @@ export class BlendCache {
     return dir;
   }
 
-  private async fetch(blendFile: string, sha256: string): Promise<string> {
+  private async fetch(blendFile: string, sha256: string, client: MasterClient | undefined): Promise<string> {
     const path = join(this.dir, blendFile);
     if (await stat(path).then((s) => s.isFile(), () => false)) return path;
     await mkdir(this.dir, { recursive: true });
     const tmp = `${path}.part-${randomUUID()}`;
     try {
-      const got = await this.client.downloadBlend(blendFile, tmp);
+      if (!client) throw new Error(`downloading ${blendFile}: no master client given`);
+      const got = await client.downloadBlend(blendFile, tmp);
       if (got !== sha256) throw new Error(`downloaded ${blendFile} has SHA-256 ${got}, expected ${sha256}: the download was corrupted`);
       await rename(tmp, path);
       return path;

@@ -7,6 +7,7 @@ import { accessSync, constants } from 'node:fs';
 import { hostname, cpus, totalmem } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
+import { tagsSchema } from '../protocol/schemas.ts';
 
 export interface NodeConfig {
   masterUrl: string;
@@ -27,7 +28,14 @@ export interface NodeConfig {
   hotMaxFrames: number;
   /** Restart the hot Blender once its resident memory after a task is above this (MB); 0 = never. */
   hotMaxMemMb: number;
+  /** Lower-case tags this node carries: jobs with tags go only to nodes that carry all of them. */
+  tags: string[];
+  /** `per-gpu`: one render slot (a registered worker with its own Blender) per GPU; `single`: one for all. */
+  gpuSlots: GpuSlotsMode;
 }
+
+export const GPU_SLOTS_MODES = ['per-gpu', 'single'] as const;
+export type GpuSlotsMode = (typeof GPU_SLOTS_MODES)[number];
 
 /** A hot Blender is restarted after this many frames unless --hot-max-frames says otherwise. */
 export const DEFAULT_HOT_MAX_FRAMES = 500;
@@ -48,6 +56,9 @@ export const USAGE = `Usage: npm run worker -- --master URL [options]
   --no-hot          one Blender process per task instead of one per job (env FARM_NO_HOT=1)
   --hot-max-frames N   restart the hot Blender after N frames, 0 = never (env FARM_HOT_MAX_FRAMES) [default: 500]
   --hot-max-mem-mb MB  restart it when it holds more than MB after a task, 0 = never (env FARM_HOT_MAX_MEM_MB) [default: half the RAM]
+  --tags a,b        tags this node carries, for jobs that ask for them (env FARM_NODE_TAGS)
+  --gpu-slots MODE  per-gpu: one render slot per GPU, each its own node; single: one slot for all GPUs
+                    (env FARM_GPU_SLOTS)                                [default: per-gpu]
   --help            this text`;
 
 /** Finds an executable the way a shell would: a path as given, or a name searched on PATH. */
@@ -96,6 +107,8 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         'no-hot': { type: 'boolean' },
         'hot-max-frames': { type: 'string' },
         'hot-max-mem-mb': { type: 'string' },
+        tags: { type: 'string' },
+        'gpu-slots': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -130,6 +143,12 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     100_000_000,
   );
 
+  const tags = parseTags((values.tags as string | undefined) ?? env.FARM_NODE_TAGS);
+  const gpuSlots = ((values['gpu-slots'] as string | undefined) ?? env.FARM_GPU_SLOTS ?? 'per-gpu').trim().toLowerCase();
+  if (!(GPU_SLOTS_MODES as readonly string[]).includes(gpuSlots)) {
+    throw new ConfigError(`--gpu-slots must be ${GPU_SLOTS_MODES.join(' or ')} (got "${gpuSlots}")`);
+  }
+
   const requested = (values.blender as string | undefined) ?? env.BLENDER;
   const blender = findExecutable(requested ?? 'blender', env.PATH);
   if (!blender) {
@@ -161,5 +180,18 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     hot,
     hotMaxFrames,
     hotMaxMemMb,
+    tags,
+    gpuSlots: gpuSlots as GpuSlotsMode,
   };
+}
+
+/**
+ * `--tags "GPU, big-mem"` as ['gpu', 'big-mem']: comma-separated, trimmed, lower case (tags are
+ * compared as written, and a job's tags are lower case too), each checked by the protocol's rule.
+ */
+export function parseTags(value: string | undefined): string[] {
+  const list = [...new Set((value ?? '').split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== ''))];
+  const parsed = tagsSchema('--tags').safeParse(list);
+  if (!parsed.success) throw new ConfigError(`${parsed.error.issues[0]?.message ?? 'invalid tags'} (got "${value}")`);
+  return parsed.data;
 }

@@ -42,13 +42,16 @@ export function mayHaveGpu(platform: NodeJS.Platform = process.platform, devDir 
   }
 }
 
-/** The node's devices: its CPU, then the GPUs Blender finds (none when asking fails). */
-export async function detectDevices(blender: string, onError: (message: string) => void = () => {}): Promise<Device[]> {
-  if (!mayHaveGpu()) return [cpuDevice()];
+/**
+ * Blender's report of the GPUs Cycles can use, which the render slots are planned on; null on
+ * a machine without a GPU driver or when asking fails (the node then renders on its CPU).
+ */
+export async function detectGpus(blender: string, onError: (message: string) => void = () => {}): Promise<CyclesDeviceReport | null> {
+  if (!mayHaveGpu()) return null;
   try {
-    return devicesFromReport(await detectCyclesDevices(blender));
+    return await detectCyclesDevices(blender);
   } catch (err) {
     onError(`asking Blender for GPUs: ${(err as Error).message.split('\n')[0]}`);
-    return [cpuDevice()];
+    return null;
   }
 }

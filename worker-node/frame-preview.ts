@@ -4,7 +4,10 @@
  * (browsers do not display EXR, and a grid of 4K PNGs is too heavy).
  *
  * How, in order of preference:
- *  - ffmpeg when it is on PATH: fast (about 0.1 s a frame), reads EXR, TIFF, PNG, JPEG, DPX...;
+ *  - the hot Blender that rendered the frame writes the preview itself right after the frame
+ *    (hot_render.py; milliseconds, no extra process) and the task runner passes its path here;
+ *  - ffmpeg when it is on PATH (frames of `--no-hot` renders, or when the driver's preview
+ *    failed): fast (about 0.1 s a frame), reads EXR, TIFF, PNG, JPEG, DPX...;
  *    linear EXR is converted to sRGB so it looks as Blender shows it;
  *  - otherwise Blender itself (always there on a node) for formats a browser cannot show: it
  *    loads the frame, scales it and saves a JPEG through the scene's colour management. Blender
@@ -28,6 +31,25 @@ const run = promisify(execFile);
 /** Frame formats a browser shows as they are: without ffmpeg they get no preview. */
 const BROWSER_FORMATS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp']);
 
+/** JPEG quality (1-100) of the previews Blender writes; ffmpeg's `-q:v 4` is about the same size. */
+export const PREVIEW_JPEG_QUALITY = 80;
+
+/** What the hot Blender's driver is asked for (hot_render.py's "preview"). */
+export interface DriverPreviewSettings {
+  /** Pixels; frames narrower than this are kept at their size. */
+  width: number;
+  quality: number;
+}
+
+/** The previews a hot Blender should write with this environment: null with FARM_PREVIEWS=off. */
+export function driverPreviewSettings(env: NodeJS.ProcessEnv = process.env): DriverPreviewSettings | null {
+  return previewsOff(env) ? null : { width: PREVIEW_WIDTH_PX, quality: PREVIEW_JPEG_QUALITY };
+}
+
+function previewsOff(env: NodeJS.ProcessEnv): boolean {
+  return (env.FARM_PREVIEWS ?? '').toLowerCase() === 'off';
+}
+
 /** Blender's part: `blender -b --python-expr SCRIPT -- SRC DST WIDTH`. */
 const BLENDER_PREVIEW_SCRIPT = `
 import sys
@@ -41,7 +63,7 @@ if w > width:
 settings = bpy.context.scene.render.image_settings
 settings.file_format = "JPEG"
 settings.color_mode = "RGB"
-settings.quality = 80
+settings.quality = ${PREVIEW_JPEG_QUALITY}
 img.save_render(dst, scene=bpy.context.scene)
 `;
 
@@ -49,7 +71,7 @@ export type PreviewTool = 'ffmpeg' | 'blender' | 'off';
 
 /** Which tool makes previews on this machine. */
 export function choosePreviewTool(env: NodeJS.ProcessEnv = process.env): { tool: PreviewTool; ffmpeg: string | null } {
-  if ((env.FARM_PREVIEWS ?? '').toLowerCase() === 'off') return { tool: 'off', ffmpeg: null };
+  if (previewsOff(env)) return { tool: 'off', ffmpeg: null };
   const ffmpeg = findExecutable(env.FFMPEG ?? 'ffmpeg', env.PATH);
   return ffmpeg ? { tool: 'ffmpeg', ffmpeg } : { tool: 'blender', ffmpeg: null };
 }
@@ -86,6 +108,8 @@ export interface PreviewTarget {
   frame: number;
   /** The frame on disk, already uploaded. */
   path: string;
+  /** A preview the hot Blender already wrote (hot-blender.ts): uploaded as it is, then deleted. */
+  previewPath?: string;
 }
 
 /** Makes and uploads previews for one node; one instance per node process. */
@@ -104,19 +128,37 @@ export class FramePreviews {
     ({ tool: this.tool, ffmpeg: this.ffmpeg } = choosePreviewTool(deps.env));
     this.log.info(
       this.tool === 'off' ? 'frame previews are off (FARM_PREVIEWS=off)'
-        : this.tool === 'ffmpeg' ? `frame previews made with ${this.ffmpeg}`
+        : this.tool === 'ffmpeg' ? `frame previews made with ${this.ffmpeg} (a hot Blender writes those of its own frames)`
           : 'frame previews made with Blender (install ffmpeg for faster previews, and previews of PNG/JPEG frames)',
     );
   }
 
-  /** Makes the preview of an uploaded frame and uploads it. Never throws. */
+  /**
+   * Uploads the preview of an uploaded frame: the one the hot Blender wrote when there is one,
+   * otherwise one made here. Never throws.
+   */
   async send(target: PreviewTarget): Promise<void> {
     if (this.tool === 'off') return;
+    const { previewPath, ...frame } = target;
+    if (previewPath) {
+      try {
+        await this.client.uploadPreview({ ...frame, path: previewPath, contentType: 'image/jpeg' });
+        return;
+      } catch (err) {
+        // A preview file that is not there is made again below; a failed upload is not retried.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.log.warn(`preview of frame ${target.frame}: ${(err as Error).message.split('\n')[0]}`);
+          return;
+        }
+      } finally {
+        await rm(previewPath, { force: true }).catch(() => {});
+      }
+    }
     this.dir ??= mkdtemp(join(tmpdir(), 'farm-previews-'));
     const out = join(await this.dir, `${target.taskId}-${target.frame}.jpg`);
     try {
       if (!(await makePreview(target.path, out, this.tool, { ffmpeg: this.ffmpeg, blender: this.blender }))) return;
-      await this.client.uploadPreview({ ...target, path: out, contentType: 'image/jpeg' });
+      await this.client.uploadPreview({ ...frame, path: out, contentType: 'image/jpeg' });
     } catch (err) {
       this.log.warn(`preview of frame ${target.frame}: ${(err as Error).message.split('\n')[0]}`);
     } finally {

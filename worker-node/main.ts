@@ -1,22 +1,17 @@
 #!/usr/bin/env node
 /**
- * The render node daemon: `npm run worker -- --master URL`. Wires configuration, the master
- * client, the blend cache and the task runner together, and handles shutdown:
+ * The render node daemon: `npm run worker -- --master URL`. Wires configuration, the render
+ * slots (one per GPU, see node-slots.ts) and the shared blend cache together, and handles shutdown:
  * SIGTERM/SIGINT stop claiming work, give the current task `--grace-ms` to finish, then stop
  * Blender (its whole process group) and release the task's lease. A second signal stops at once.
  */
+import type { TaskKind } from '../protocol/schemas.ts';
 import { BlendCache } from './blend-cache.ts';
-import { HotBlender } from './blender/hot-blender.ts';
 import { ConfigError, loadConfig, USAGE } from './config.ts';
+import { detectGpus } from './devices.ts';
 import { createLogger } from './logger.ts';
-import { MasterClient } from './master-client.ts';
-import { pollLoop } from './poll-loop.ts';
-import { detectDevices } from './devices.ts';
-import { FramePreviews } from './frame-preview.ts';
-import { TaskRunner } from './task-runner.ts';
-
-/** A hot Blender left without work this long is stopped, so an idle node gives its memory back. */
-const HOT_IDLE_MS = 60_000;
+import { planNodeSlots, runNodeSlot } from './node-slots.ts';
+import { hasFfmpeg } from './post/preview-video.ts';
 
 async function main(): Promise<number> {
   let config;
@@ -34,13 +29,8 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = createLogger(config.name);
-  const stopClaiming = new AbortController(); // ends the poll loop
-  const stopRender = new AbortController(); // aborts the task in hand
-  const client = new MasterClient({
-    baseUrl: config.masterUrl,
-    enrolmentToken: config.token,
-    onRetry: (what, error, delayMs) => log.warn(`${what}: ${(error as Error).message}; retrying in ${Math.round(delayMs)} ms`),
-  });
+  const stopClaiming = new AbortController(); // ends the poll loops
+  const stopRender = new AbortController(); // aborts the tasks in hand
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -57,45 +47,29 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  const cache = new BlendCache(config.workDir, client);
-  const hot = config.hot
-    ? new HotBlender({
-        blender: config.blender,
-        threads: config.threads,
-        maxFrames: config.hotMaxFrames,
-        maxMemMb: config.hotMaxMemMb,
-        idleMs: HOT_IDLE_MS,
-        log,
-      })
-    : undefined;
-  const previews = new FramePreviews({ client, log, blender: config.blender });
-  const devices = await detectDevices(config.blender, (message) => log.warn(message));
-  log.info(`devices: ${devices.map((d) => `${d.type} ${d.name}`).join('; ')}`);
-  const deps = {
-    config,
-    client,
-    log,
-    devices,
-    makeRunner: (workerId: string) => new TaskRunner({ config, client, cache, workerId, log, hot, previews }),
-  };
-  // The poll loop watches stopClaiming; tasks watch stopRender, so a task may finish in grace.
-  const loop = pollLoop({ ...deps, makeRunner: (id) => withStopSignal(deps.makeRunner(id), stopRender.signal) }, stopClaiming.signal);
-  try {
-    await loop;
-  } catch (err) {
-    if (!stopClaiming.signal.aborted) throw err;
-  }
-  await hot?.dispose().catch(() => {});
-  await client.close().catch(() => {});
+  const [report, ffmpeg] = await Promise.all([detectGpus(config.blender, (message) => log.warn(message)), hasFfmpeg()]);
+  // Tiles and stitching need only Blender; a preview video needs ffmpeg with libx264.
+  const taskKinds: TaskKind[] = ['render', 'tile', 'stitch', ...(ffmpeg ? (['video'] as const) : [])];
+  const slots = planNodeSlots(config, report);
+  log.info(`task kinds: ${taskKinds.join(', ')}${ffmpeg ? '' : ' (no ffmpeg with libx264: no preview videos)'}${config.tags.length ? `; tags: ${config.tags.join(', ')}` : ''}`);
+  for (const slot of slots) log.info(`${slots.length > 1 ? `slot ${slot.name}: ` : ''}${slot.label}; devices: ${slot.devices.map((d) => `${d.type} ${d.name}`).join('; ')}`);
+
+  // One cache for every slot: a blend two slots need is downloaded once.
+  const cache = new BlendCache(config.workDir, undefined);
+  await Promise.all(
+    slots.map((slot) =>
+      runNodeSlot(slot, {
+        config,
+        cache,
+        taskKinds,
+        log: slots.length > 1 ? createLogger(slot.name) : log,
+        stopClaiming: stopClaiming.signal,
+        stopRender: stopRender.signal,
+      }),
+    ),
+  );
   log.info('stopped');
   return 0;
-}
-
-/** Makes the runner abort on the render signal rather than on the loop's. */
-function withStopSignal(runner: TaskRunner, renderStop: AbortSignal): TaskRunner {
-  const run = runner.run.bind(runner);
-  runner.run = (task, _stop, hooks) => run(task, renderStop, hooks);
-  return runner;
 }
 
 main().then(

@@ -241,6 +241,60 @@ export class MasterClient {
     });
   }
 
+  /**
+   * Streams a task's one output from disk: a tile's PNG (`image/png`) or a preview video
+   * (`video/mp4`), with its SHA-256, which the master checks on arrival. Not a frame: a tile or
+   * a video is not part of the job's frame list.
+   */
+  async uploadOutput(args: { workerId: string; taskId: string; leaseId: string; path: string; contentType: string }): Promise<void> {
+    const [sha256, { size }] = await Promise.all([sha256File(args.path), stat(args.path)]);
+    await this.retrying('uploading the task output', TASK_RETRY, async () => {
+      const response = await this.send('PUT', `/tasks/${args.taskId}/output`, {
+        headers: {
+          'content-type': args.contentType,
+          'content-length': String(size),
+          [HEADER_WORKER_ID]: args.workerId,
+          [HEADER_LEASE_ID]: args.leaseId,
+          [HEADER_SHA256]: sha256,
+        },
+        body: createReadStream(args.path),
+      });
+      await response.body.dump();
+    });
+  }
+
+  /**
+   * Streams input `n` of a task to `dest` (a stitch task's tile n, a video task's frame n) and
+   * returns the Content-Type the master gave it. A retry starts the file again from the top. A
+   * 404 (the input is not there) is raised at once as a MasterError. When the master sends an
+   * x-farm-sha256 header, the file is checked against it.
+   */
+  async downloadInput(args: { workerId: string; taskId: string; leaseId: string; n: number; dest: string; signal?: AbortSignal }): Promise<{ contentType: string; size: number }> {
+    return this.retrying(`downloading input ${args.n}`, TASK_RETRY, async () => {
+      const response = await this.send('GET', `/tasks/${args.taskId}/inputs/${args.n}`, {
+        headers: { [HEADER_WORKER_ID]: args.workerId, [HEADER_LEASE_ID]: args.leaseId },
+        signal: args.signal,
+      });
+      const hash = createHash('sha256');
+      let size = 0;
+      const hasher = new Transform({
+        transform(chunk: Buffer, _enc, done) {
+          hash.update(chunk);
+          size += chunk.length;
+          done(null, chunk);
+        },
+      });
+      await pipeline(response.body, hasher, createWriteStream(args.dest), args.signal ? { signal: args.signal } : {});
+      const expected = response.headers[HEADER_SHA256];
+      const got = hash.digest('hex');
+      if (typeof expected === 'string' && expected.toLowerCase() !== got) {
+        throw new Error(`input ${args.n} arrived with SHA-256 ${got}, expected ${expected}: the download was corrupted`);
+      }
+      const type = response.headers['content-type'];
+      return { contentType: (Array.isArray(type) ? type[0] : type) ?? 'application/octet-stream', size };
+    }, args.signal);
+  }
+
   /** Streams a stored blend to `dest`, hashing as it goes; returns the hex SHA-256. */
   async downloadBlend(blendFile: string, dest: string): Promise<string> {
     return this.retrying(`downloading ${blendFile}`, TASK_RETRY, async () => {

@@ -4,7 +4,7 @@
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Device, RegisterWorkerResponse, TaskAssignment } from '../protocol/schemas.ts';
+import type { Device, RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment, TaskKind } from '../protocol/schemas.ts';
 import type { NodeConfig } from './config.ts';
 import { forgetCredential, loadCredential, loadWorkerId, saveCredential, saveWorkerId } from './identity.ts';
 import type { Logger } from './logger.ts';
@@ -27,6 +27,11 @@ export interface PollLoopDeps {
   makeRunner: (workerId: string) => TaskRunner;
   /** CPU and GPUs, shown in the node list (devices.ts); detected once when the node starts. */
   devices?: Device[];
+  /**
+   * The kinds of task this node runs (render, tile, stitch, and video where ffmpeg is): the
+   * master gives tile, stitch and video tasks only to nodes that list them.
+   */
+  taskKinds?: TaskKind[];
 }
 
 /** How long a node whose enrolment token was refused waits before it tries again. */
@@ -42,7 +47,16 @@ const ENROL_RETRY_MS = 30_000;
  */
 export async function register(deps: PollLoopDeps, stop: AbortSignal, reuse = true): Promise<string> {
   const { config, client, log } = deps;
-  const info = { name: config.name, hostname: hostname(), blender_version: config.blenderVersion, threads: config.threads, ...(deps.devices ? { devices: deps.devices } : {}) };
+  const info: RegisterWorkerRequest = {
+    name: config.name,
+    hostname: hostname(),
+    blender_version: config.blenderVersion,
+    threads: config.threads,
+    // Sent even when empty, so tags removed from the node's configuration are removed on the master.
+    tags: config.tags ?? [],
+    ...(deps.devices ? { devices: deps.devices } : {}),
+    ...(deps.taskKinds ? { task_kinds: deps.taskKinds } : {}),
+  };
   const saved = await loadCredential(config.workDir, config.masterUrl);
   client.setCredential(saved?.node_token);
   let known = reuse ? (saved?.worker_id ?? (await loadWorkerId(config.workDir, config.masterUrl))) : undefined;

@@ -54,4 +54,22 @@ describe('loadConfig', () => {
     expect(fromEnv).toMatchObject({ hot: false, hotMaxFrames: 20 });
     await expect(loadConfig(['--master', 'http://x:1', '--hot-max-frames', 'lots'], { PATH: process.env.PATH })).rejects.toThrow(/--hot-max-frames/);
   });
+
+  it('--tags / FARM_NODE_TAGS: comma-separated, trimmed, lower case; --gpu-slots / FARM_GPU_SLOTS: per-gpu by default, or single', async () => {
+    const env = { PATH: process.env.PATH };
+    const defaults = await loadConfig(['--master', 'http://x:1'], env);
+    if (defaults === 'help') throw new Error('unexpected help');
+    expect(defaults).toMatchObject({ tags: [], gpuSlots: 'per-gpu' });
+
+    const set = await loadConfig(['--master', 'http://x:1', '--tags', ' GPU, big-mem,,gpu ', '--gpu-slots', 'single'], env);
+    if (set === 'help') throw new Error('unexpected help');
+    expect(set).toMatchObject({ tags: ['gpu', 'big-mem'], gpuSlots: 'single' });
+
+    const fromEnv = await loadConfig(['--master', 'http://x:1'], { ...env, FARM_NODE_TAGS: 'studio-a', FARM_GPU_SLOTS: 'single' });
+    if (fromEnv === 'help') throw new Error('unexpected help');
+    expect(fromEnv).toMatchObject({ tags: ['studio-a'], gpuSlots: 'single' });
+
+    await expect(loadConfig(['--master', 'http://x:1', '--tags', 'has space'], env)).rejects.toThrow(/a tag is 1 to 40 lowercase letters/);
+    await expect(loadConfig(['--master', 'http://x:1', '--gpu-slots', 'two'], env)).rejects.toThrow(/--gpu-slots must be per-gpu or single/);
+  });
 });

@@ -96,6 +96,30 @@ describe('FramePreviews.send', () => {
     expect(existsSync(uploads[0]!.path)).toBe(false);
   });
 
+  it("a preview the hot Blender already wrote is uploaded as it is (no ffmpeg) and deleted; one that is gone is made again", async () => {
+    const uploads: { frame: number; bytes: Buffer }[] = [];
+    const client = {
+      async uploadPreview(args: { frame: number; path: string }) {
+        uploads.push({ frame: args.frame, bytes: readFileSync(args.path) });
+      },
+    } as unknown as MasterClient;
+    // ffmpeg that fails if it is run: the written preview must be used as it is.
+    const bin = join(dir, 'failing-ffmpeg');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(join(bin, 'ffmpeg'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const previews = new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } });
+    const written = join(dir, 'frame_000002.preview.jpg');
+    writeFileSync(written, 'driver preview');
+    await previews.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 2, path: png, previewPath: written });
+    expect(uploads).toEqual([{ frame: 2, bytes: Buffer.from('driver preview') }]);
+    expect(existsSync(written)).toBe(false);
+
+    const real = new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: process.env.PATH } });
+    await real.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 1, path: exr, previewPath: join(dir, 'gone.preview.jpg') });
+    expect(uploads).toHaveLength(2);
+    expect(jpegSize(uploads[1]!.bytes).width).toBe(PREVIEW_WIDTH_PX);
+  });
+
   it('a frame that cannot be read, or an upload the master refuses, is logged and does not throw', async () => {
     const warnings: string[] = [];
     const log = { ...silentLog, warn: (m: string) => warnings.push(m) } as unknown as Logger;

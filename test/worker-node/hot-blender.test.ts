@@ -1,16 +1,20 @@
 /**
  * Hot Blender against real Blender: frames rendered one after another in one long-lived process
  * must equal what a fresh Blender renders, and the process must be replaced when it dies, when it
- * reaches its limits and when the work changes. Needs Blender 3.x as $BLENDER or on PATH.
+ * reaches its limits and when the work changes; the previews it writes beside the frames must not
+ * change them, and a preview that fails must not fail a frame. Needs Blender 3.x as $BLENDER or on
+ * PATH.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { HotBlender, HotBlenderError, type HotBlenderOptions } from '../../worker-node/blender/hot-blender.ts';
+import { driverPreviewSettings } from '../../worker-node/frame-preview.ts';
+import type { Logger } from '../../worker-node/logger.ts';
 import { decodePng } from '../e2e/png.ts';
 import { writeTruncatedBlend } from '../scenes/corrupt-blend.ts';
 
@@ -31,6 +35,17 @@ async function freshRender(blend: string, outDir: string, action: string[]): Pro
 const pixels = (path: string) => decodePng(readFileSync(path)).pixelHash;
 const numbered = (dir: string, frame: number) => join(dir, `f_${String(frame).padStart(6, '0')}.png`);
 
+/** Width and height from a JPEG's start-of-frame marker. */
+function jpegSize(path: string): { width: number; height: number } {
+  const bytes = readFileSync(path);
+  expect([bytes[0], bytes[1]]).toEqual([0xff, 0xd8]);
+  for (let i = 2; i < bytes.length; i += 2 + bytes.readUInt16BE(i + 2)) {
+    const marker = bytes[i + 1]!;
+    if (marker >= 0xc0 && marker <= 0xc3) return { height: bytes.readUInt16BE(i + 5), width: bytes.readUInt16BE(i + 7) };
+  }
+  throw new Error(`no start-of-frame marker in ${path}`);
+}
+
 describe('hot Blender', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hot-blender-'));
   const baked = join(dir, 'baked.blend');
@@ -39,7 +54,7 @@ describe('hot Blender', () => {
   const slow = join(dir, 'slow.blend');
   let hot: HotBlender | undefined;
   const open = (options: Partial<HotBlenderOptions> = {}) =>
-    (hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0, ...options }));
+    (hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0, preview: driverPreviewSettings({}), ...options }));
 
   beforeAll(() => {
     makeScene([baked, '--frames', '12']);
@@ -53,7 +68,7 @@ describe('hot Blender', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('a task of frames 3, 4, 5 and a later one of 9, 10, 12 render in one process, each frame pixel-identical to a fresh blender -f N', async () => {
+  it('a task of frames 3, 4, 5 and a later one of 9, 10, 12 render in one process, each frame pixel-identical to a fresh blender -f N, each with its preview', async () => {
     const h = open();
     const out = join(dir, 'hot-baked');
     const lines: string[] = [];
@@ -90,6 +105,42 @@ describe('hot Blender', () => {
     for (const r of results) expect(pixels(r.path), `frame ${r.frame}`).toBe(pixels(numbered(fresh, r.frame)));
     // Animated: every frame differs, so the equality above is not trivially true.
     expect(new Set(results.map((r) => pixels(r.path))).size).toBe(6);
+    // The driver wrote each frame's dashboard preview (the scene is narrower than the preview width: kept at its size).
+    expect(results.map((r) => r.previewPath)).toEqual(results.map((r) => r.path.replace(/\.png$/, '.preview.jpg')));
+    const { width, height } = decodePng(readFileSync(results[0]!.path));
+    for (const r of results) expect(jpegSize(r.previewPath!)).toEqual({ width, height });
+  });
+
+  it('previews are scaled to the dashboard width; none are written with previews off', async () => {
+    const out = join(dir, 'previews');
+    const [scaled] = await open({ preview: { width: 48, quality: 80 } }).renderFrames({ key: 'job-1', blendPath: baked, frames: [1], outputPattern: join(out, 'frame_######') });
+    const png = decodePng(readFileSync(scaled!.path));
+    expect(jpegSize(scaled!.previewPath!)).toEqual({ width: 48, height: Math.round((png.height * 48) / png.width) });
+    expect(scaled!.previewSeconds).toBeGreaterThan(0);
+    await hot!.dispose();
+
+    const [none] = await open({ preview: null }).renderFrames({ key: 'job-1', blendPath: baked, frames: [2], outputPattern: join(out, 'frame_######') });
+    expect(none!.previewPath).toBeUndefined();
+    expect(existsSync(join(out, 'frame_000002.preview.jpg'))).toBe(false);
+  });
+
+  it('a preview that cannot be written fails neither its frame nor the next: the frame is saved as usual, without a preview path, and one warning is logged', async () => {
+    const warnings: string[] = [];
+    const log = { info() {}, warn: (m: string) => warnings.push(m), error() {} } as unknown as Logger;
+    const h = open({ log });
+    const out = join(dir, 'preview-fails');
+    // A directory where the preview of frame 4 would go: saving it fails.
+    mkdirSync(join(out, 'frame_000004.preview.jpg'), { recursive: true });
+    const results = await h.renderFrames({ key: 'job-1', blendPath: baked, frames: [3, 4, 5], outputPattern: join(out, 'frame_######') });
+
+    expect(results.map((r) => r.frame)).toEqual([3, 4, 5]);
+    expect(results.map((r) => r.previewPath !== undefined)).toEqual([true, false, true]);
+    expect(warnings).toEqual([expect.stringContaining('could not make the preview of frame 4')]);
+    const fresh = join(dir, 'fresh-preview-fails');
+    for (const r of results) {
+      await freshRender(baked, fresh, ['-f', String(r.frame)]);
+      expect(pixels(r.path), `frame ${r.frame}`).toBe(pixels(numbered(fresh, r.frame)));
+    }
   });
 
   it('with an unbaked simulation, frames are stepped in order: they equal one sequential blender -a run, not a jump to -f N', async () => {

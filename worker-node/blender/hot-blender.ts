@@ -11,7 +11,10 @@
  *
  * A call renders a list of frames (a task's): the driver renders each run of consecutive frames
  * with Blender's own animation render, so frame follows frame inside Blender without waiting for
- * the node, and reports each frame as its file is written.
+ * the node, and reports each frame as its file is written. With `preview` set (the default unless
+ * FARM_PREVIEWS=off) the driver also writes each frame's dashboard preview (a small JPEG) before
+ * reporting the frame, and the result carries its path: the node then uploads it instead of
+ * running ffmpeg per frame (frame-preview.ts). A failed preview is a warning, never a failed frame.
  *
  * One process at a time, keyed by what it was started for (the job, the blend's SHA-256 and the
  * render settings). It is replaced when a call brings another key, after it exited or crashed,
@@ -26,6 +29,7 @@ import type { Readable, Writable } from 'node:stream';
 import { formatCommandLine } from '../process/run-process.ts';
 import type { Logger } from '../logger.ts';
 import { REPORT_MISSING_FILES_EXPR } from './missing-files.ts';
+import { driverPreviewSettings, type DriverPreviewSettings } from '../frame-preview.ts';
 
 /** The driver that runs inside Blender. */
 export const HOT_RENDER_SCRIPT = fileURLToPath(new URL('./hot_render.py', import.meta.url));
@@ -51,6 +55,11 @@ export interface HotBlenderOptions {
   log?: Logger;
   /** The driver script; tests may point elsewhere. */
   script?: string;
+  /**
+   * Previews the driver writes beside each frame; null = none. Default: the dashboard's preview
+   * size and quality, or none with FARM_PREVIEWS=off.
+   */
+  preview?: DriverPreviewSettings | null;
 }
 
 export interface HotRenderRequest {
@@ -62,6 +71,12 @@ export interface HotRenderRequest {
   frames: number[];
   /** Absolute output pattern with # for the frame number, as for `-o`. */
   outputPattern: string;
+  /**
+   * `--python-expr` snippets run once when the process starts, after the file loads and before
+   * the driver (e.g. gpu/enable-devices.ts turning the slot's GPUs on). Only a started process
+   * runs them: the key must change when they do.
+   */
+  startupExprs?: string[];
   /** Blender's output lines while these frames render (with the start-up lines if it started Blender). */
   onLine?: (line: string) => void;
   /** A frame Blender started rendering. */
@@ -91,6 +106,10 @@ export interface HotFrameResult {
   pid: number;
   /** True for the first frame of a freshly started Blender (whose wallMs includes loading the file). */
   started: boolean;
+  /** The JPEG preview the driver wrote beside the frame; absent when off or when it failed. */
+  previewPath?: string;
+  /** Time Blender spent on the preview (absent when previews are off). */
+  previewSeconds?: number;
 }
 
 export type HotBlenderErrorKind = 'exited' | 'render_error' | 'aborted';
@@ -128,6 +147,9 @@ interface HotEvent {
   peak_rss_mb?: number | null;
   sequential?: boolean;
   unbaked?: string[];
+  preview_path?: string;
+  preview_seconds?: number;
+  preview_error?: string;
 }
 
 /** One running Blender with the driver loaded. */
@@ -143,6 +165,8 @@ class HotProcess {
   retireReason: string | null = null;
   /** Set while the node stops it on purpose, so its exit is not reported as a crash. */
   stopping = false;
+  /** A failed preview is logged once per process, not once per frame. */
+  previewWarned = false;
   readonly tail: string[] = [];
   sink: ((line: string) => void) | undefined;
   /** Events not yet taken by `next`, oldest first. */
@@ -261,6 +285,7 @@ class HotProcess {
  */
 export class HotBlender {
   private readonly options: HotBlenderOptions;
+  private readonly preview: DriverPreviewSettings | null;
   private proc: HotProcess | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | undefined;
@@ -270,6 +295,7 @@ export class HotBlender {
 
   constructor(options: HotBlenderOptions) {
     this.options = options;
+    this.preview = options.preview === undefined ? driverPreviewSettings() : options.preview;
   }
 
   /** The pid of the current Blender process, if one is running. */
@@ -326,7 +352,7 @@ export class HotBlender {
       // No process renders more than maxFrames: the rest go to the next one.
       const batch = maxFrames > 0 ? remaining.slice(0, Math.max(1, maxFrames - proc.framesRendered)) : remaining;
       const id = String(++this.commandSeq);
-      proc.send({ cmd: 'render', id, frames: batch, output: req.outputPattern });
+      proc.send({ cmd: 'render', id, frames: batch, output: req.outputPattern, preview: this.preview });
 
       let first = started;
       for (;;) {
@@ -362,7 +388,13 @@ export class HotBlender {
             peakRssMb: event.peak_rss_mb ?? null,
             pid: proc.pid,
             started: first,
+            ...(event.preview_path ? { previewPath: event.preview_path } : {}),
+            ...(event.preview_seconds !== undefined ? { previewSeconds: event.preview_seconds } : {}),
           };
+          if (event.preview_error && !proc.previewWarned) {
+            proc.previewWarned = true;
+            this.options.log?.warn(`hot Blender could not make the preview of frame ${event.frame} (the node makes it instead): ${event.preview_error}`);
+          }
           lastMs = now;
           first = false;
           remaining = remaining.filter((f) => f !== event.frame);
@@ -423,6 +455,7 @@ export class HotBlender {
     args.push('--python-exit-code', '1');
     // Lists missing textures and libraries as the file loads (see missing-files.ts).
     args.push('--python-expr', REPORT_MISSING_FILES_EXPR);
+    for (const expr of req.startupExprs ?? []) args.push('--python-expr', expr);
     args.push('--python', this.options.script ?? HOT_RENDER_SCRIPT, '--', '--events-fd', String(EVENTS_FD));
     const commandLine = formatCommandLine(blender, args);
     this.options.log?.info(`starting hot Blender: ${commandLine}`);

@@ -3,14 +3,14 @@
  * it then renders with. The master's scheduler applies the same rule when it hands out work;
  * the node uses it to pick the backend for a claimed task.
  */
+import type { DeviceRequirement } from '../../protocol/schemas.ts';
 import type { GpuBackend, RenderBackend } from './detect-devices.ts';
 
 /**
  * What a job asks for: `any` (the node's best: its GPU if it has one), `cpu`, `gpu` (any GPU
- * backend) or one backend by name.
+ * backend) or one backend by name. Defined in the protocol, which the master shares.
  */
-export const DEVICE_REQUIREMENTS = ['any', 'cpu', 'gpu', 'cuda', 'optix', 'hip', 'oneapi', 'metal'] as const;
-export type DeviceRequirement = (typeof DEVICE_REQUIREMENTS)[number];
+export { DEVICE_REQUIREMENTS, type DeviceRequirement } from '../../protocol/schemas.ts';
 
 /**
  * GPU backends from best to worst where one card offers several: OptiX uses the RT cores of
