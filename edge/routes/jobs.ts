@@ -141,7 +141,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const { results } = await c.env.DB.prepare(
       `SELECT id, start_frame, end_frame, status, worker_id, attempts, message, failure_reason, log_key, current_frame,
          peak_mem_mb, lease_expires_at, created_at, updated_at, kind, tile_index FROM tasks WHERE job_id = ?
-       ORDER BY start_frame, CASE kind WHEN 'tile' THEN 0 WHEN 'render' THEN 1 WHEN 'stitch' THEN 2 ELSE 3 END, tile_index LIMIT 5000`,
+       ORDER BY kind = 'video', start_frame, CASE kind WHEN 'tile' THEN 0 WHEN 'render' THEN 1 ELSE 2 END, tile_index LIMIT 5000`,
     )
       .bind(jobId)
       .all<Record<string, unknown> & { id: string; log_key: string | null; lease_expires_at: number | null }>();

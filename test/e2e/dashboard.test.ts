@@ -142,7 +142,7 @@ describe('the dashboard in Chromium', () => {
     expect(await rows.count()).toBe(FRAMES + 1);
     expect(await rows.last().textContent()).toMatch(new RegExp(`^video · 1–${FRAMES}`));
     expect(await rows.first().textContent()).toContain('dash-node');
-    await page.getByRole('button', { name: 'Log of frames 1–1' }).click();
+    await page.getByRole('button', { name: 'Log of frames 1–1', exact: true }).click();
     await page.locator('#log-text', { hasText: 'Saved:' }).waitFor();
     await page.screenshot({ path: join(SCREENSHOTS, 'job-log.png') });
     await page.getByRole('button', { name: 'Close' }).click();
