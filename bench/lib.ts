@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { Pool } from 'undici';
+import { Pool, WebSocket } from 'undici';
 
 export { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
 
@@ -157,6 +157,67 @@ export function workerdPids(wranglerPid: number): number[] {
       return false;
     }
   });
+}
+
+/**
+ * `wrangler dev` runs two workerd processes: a proxy that listens on the dev port and forwards
+ * each request (it holds requests while the Worker reloads), and the runtime that runs the
+ * Worker with local D1 and R2. A deployed Worker has neither the proxy nor local R2 in its
+ * process. Tells them apart by the socket the proxy listens on.
+ */
+export function workerdByRole(wranglerPid: number, port: number): { proxy: number[]; runtime: number[] } {
+  const proxy: number[] = [];
+  const runtime: number[] = [];
+  for (const pid of workerdPids(wranglerPid)) {
+    let cmdline = '';
+    try {
+      cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    (cmdline.includes(`--socket-addr=entry=127.0.0.1:${port}\0`) ? proxy : runtime).push(pid);
+  }
+  return { proxy, runtime };
+}
+
+/**
+ * The Worker's own V8 isolate under `wrangler dev`, through the DevTools protocol on wrangler's
+ * `--inspector-port`: `heap()` answers the isolate's JS heap and the ArrayBuffer memory it holds
+ * (MB), which is what the Workers memory limit (128 MB per isolate) is about, apart from the
+ * runtime's own buffers, local R2 and D1 and the dev proxy that workerd's RSS also counts.
+ */
+export async function workerInspector(wranglerPid: number): Promise<{ heap(): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
+  const args = readFileSync(`/proc/${wranglerPid}/cmdline`, 'utf8').split('\0');
+  const port = args[args.indexOf('--inspector-port') + 1];
+  const [target] = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
+  // wrangler's inspector proxy only accepts the DevTools origins.
+  const ws = new WebSocket(target!.webSocketDebuggerUrl, { headers: { origin: 'https://devtools.devprod.cloudflare.dev' } } as never);
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error(`connecting to the Worker's inspector on port ${port}`));
+  });
+  let lastId = 0;
+  const pending = new Map<number, (result: unknown) => void>();
+  ws.addEventListener('message', (event: { data: unknown }) => {
+    const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown };
+    if (message.id === undefined) return;
+    pending.get(message.id)?.(message.result);
+    pending.delete(message.id);
+  });
+  const call = <T>(method: string) =>
+    new Promise<T>((resolve) => {
+      const id = ++lastId;
+      pending.set(id, resolve as (result: unknown) => void);
+      ws.send(JSON.stringify({ id, method }));
+    });
+  await call('Runtime.enable');
+  return {
+    heap: async () => {
+      const usage = await call<{ totalSize: number; backingStorageSize?: number }>('Runtime.getHeapUsage');
+      return { jsMb: usage.totalSize / 2 ** 20, buffersMb: (usage.backingStorageSize ?? 0) / 2 ** 20 };
+    },
+    close: () => ws.close(),
+  };
 }
 
 /** Runs `main` and exits with its code, printing a failure's stack. */

@@ -14,7 +14,10 @@
  * The 1 GiB file is a valid .blend header ("BLENDER-v304") and pseudo-random bytes: the master
  * accepts it, the node downloads it, and Blender refuses it (the job fails, as expected).
  *
- *   node bench/memory.ts [--mib 1024]
+ *   node bench/memory.ts [--mib 1024] [--part-mib N] [--master-only]
+ *
+ * --part-mib asks the master for parts of N MiB (it clamps; the default is its BLOB_PART_BYTES);
+ * --master-only stops after the upload (no node, no render): quicker, for trying the master.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
@@ -22,7 +25,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, rssMb, runBench, startMaster, startNode, tempDir, verdict, waitForJob, workerdPids } from './lib.ts';
+import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, rssMb, runBench, startMaster, startNode, tempDir, verdict, waitForJob, workerdByRole, workerInspector } from './lib.ts';
 
 export interface MemoryResult {
   masterGrowthMb: number;
@@ -46,7 +49,7 @@ function sampler(measure: () => number) {
 }
 
 /** Writes `mib` MiB: a .blend header, then pseudo-random bytes. Returns the SHA-256. */
-async function writeBigBlend(path: string, mib: number): Promise<string> {
+export async function writeBigBlend(path: string, mib: number): Promise<string> {
   const hash = createHash('sha256');
   const out = createWriteStream(path);
   const block = randomBytes(1024 * 1024);
@@ -66,7 +69,7 @@ async function writeBigBlend(path: string, mib: number): Promise<string> {
   return hash.digest('hex');
 }
 
-export async function benchMemory(options: { mib: number }): Promise<MemoryResult> {
+export async function benchMemory(options: { mib: number; partMib?: number; masterOnly?: boolean }): Promise<MemoryResult> {
   console.log(`memory: a ${options.mib} MiB .blend through the master and a node`);
   const dir = tempDir('bench-memory');
   const big = join(dir, 'big.blend');
@@ -76,7 +79,21 @@ export async function benchMemory(options: { mib: number }): Promise<MemoryResul
   makeScene('make_anim_scene.py', [small, '--frames', '12', '--width', '128', '--height', '96']);
 
   const master = await startMaster({ name: 'bench-memory', vars: BENCH_MASTER_VARS });
-  const masterRss = () => workerdPids(master.process.pid!).reduce((sum, pid) => sum + rssMb(pid), 0);
+  // Every sample also records the RSS of the workerd that runs the Worker (with local R2 and D1)
+  // apart from wrangler's dev proxy, to tell them apart in the report.
+  const runtimeSamples: number[] = [];
+  const masterRss = () => {
+    const { proxy, runtime } = workerdByRole(master.process.pid!, master.port);
+    const runtimeMb = runtime.reduce((sum, pid) => sum + rssMb(pid), 0);
+    runtimeSamples.push(runtimeMb);
+    return runtimeMb + proxy.reduce((sum, pid) => sum + rssMb(pid), 0);
+  };
+  // The Worker's isolate as V8 counts it, sampled alongside.
+  const inspector = await workerInspector(master.process.pid!);
+  const isolateSamples: number[] = [];
+  const isolateTimer = setInterval(() => {
+    inspector.heap().then(({ jsMb, buffersMb }) => isolateSamples.push(jsMb + buffersMb), () => {});
+  }, 250);
   let node: ReturnType<typeof startNode> | undefined;
   try {
     // Baseline: the master idle after start-up.
@@ -84,13 +101,18 @@ export async function benchMemory(options: { mib: number }): Promise<MemoryResul
     await new Promise((r) => setTimeout(r, 2_000));
     const baseline = idle.stop();
     const baselineMb = baseline.reduce((a, b) => a + b, 0) / baseline.length;
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const runtimeBaselineMb = mean(runtimeSamples);
+    const runtimeUploadFrom = runtimeSamples.length;
+    const isolateBaselineMb = mean(isolateSamples);
+    const isolateUploadFrom = isolateSamples.length;
 
     const during = sampler(masterRss);
     const started = performance.now();
     const start = await fetch(`${master.url}/blobs/${sha256}/uploads`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ size }),
+      body: JSON.stringify({ size, ...(options.partMib ? { part_size: options.partMib * 1024 * 1024 } : {}) }),
     });
     const upload = (await start.json()) as { upload_id: string; part_size: number; part_count: number };
     if (start.status >= 300) throw new Error(`starting the upload answered ${start.status}: ${JSON.stringify(upload)}`);
@@ -111,11 +133,32 @@ export async function benchMemory(options: { mib: number }): Promise<MemoryResul
     }
     const partsSeconds = (performance.now() - started) / 1000;
     const partsPeakMb = Math.max(...during.samples);
+    const partsSampleCount = during.samples.length;
+    const isolatePartsPeakMb = Math.max(...isolateSamples.slice(isolateUploadFrom));
     const complete = await fetch(`${master.url}/blobs/${sha256}/uploads/${upload.upload_id}/complete`, { method: 'POST' });
     if (complete.status >= 300) throw new Error(`completing the upload answered ${complete.status}: ${await complete.text()}`);
     const uploadSeconds = (performance.now() - started) / 1000;
     const uploadSamples = during.stop();
     const masterGrowthMb = Math.max(...uploadSamples) - baselineMb;
+    const completePeakMb = Math.max(...uploadSamples.slice(partsSampleCount));
+    // What stays once the upload is over: retained memory rather than buffers in flight.
+    await new Promise((r) => setTimeout(r, 2_000));
+    const runtimeGrowthMb = Math.max(...runtimeSamples.slice(runtimeUploadFrom)) - runtimeBaselineMb;
+    const isolateGrowthMb = Math.max(...isolateSamples.slice(isolateUploadFrom)) - isolateBaselineMb;
+    const settledMb = masterRss();
+
+    if (options.masterOnly) {
+      console.log('results:');
+      report('master (workerd) RSS before upload', baselineMb, 'MB');
+      report(`master growth during ${options.mib} MiB upload`, masterGrowthMb, 'MB', `${upload.part_count} parts of ${(upload.part_size / 2 ** 20).toFixed(0)} MiB in ${uploadSeconds.toFixed(1)} s`);
+      report('  peak while the parts arrived', partsPeakMb - baselineMb, 'MB', `${partsSeconds.toFixed(1)} s`);
+      report('  peak during complete', completePeakMb - baselineMb, 'MB', `${(uploadSeconds - partsSeconds).toFixed(1)} s`);
+      report('  2 s after complete', settledMb - baselineMb, 'MB');
+      report('  of which the workerd running the Worker', runtimeGrowthMb, 'MB', 'the rest is the dev proxy');
+      report("  the Worker's isolate (JS heap + buffers)", isolateGrowthMb, 'MB', `${isolateBaselineMb.toFixed(1)} MB before; ${(isolatePartsPeakMb - isolateBaselineMb).toFixed(1)} MB while the parts arrived`);
+      verdict('master growth during upload (MB)', masterGrowthMb, '<= 64', masterGrowthMb <= 64);
+      return { masterGrowthMb, nodeDownloadPeakMb: 0, nodeRenderPeakMb: 0 };
+    }
 
     const bigJob = await fetch(`${master.url}/jobs`, {
       method: 'POST',
@@ -150,8 +193,12 @@ export async function benchMemory(options: { mib: number }): Promise<MemoryResul
 
     console.log('results:');
     report('master (workerd) RSS before upload', baselineMb, 'MB');
-    report(`master growth during ${options.mib} MiB upload`, masterGrowthMb, 'MB', `${upload.part_count} parts in ${uploadSeconds.toFixed(1)} s, ${(options.mib / uploadSeconds).toFixed(0)} MiB/s`);
-    report('  of which while the parts arrived', partsPeakMb - baselineMb, 'MB', `${partsSeconds.toFixed(1)} s; the rest is complete + SHA-256 of the object`);
+    report(`master growth during ${options.mib} MiB upload`, masterGrowthMb, 'MB', `${upload.part_count} parts of ${(upload.part_size / 2 ** 20).toFixed(0)} MiB in ${uploadSeconds.toFixed(1)} s, ${(options.mib / uploadSeconds).toFixed(0)} MiB/s`);
+    report('  peak while the parts arrived', partsPeakMb - baselineMb, 'MB', `${partsSeconds.toFixed(1)} s`);
+    report('  peak during complete', completePeakMb - baselineMb, 'MB', `${(uploadSeconds - partsSeconds).toFixed(1)} s`);
+    report('  2 s after complete', settledMb - baselineMb, 'MB');
+    report('  of which the workerd running the Worker', runtimeGrowthMb, 'MB', 'the rest is the dev proxy');
+    report("  the Worker's isolate (JS heap + buffers)", isolateGrowthMb, 'MB', `${isolateBaselineMb.toFixed(1)} MB before; ${(isolatePartsPeakMb - isolateBaselineMb).toFixed(1)} MB while the parts arrived`);
     report('master growth while the node downloads it', masterDownloadGrowthMb, 'MB');
     report(`node RSS peak, downloading ${options.mib} MiB`, nodeDownloadPeakMb, 'MB', `download and failed render in ${downloadSeconds.toFixed(1)} s`);
     report('node RSS peak, rendering 12 frames', nodeRenderPeakMb, 'MB');
@@ -159,6 +206,8 @@ export async function benchMemory(options: { mib: number }): Promise<MemoryResul
     verdict('node RSS peak (MB)', Math.max(nodeDownloadPeakMb, nodeRenderPeakMb), '<= 150', Math.max(nodeDownloadPeakMb, nodeRenderPeakMb) <= 150);
     return { masterGrowthMb, nodeDownloadPeakMb, nodeRenderPeakMb };
   } finally {
+    clearInterval(isolateTimer);
+    inspector.close();
     await node?.stop();
     await master.stop();
     await rm(dir, { recursive: true, force: true });
@@ -167,9 +216,11 @@ export async function benchMemory(options: { mib: number }): Promise<MemoryResul
 }
 
 if (isMain(import.meta)) {
-  const { values } = parseArgs({ options: { mib: { type: 'string', default: '1024' } } });
+  const { values } = parseArgs({
+    options: { mib: { type: 'string', default: '1024' }, 'part-mib': { type: 'string' }, 'master-only': { type: 'boolean', default: false } },
+  });
   runBench(async () => {
     console.log(`machine: ${machineInfo()}`);
-    await benchMemory({ mib: Number(values.mib) });
+    await benchMemory({ mib: Number(values.mib), partMib: values['part-mib'] ? Number(values['part-mib']) : undefined, masterOnly: values['master-only'] });
   });
 }
