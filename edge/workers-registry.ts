@@ -25,12 +25,3 @@ export async function touchWorker(db: D1Database, workerId: string, now: number)
   const [touched] = await db.batch([touchStatement(db, workerId, now)]);
   return seenOr404(touched!, workerId);
 }
-
-/** Nodes heard from within `windowMs`: the parallelism a job can expect. */
-export async function countActiveWorkers(db: D1Database, now: number, windowMs: number): Promise<number> {
-  const row = await db
-    .prepare(`SELECT COUNT(*) AS n FROM workers WHERE enabled = 1 AND last_seen_at >= ?`)
-    .bind(now - windowMs)
-    .first<{ n: number }>();
-  return row?.n ?? 1;
-}

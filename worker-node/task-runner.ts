@@ -114,17 +114,8 @@ export class TaskRunner {
   }
 
   private async runTask(task: TaskAssignment, stop: AbortSignal, markFramesDone: () => void): Promise<TaskOutcome> {
-    const { config, client, cache, workerId, log } = this.deps;
-    if (!ID.test(task.task_id) || !ID.test(task.lease_id)) throw new Error(`refusing task with malformed ids from the master`);
-    const lease = { worker_id: workerId, task_id: task.task_id, lease_id: task.lease_id };
-    const label = `job ${printable(task.job_name)} ${describeWork(task)} (task ${task.task_id.slice(0, 8)}, attempt ${task.attempt})`;
-    log.info(`claimed ${label}`);
-
-    const outDir = join(config.workDir, 'renders', task.task_id);
-    const logPath = join(config.workDir, 'logs', `${task.task_id}-${task.attempt}.log`);
-    await rm(outDir, { recursive: true, force: true });
-    await mkdir(outDir, { recursive: true });
-    await mkdir(join(config.workDir, 'logs'), { recursive: true });
+    const { config, client, workerId, log } = this.deps;
+    const { lease, label, dir: outDir, logPath } = await this.prepare(task);
 
     let currentFrame: number | undefined;
     let peakMemMb = 0;
@@ -155,26 +146,9 @@ export class TaskRunner {
         const has = backendsOf(gpus).join(', ');
         return await this.fail(lease, label, `this node cannot render a job that asks for device "${task.device}": it renders with ${has}`, 'no_matching_device', '', logPath);
       }
-      // A running update right away tells the dashboard the task started and checks the lease;
-      // it goes out while the blend downloads rather than after. Its error is looked at below.
-      const started = client.updateTask({ ...lease, status: 'running', message: 'rendering' }).then(
-        () => null,
-        (err: unknown) => err,
-      );
-      let blendPath: string;
-      try {
-        blendPath = await cache.ensure(task.blend_file, task.blend_sha256, task);
-      } catch (err) {
-        await started;
-        if (leaseGone(err)) return (loseLease(err), 'lease_lost');
-        if (stop.aborted) return await this.release(lease, label);
-        return await this.fail(lease, label, `downloading the blend file: ${(err as Error).message}`, 'download_failed', '', logPath);
-      }
-      const startError = await started;
-      if (startError) {
-        if (leaseGone(startError)) return (loseLease(startError), 'lease_lost');
-        throw startError;
-      }
+      const fetched = await this.startAndFetchBlend(task, { lease, label, logPath }, held, stop, 'rendering');
+      if (typeof fetched !== 'string') return fetched.outcome;
+      const blendPath = fetched;
       // A tile renders only its border of the frame; planning it reads the scene's size first.
       const tileExprs: string[] = [];
       if (tileTask) {
@@ -281,16 +255,8 @@ export class TaskRunner {
    * with the TaskFailure's reason, or `kind.failureReason` for any other error.
    */
   private async runInputTask(task: TaskAssignment, stop: AbortSignal, kind: (typeof INPUT_TASKS)[keyof typeof INPUT_TASKS]): Promise<TaskOutcome> {
-    const { config, client, cache, workerId, log } = this.deps;
-    if (!ID.test(task.task_id) || !ID.test(task.lease_id)) throw new Error(`refusing task with malformed ids from the master`);
-    const lease: LeaseIds = { worker_id: workerId, task_id: task.task_id, lease_id: task.lease_id };
-    const label = `job ${printable(task.job_name)} ${describeWork(task)} (task ${task.task_id.slice(0, 8)}, attempt ${task.attempt})`;
-    log.info(`claimed ${label}`);
-    const dir = join(config.workDir, 'renders', task.task_id);
-    const logPath = join(config.workDir, 'logs', `${task.task_id}-${task.attempt}.log`);
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { recursive: true });
-    await mkdir(join(config.workDir, 'logs'), { recursive: true });
+    const { config, client, workerId, log } = this.deps;
+    const { lease, label, dir, logPath } = await this.prepare(task);
     const note = (line: string) => {
       try {
         appendFileSync(logPath, `# ${new Date().toISOString()} ${line}\n`);
@@ -301,24 +267,9 @@ export class TaskRunner {
     const held = new TaskLease({ client, log, ids: lease, label, leaseMs: task.lease_ms, stop });
     const startedMs = performance.now();
     try {
-      const started = client.updateTask({ ...lease, status: 'running', message: kind.doing }).then(
-        () => null,
-        (err: unknown) => err,
-      );
-      let blendPath: string;
-      try {
-        blendPath = await cache.ensure(task.blend_file, task.blend_sha256, task);
-      } catch (err) {
-        await started;
-        if (leaseGone(err)) return (held.loseLease(err), 'lease_lost');
-        if (stop.aborted) return await this.release(lease, label);
-        return await this.fail(lease, label, `downloading the blend file: ${(err as Error).message}`, 'download_failed', '', logPath);
-      }
-      const startError = await started;
-      if (startError) {
-        if (leaseGone(startError)) return (held.loseLease(startError), 'lease_lost');
-        throw startError;
-      }
+      const fetched = await this.startAndFetchBlend(task, { lease, label, logPath }, held, stop, kind.doing);
+      if (typeof fetched !== 'string') return fetched.outcome;
+      const blendPath = fetched;
       let message: string;
       try {
         message = await kind.work({ task, client, workerId, blender: config.blender, blendPath, dir, logPath, signal: held.signal, note, previews: this.deps.previews });
@@ -342,6 +293,55 @@ export class TaskRunner {
       held.end();
       await rm(dir, { recursive: true, force: true }).catch(() => {});
     }
+  }
+
+  /** Checks the task's ids, names it for the log, and gives it an empty work folder and a log path. */
+  private async prepare(task: TaskAssignment): Promise<{ lease: LeaseIds; label: string; dir: string; logPath: string }> {
+    const { config, workerId, log } = this.deps;
+    if (!ID.test(task.task_id) || !ID.test(task.lease_id)) throw new Error(`refusing task with malformed ids from the master`);
+    const lease: LeaseIds = { worker_id: workerId, task_id: task.task_id, lease_id: task.lease_id };
+    const label = `job ${printable(task.job_name)} ${describeWork(task)} (task ${task.task_id.slice(0, 8)}, attempt ${task.attempt})`;
+    log.info(`claimed ${label}`);
+    const dir = join(config.workDir, 'renders', task.task_id);
+    const logPath = join(config.workDir, 'logs', `${task.task_id}-${task.attempt}.log`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    await mkdir(join(config.workDir, 'logs'), { recursive: true });
+    return { lease, label, dir, logPath };
+  }
+
+  /**
+   * Reports the task running and fetches its blend, both at once: the running update tells the
+   * dashboard the task started and checks the lease while the blend downloads rather than after.
+   * Returns the blend's path, or the task's outcome when it cannot go on.
+   */
+  private async startAndFetchBlend(
+    task: TaskAssignment,
+    ctx: { lease: LeaseIds; label: string; logPath: string },
+    held: TaskLease,
+    stop: AbortSignal,
+    doing: string,
+  ): Promise<string | { outcome: TaskOutcome }> {
+    const { lease, label, logPath } = ctx;
+    const started = this.deps.client.updateTask({ ...lease, status: 'running', message: doing }).then(
+      () => null,
+      (err: unknown) => err,
+    );
+    let blendPath: string;
+    try {
+      blendPath = await this.deps.cache.ensure(task.blend_file, task.blend_sha256, task);
+    } catch (err) {
+      await started;
+      if (leaseGone(err)) return (held.loseLease(err), { outcome: 'lease_lost' });
+      if (stop.aborted) return { outcome: await this.release(lease, label) };
+      return { outcome: await this.fail(lease, label, `downloading the blend file: ${(err as Error).message}`, 'download_failed', '', logPath) };
+    }
+    const startError = await started;
+    if (startError) {
+      if (leaseGone(startError)) return (held.loseLease(startError), { outcome: 'lease_lost' });
+      throw startError;
+    }
+    return blendPath;
   }
 
   /**
