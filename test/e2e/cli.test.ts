@@ -83,9 +83,11 @@ describe('the farm CLI against a running master', () => {
 
   it('submits, watches to completion (exit 0), calls the webhook, downloads frames whose SHA-256 match, and resumes a download', async () => {
     const submitted = JSON.parse(
-      (await farmOk('submit', scene, '--frames', `1-${FRAMES}`, '--no-deps', '--name', 'cli e2e', '--json', '--no-progress')).stdout,
+      (await farmOk('submit', scene, '--frames', `1-${FRAMES}`, '--no-deps', '--name', 'cli e2e', '--webhook', hookUrl, '--json', '--no-progress')).stdout,
     ) as { job_id: string; total_frames: number };
     jobId = submitted.job_id;
+    // --webhook armed it with the job.
+    expect(((await (await fetch(`${master.url}/jobs/${jobId}/webhook`)).json()) as { webhook_url: string }).webhook_url).toBe(hookUrl);
     expect(submitted.total_frames).toBe(FRAMES);
     const hook = await farmOk('webhook', jobId.slice(0, 8), hookUrl);
     expect(hook.stdout).toContain(`${hookUrl}: armed`);
