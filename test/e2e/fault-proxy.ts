@@ -126,14 +126,25 @@ export class FaultProxy {
     // Draw every number whether or not it is used, so one seed gives one sequence of decisions.
     const [resetRoll, resetAt, stallRoll, stallDir, stallAt, stallMs, slowRoll, slowMs] = Array.from({ length: 8 }, this.random);
     if (!this.active) return faults;
-    if (resetRoll! < this.plan.resetChance) {
+    // Which kind a faulted connection gets: the rolls decide, except that the first faults cover
+    // every kind once, so a run with few connections still meets each of them.
+    const { resets, stalls, slowConnections } = this.stats;
+    const faulted = resetRoll! < this.plan.resetChance || stallRoll! < this.plan.stallChance || slowRoll! < this.plan.latencyChance;
+    let kind: 'reset' | 'stall' | 'slow' | null = null;
+    if (faulted && resets === 0) kind = 'reset';
+    else if (faulted && stalls === 0) kind = 'stall';
+    else if (faulted && slowConnections === 0) kind = 'slow';
+    else if (resetRoll! < this.plan.resetChance) kind = 'reset';
+    else if (stallRoll! < this.plan.stallChance) kind = 'stall';
+    else if (slowRoll! < this.plan.latencyChance) kind = 'slow';
+    if (kind === 'reset') {
       // Anywhere from before the request line to deep inside an upload or a response.
       faults.resetAfterBytes = Math.floor(resetAt! * 6_000);
       this.stats.resets++;
-    } else if (stallRoll! < this.plan.stallChance) {
+    } else if (kind === 'stall') {
       faults.stall = { direction: stallDir! < 0.5 ? 'up' : 'down', afterBytes: Math.floor(stallAt! * 2_000), ms: 200 + Math.floor(stallMs! * (this.plan.maxStallMs - 200)) };
       this.stats.stalls++;
-    } else if (slowRoll! < this.plan.latencyChance) {
+    } else if (kind === 'slow') {
       faults.latencyMs = 5 + Math.floor(slowMs! * this.plan.maxLatencyMs);
       this.stats.slowConnections++;
     }

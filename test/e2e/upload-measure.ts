@@ -106,21 +106,24 @@ export interface CountingProxy {
 /** An HTTP proxy in front of `target` that counts the part bytes the CLI really sends. */
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const upstream = new URL(target);
-  const state = { partBytes: 0, partsStored: 0, completeAt: 0 };
+  const state = { partBytes: 0, partsStored: 0, completeAt: 0, generation: 0 };
   const server: Server = createServer((req, res) => {
     const isPart = req.method === 'PUT' && /\/parts\/\d+$/.test(req.url ?? '');
+    // Bytes of a killed client's part can still arrive after a reset: they belong to the run before it.
+    const generation = state.generation;
+    const current = () => generation === state.generation;
     if (req.method === 'POST' && /\/complete$/.test(req.url ?? '') && state.completeAt === 0) state.completeAt = Date.now();
     const forward = request(
       { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
       (answer) => {
-        if (isPart && answer.statusCode === 200) state.partsStored++;
+        if (isPart && answer.statusCode === 200 && current()) state.partsStored++;
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         answer.pipe(res);
       },
     );
     forward.on('error', () => res.destroy());
     req.on('data', (chunk: Buffer) => {
-      if (isPart) state.partBytes += chunk.length;
+      if (isPart && current()) state.partBytes += chunk.length;
     });
     // A client killed mid-part: the master must see the part end early, as it would.
     req.on('close', () => {
@@ -142,6 +145,7 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
       return state.completeAt;
     },
     reset() {
+      state.generation++;
       state.partBytes = 0;
       state.partsStored = 0;
       state.completeAt = 0;
