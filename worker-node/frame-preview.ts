@@ -13,11 +13,14 @@
  *    loads the frame, scales it and saves a JPEG through the scene's colour management. Blender
  *    starts for each preview (seconds), so PNG, JPEG, WebP and BMP frames, which the dashboard
  *    can show as they are, get no preview without ffmpeg.
- * `FARM_PREVIEWS=off` turns previews off. A preview that fails is logged and skipped: it never
- * fails the frame or the task.
+ * PNG frames at most SMALL_FRAME_MAX_WIDTH_PX wide get no preview: the dashboard shows the frame
+ * itself, which is then no heavier than a thumbnail, and on a node whose cores Blender fills the
+ * preview and its upload would only take time from the render. `FARM_PREVIEWS=on` makes previews
+ * of those too, `FARM_PREVIEWS=off` of nothing. A preview that fails is logged and skipped: it
+ * never fails the frame or the task.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,20 +37,43 @@ const BROWSER_FORMATS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp']);
 /** JPEG quality (1-100) of the previews Blender writes; ffmpeg's `-q:v 4` is about the same size. */
 export const PREVIEW_JPEG_QUALITY = 80;
 
-/** What the hot Blender's driver is asked for (hot_render.py's "preview"). */
+/** PNG frames no wider than this get no preview (unless FARM_PREVIEWS=on): twice the preview's width, for HiDPI screens. */
+export const SMALL_FRAME_MAX_WIDTH_PX = 2 * PREVIEW_WIDTH_PX;
+
+/** What the hot Blender's driver is asked for (hot_render.py's "preview"; snake_case is its JSON). */
 export interface DriverPreviewSettings {
   /** Pixels; frames narrower than this are kept at their size. */
   width: number;
   quality: number;
+  /** PNG frames at most this wide get no preview; 0 = previews of every frame. */
+  skip_png_up_to: number;
+}
+
+/** FARM_PREVIEWS: `auto` (the default) skips small PNG frames, `on` makes a preview of every frame, `off` of none. */
+type PreviewMode = 'auto' | 'on' | 'off';
+
+function previewMode(env: NodeJS.ProcessEnv): PreviewMode {
+  const value = (env.FARM_PREVIEWS ?? '').toLowerCase();
+  return value === 'on' || value === 'off' ? value : 'auto';
 }
 
 /** The previews a hot Blender should write with this environment: null with FARM_PREVIEWS=off. */
 export function driverPreviewSettings(env: NodeJS.ProcessEnv = process.env): DriverPreviewSettings | null {
-  return previewsOff(env) ? null : { width: PREVIEW_WIDTH_PX, quality: PREVIEW_JPEG_QUALITY };
+  const mode = previewMode(env);
+  if (mode === 'off') return null;
+  return { width: PREVIEW_WIDTH_PX, quality: PREVIEW_JPEG_QUALITY, skip_png_up_to: mode === 'on' ? 0 : SMALL_FRAME_MAX_WIDTH_PX };
 }
 
-function previewsOff(env: NodeJS.ProcessEnv): boolean {
-  return (env.FARM_PREVIEWS ?? '').toLowerCase() === 'off';
+/** The width of a PNG file from its header (the IHDR chunk comes first); null for anything else. */
+export async function pngWidth(path: string): Promise<number | null> {
+  const file = await open(path, 'r');
+  try {
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(24), 0, 24, 0);
+    const signature = buffer.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    return bytesRead === 24 && signature && buffer.toString('latin1', 12, 16) === 'IHDR' ? buffer.readUInt32BE(16) : null;
+  } finally {
+    await file.close();
+  }
 }
 
 /** Blender's part: `blender -b --python-expr SCRIPT -- SRC DST WIDTH`. */
@@ -71,7 +97,7 @@ export type PreviewTool = 'ffmpeg' | 'blender' | 'off';
 
 /** Which tool makes previews on this machine. */
 export function choosePreviewTool(env: NodeJS.ProcessEnv = process.env): { tool: PreviewTool; ffmpeg: string | null } {
-  if (previewsOff(env)) return { tool: 'off', ffmpeg: null };
+  if (previewMode(env) === 'off') return { tool: 'off', ffmpeg: null };
   const ffmpeg = findExecutable(env.FFMPEG ?? 'ffmpeg', env.PATH);
   return ffmpeg ? { tool: 'ffmpeg', ffmpeg } : { tool: 'blender', ffmpeg: null };
 }
@@ -119,6 +145,7 @@ export class FramePreviews {
   private readonly blender: string;
   private readonly tool: PreviewTool;
   private readonly ffmpeg: string | null;
+  private readonly skipPngUpTo: number;
   private dir: Promise<string> | null = null;
 
   constructor(deps: { client: MasterClient; log: Logger; blender: string; env?: NodeJS.ProcessEnv }) {
@@ -126,6 +153,7 @@ export class FramePreviews {
     this.log = deps.log;
     this.blender = deps.blender;
     ({ tool: this.tool, ffmpeg: this.ffmpeg } = choosePreviewTool(deps.env));
+    this.skipPngUpTo = driverPreviewSettings(deps.env)?.skip_png_up_to ?? 0;
     this.log.info(
       this.tool === 'off' ? 'frame previews are off (FARM_PREVIEWS=off)'
         : this.tool === 'ffmpeg' ? `frame previews made with ${this.ffmpeg} (a hot Blender writes those of its own frames)`
@@ -154,6 +182,9 @@ export class FramePreviews {
         await rm(previewPath, { force: true }).catch(() => {});
       }
     }
+    // The hot Blender skips these too (hot_render.py). An unreadable frame fails below, logged.
+    const width = this.skipPngUpTo > 0 ? await pngWidth(target.path).catch(() => null) : null;
+    if (width !== null && width <= this.skipPngUpTo) return;
     this.dir ??= mkdtemp(join(tmpdir(), 'farm-previews-'));
     const out = join(await this.dir, `${target.taskId}-${target.frame}.jpg`);
     try {

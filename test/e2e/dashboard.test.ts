@@ -54,7 +54,8 @@ describe('the dashboard in Chromium', () => {
       startMaster({ name: 'dashboard-tokens', vars: { FARM_ALLOW_ANONYMOUS: 'false', FARM_SUBMIT_TOKEN: SUBMIT_TOKEN, FARM_NODE_TOKEN: ENROL_TOKEN } }),
       chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 60_000 }),
     ]);
-    node = startNode({ name: 'dash-node', master: master.url });
+    // The scene is small enough that the node would skip previews by default (the grid then shows the PNGs themselves).
+    node = startNode({ name: 'dash-node', master: master.url, env: { FARM_PREVIEWS: 'on' } });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.setDefaultTimeout(60_000);
     page.on('pageerror', (err) => pageErrors.push(err.message));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PREVIEW_WIDTH_PX } from '../../protocol/api.ts';
 import { cpuDevice, devicesFromReport, mayHaveGpu } from '../../worker-node/devices.ts';
-import { choosePreviewTool, FramePreviews, makePreview } from '../../worker-node/frame-preview.ts';
+import { choosePreviewTool, FramePreviews, makePreview, pngWidth, SMALL_FRAME_MAX_WIDTH_PX } from '../../worker-node/frame-preview.ts';
 import type { Logger } from '../../worker-node/logger.ts';
 import type { MasterClient } from '../../worker-node/master-client.ts';
 
@@ -118,6 +118,33 @@ describe('FramePreviews.send', () => {
     await real.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 1, path: exr, previewPath: join(dir, 'gone.preview.jpg') });
     expect(uploads).toHaveLength(2);
     expect(jpegSize(uploads[1]!.bytes).width).toBe(PREVIEW_WIDTH_PX);
+  });
+
+  it('a PNG frame no wider than SMALL_FRAME_MAX_WIDTH_PX gets no preview unless FARM_PREVIEWS=on; a wider one does', async () => {
+    const uploads: number[] = [];
+    const client = { async uploadPreview(args: { frame: number }) { uploads.push(args.frame); } } as unknown as MasterClient;
+    // 640x360: exactly at the limit.
+    expect(await pngWidth(png)).toBe(SMALL_FRAME_MAX_WIDTH_PX);
+    expect(await pngWidth(exr)).toBeNull();
+    const wide = join(dir, 'frame_000003.png');
+    const header = readFileSync(png);
+    const widened = Buffer.from(header);
+    widened.writeUInt32BE(SMALL_FRAME_MAX_WIDTH_PX + 1, 16); // only the header is read before ffmpeg runs
+    writeFileSync(wide, widened);
+    expect(await pngWidth(wide)).toBe(SMALL_FRAME_MAX_WIDTH_PX + 1);
+    // ffmpeg that records that it ran: a skipped frame must not start it.
+    const bin = join(dir, 'recording-ffmpeg');
+    mkdirSync(bin, { recursive: true });
+    const ran = join(dir, 'ffmpeg-ran');
+    writeFileSync(join(bin, 'ffmpeg'), `#!/bin/sh\necho x >> ${ran}\nfor last; do :; done\nprintf jpeg > "$last"\n`, { mode: 0o755 });
+
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 2, path: png });
+    expect(uploads).toEqual([]);
+    expect(existsSync(ran)).toBe(false);
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 3, path: wide });
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin, FARM_PREVIEWS: 'on' } }).send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 2, path: png });
+    expect(uploads).toEqual([3, 2]);
+    expect(readFileSync(ran, 'utf8').trim().split('\n')).toHaveLength(2);
   });
 
   it('a frame that cannot be read, or an upload the master refuses, is logged and does not throw', async () => {

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { HotBlender, HotBlenderError, type HotBlenderOptions } from '../../worker-node/blender/hot-blender.ts';
-import { driverPreviewSettings } from '../../worker-node/frame-preview.ts';
+import { driverPreviewSettings, SMALL_FRAME_MAX_WIDTH_PX } from '../../worker-node/frame-preview.ts';
 import type { Logger } from '../../worker-node/logger.ts';
 import { decodePng } from '../e2e/png.ts';
 import { writeTruncatedBlend } from '../scenes/corrupt-blend.ts';
@@ -54,7 +54,7 @@ describe('hot Blender', () => {
   const slow = join(dir, 'slow.blend');
   let hot: HotBlender | undefined;
   const open = (options: Partial<HotBlenderOptions> = {}) =>
-    (hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0, preview: driverPreviewSettings({}), ...options }));
+    (hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0, preview: driverPreviewSettings({ FARM_PREVIEWS: 'on' }), ...options }));
 
   beforeAll(() => {
     makeScene([baked, '--frames', '12']);
@@ -113,7 +113,7 @@ describe('hot Blender', () => {
 
   it('previews are scaled to the dashboard width; none are written with previews off', async () => {
     const out = join(dir, 'previews');
-    const [scaled] = await open({ preview: { width: 48, quality: 80 } }).renderFrames({ key: 'job-1', blendPath: baked, frames: [1], outputPattern: join(out, 'frame_######') });
+    const [scaled] = await open({ preview: { width: 48, quality: 80, skip_png_up_to: 0 } }).renderFrames({ key: 'job-1', blendPath: baked, frames: [1], outputPattern: join(out, 'frame_######') });
     const png = decodePng(readFileSync(scaled!.path));
     expect(jpegSize(scaled!.previewPath!)).toEqual({ width: 48, height: Math.round((png.height * 48) / png.width) });
     expect(scaled!.previewSeconds).toBeGreaterThan(0);
@@ -122,6 +122,18 @@ describe('hot Blender', () => {
     const [none] = await open({ preview: null }).renderFrames({ key: 'job-1', blendPath: baked, frames: [2], outputPattern: join(out, 'frame_######') });
     expect(none!.previewPath).toBeUndefined();
     expect(existsSync(join(out, 'frame_000002.preview.jpg'))).toBe(false);
+    await hot!.dispose();
+
+    // By default (FARM_PREVIEWS unset) a PNG frame no wider than SMALL_FRAME_MAX_WIDTH_PX gets
+    // none: the dashboard shows it as it is. Just over the limit, it gets one.
+    const [small] = await open({ preview: driverPreviewSettings({}) }).renderFrames({ key: 'job-1', blendPath: baked, frames: [3], outputPattern: join(out, 'frame_######') });
+    expect(decodePng(readFileSync(small!.path)).width).toBeLessThanOrEqual(SMALL_FRAME_MAX_WIDTH_PX);
+    expect(small!.previewPath).toBeUndefined();
+    expect(existsSync(join(out, 'frame_000003.preview.jpg'))).toBe(false);
+    await hot!.dispose();
+    const width = decodePng(readFileSync(small!.path)).width;
+    const [over] = await open({ preview: { ...driverPreviewSettings({})!, skip_png_up_to: width - 1 } }).renderFrames({ key: 'job-1', blendPath: baked, frames: [4], outputPattern: join(out, 'frame_######') });
+    expect(over!.previewPath).toBe(join(out, 'frame_000004.preview.jpg'));
   });
 
   it('a preview that cannot be written fails neither its frame nor the next: the frame is saved as usual, without a preview path, and one warning is logged', async () => {

@@ -13,7 +13,8 @@ the events go to stdout, each on a line starting with EVENT_PREFIX.
 
 Commands:
     {"cmd": "render", "id": "any", "frames": [3, 4, 5], "output": "/abs/dir/frame_######",
-     "preview": {"width": 320, "quality": 80}}      (preview optional: null or absent = none)
+     "preview": {"width": 320, "quality": 80, "skip_png_up_to": 640}}
+        (preview optional: null or absent = none; skip_png_up_to optional, 0 = none skipped)
     {"cmd": "quit"}                 (end of stdin does the same)
 
 Events:
@@ -24,7 +25,8 @@ Events:
      "render_seconds": 0.81, "step_seconds": 0.02, "rss_mb": 310.5, "peak_rss_mb": 402.0,
      "preview_path": ".../frame_000007.preview.jpg", "preview_seconds": 0.01}
         (preview_path only when a preview was asked for and written; "preview_error" instead
-        when it failed: the frame itself is saved either way)
+        when it failed: the frame itself is saved either way. No preview is written of PNG
+        frames at most skip_png_up_to pixels wide: the dashboard shows those as they are)
     {"event": "done", "id": ..., "frames": 3}
     {"event": "error", "id": ..., "frame": 7, "message": "...", "traceback": "..."}
 
@@ -183,6 +185,12 @@ class Previewer:
         return out
 
 
+def small_png(scene, limit):
+    """Whether the scene saves PNG frames at most `limit` pixels wide (the node skips those too)."""
+    render = scene.render
+    return render.image_settings.file_format == "PNG" and render.resolution_x * render.resolution_percentage // 100 <= limit
+
+
 def contiguous_runs(frames):
     """[3, 4, 5, 9, 10] -> [(3, 5), (9, 10)]."""
     runs = []
@@ -263,7 +271,7 @@ class HotRenderer:
         current["written"].add(frame)
         preview = {}
         settings = current.get("preview")
-        if settings:
+        if settings and not small_png(scene, settings.get("skip_png_up_to", 0)):
             preview_started = time.monotonic()
             try:
                 preview["preview_path"] = self.previewer.write(path, settings["width"], settings["quality"])
@@ -298,8 +306,9 @@ class HotRenderer:
             isinstance(preview, dict)
             and isinstance(preview.get("width"), int) and preview["width"] >= 1
             and isinstance(preview.get("quality"), int) and 1 <= preview["quality"] <= 100
+            and isinstance(preview.get("skip_png_up_to", 0), int) and preview.get("skip_png_up_to", 0) >= 0
         ):
-            raise ValueError("preview must be null or {\"width\": pixels >= 1, \"quality\": 1 to 100}")
+            raise ValueError("preview must be null or {\"width\": pixels >= 1, \"quality\": 1 to 100, \"skip_png_up_to\": pixels >= 0}")
         for first, last in contiguous_runs(frames):
             if not self.render_run(command_id, first, last, output, preview):
                 return
