@@ -7,7 +7,8 @@
  *   - farm (hot Blender): submitted to the local master (`wrangler dev`) with one idle render
  *     node, timed from the submit request to the job's `finished_at`, including the blend's upload
  *     and download, every frame's upload, previews and the reports;
- *   - once each: the farm with the node's previews off (FARM_PREVIEWS=off), the farm with
+ *   - once each: the farm with a preview of every frame (FARM_PREVIEWS=on; by default a node
+ *     makes none of PNG frames this small, see worker-node/frame-preview.ts), the farm with
  *     `--no-hot` (one Blender process per task), and one `blender -f N` process per frame
  *     (Flamenco's default chunk size 1).
  * Plain and farm alternate `--repeats` times and the medians are compared, so a machine whose
@@ -49,7 +50,7 @@ export interface FarmVsPlainOptions {
   threads: number;
   repeats: number;
   bake: boolean;
-  /** Skip the once-only variants (no previews, --no-hot, a process per frame). */
+  /** Skip the once-only variants (every preview, --no-hot, a process per frame). */
   quick: boolean;
 }
 
@@ -61,7 +62,7 @@ interface Run {
 export interface FarmVsPlainResult {
   plain: Run;
   farm: Run;
-  farmNoPreviews: Run | null;
+  farmAllPreviews: Run | null;
   farmCold: Run | null;
   perFrame: Run | null;
   identical: number;
@@ -161,14 +162,13 @@ export async function benchFarmVsPlain(opts: FarmVsPlainOptions): Promise<FarmVs
     farms.push(farm);
   }
 
-  let farmNoPreviews: Run | null = null;
+  let farmAllPreviews: Run | null = null;
   let farmCold: Run | null = null;
   let perFrame: Run | null = null;
   if (!opts.quick) {
-    // The node makes a JPEG preview of every frame for the dashboard (ffmpeg or Blender): work
-    // plain Blender does not do. The same run without it shows what previews cost.
-    farmNoPreviews = await farmRun(blend, opts, 'hot-no-previews', [], { FARM_PREVIEWS: 'off' });
-    report('farm, hot, FARM_PREVIEWS=off', show(farmNoPreviews));
+    // What dashboard previews would cost, made of every frame (work plain Blender does not do).
+    farmAllPreviews = await farmRun(blend, opts, 'hot-all-previews', [], { FARM_PREVIEWS: 'on' });
+    report('farm, hot, FARM_PREVIEWS=on', show(farmAllPreviews));
     farmCold = await farmRun(blend, opts, 'cold', ['--no-hot']);
     report('farm, --no-hot (a process per task)', show(farmCold));
     perFrame = await timedBlender(async () => {
@@ -193,11 +193,11 @@ export async function benchFarmVsPlain(opts: FarmVsPlainOptions): Promise<FarmVs
   report('farm (hot) / plain, CPU time', farm.cpuS / plain.cpuS);
   const ratio = (run: Run | null) => (run ? `${(run.wallS / plain.wallS).toFixed(3)} wall, ${(run.cpuS / plain.cpuS).toFixed(3)} CPU` : '-');
   if (!opts.quick) {
-    report('farm (hot, no previews) / plain', ratio(farmNoPreviews));
+    report('farm (hot, every preview) / plain', ratio(farmAllPreviews));
     report('farm (--no-hot) / plain', ratio(farmCold));
     report('one process per frame / plain', ratio(perFrame));
   }
-  return { plain, farm, farmNoPreviews, farmCold, perFrame, identical };
+  return { plain, farm, farmAllPreviews, farmCold, perFrame, identical };
 }
 
 if (isMain(import.meta)) {
