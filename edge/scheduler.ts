@@ -67,6 +67,8 @@ export interface ClaimOptions {
   activeNodes?: number;
   /** The new lease's id (the node's `claim_id`, see claim-redelivery.ts); random when absent. */
   leaseId?: string;
+  /** Sends the claim's batch; `db.batch` when absent (routes send claims together, see batch-together.ts). */
+  batch?: (statements: D1PreparedStatement[]) => Promise<D1Result[]>;
 }
 
 interface ClaimedRow extends ClaimedTask {
@@ -131,7 +133,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     return db.prepare(sql).bind(...params.slice(0, highest));
   };
 
-  const results = await db.batch<ClaimedRow>([
+  const statements = [
     // The node is seen now; the claims below require it to be enabled.
     bind(`UPDATE workers SET last_seen_at = ?2 WHERE id = ?1 RETURNING enabled`),
     // 1. Leases that ran out on a task's last attempt: the task fails, and so does its job.
@@ -189,12 +191,13 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
           FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.lease_id = ?3`),
     bind(`SELECT f.frame FROM tasks t JOIN frames f ON f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame
           WHERE t.lease_id = ?3`),
-  ]);
+  ];
+  const results = await (opts.batch ?? ((s) => db.batch(s)))(statements);
   const jobsEnded = (results[1]!.meta.changes ?? 0) + (results[2]!.meta.changes ?? 0) > 0;
   const worker = results[0]!.results[0] as unknown as { enabled: number } | undefined;
   if (!worker) return { outcome: 'unknown_worker', jobsEnded };
   if (!worker.enabled) return { outcome: 'disabled', jobsEnded };
-  const made = results[4]!.results[0] ?? results[6]!.results[0];
+  const made = (results[4]!.results[0] ?? results[6]!.results[0]) as ClaimedTask | undefined;
   const row = results[8]!.results[0] as unknown as LeaseRow | undefined;
   if (!row) return { outcome: 'none', jobsEnded };
   if (!made) {

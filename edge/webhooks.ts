@@ -9,9 +9,10 @@
  * the attempts and the last error) and shown by `GET /jobs/{id}/webhook`. A claim whose isolate
  * died mid-way is taken again after STALE_SENDING_MS. Requeueing a failed job arms it again.
  */
-import type { Context, MiddlewareHandler } from 'hono';
+import type { MiddlewareHandler } from 'hono';
 import type { WebhookPayload } from '../protocol/api.ts';
 import type { AppEnv } from './app-env.ts';
+import { executionContext } from './execution-context.ts';
 import { describeJob, type JobRow } from './job-status.ts';
 
 /**
@@ -114,14 +115,6 @@ export async function sweepWebhooks(db: D1Database, options: DeliveryOptions = {
   return due.length;
 }
 
-function executionContext(c: Context<AppEnv>): { waitUntil(promise: Promise<unknown>): void } | null {
-  try {
-    return c.executionCtx;
-  } catch {
-    // No execution context (a test calling app.fetch directly): nothing can run after the response.
-    return null;
-  }
-}
 
 /**
  * After every request that may have finished a job (anything but GET, HEAD and OPTIONS, and the

@@ -7,7 +7,9 @@ import {
   type UpdateTaskStatusResponse,
 } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
+import { batchTogether } from '../batch-together.ts';
 import { fail } from '../errors.ts';
+import { executionContext } from '../execution-context.ts';
 import { actAsWorker } from '../auth.ts';
 import { startPoll } from '../claim-redelivery.ts';
 import { sweepUnrecordedFrames } from '../frame-audit.ts';
@@ -26,10 +28,6 @@ import { completeJobIfDone, completeTask, failTask, type JobProgress } from '../
 const MAX_CLAIMS_PER_REQUEST = 5;
 
 /**
- * Once a job is complete, deletes the frame objects no row names (left by a master stopped
- * between storing an object and recording it), after the answer has gone out.
- */
-/**
  * After a task of the job ended: queue its stitch or video task when due (and wake the nodes
  * waiting for work), or complete the job and sweep its storage.
  */
@@ -42,17 +40,19 @@ async function afterEnd(c: Context<AppEnv>, jobId: string, progress: JobProgress
   if (progress.completed) await sweepCompletedJob(c, jobId);
 }
 
+/**
+ * Once a job is complete, deletes the frame objects no row names (left by a master stopped
+ * between storing an object and recording it), after the answer has gone out.
+ */
 function sweepCompletedJob(c: Context<AppEnv>, jobId: string): Promise<void> {
   const sweep = sweepUnrecordedFrames(c.env.DB, c.env.FILES, jobId).then(
     () => {},
     (err) => console.error(`sweeping the frames of job ${jobId}:`, err),
   );
-  try {
-    c.executionCtx.waitUntil(sweep);
-    return Promise.resolve();
-  } catch {
-    return sweep; // no execution context to hand it to: finish it before answering
-  }
+  const ctx = executionContext(c);
+  if (!ctx) return sweep; // nothing can run after the answer: finish it first
+  ctx.waitUntil(sweep);
+  return Promise.resolve();
 }
 
 export const taskRoutes = new Hono<AppEnv>()
@@ -62,6 +62,9 @@ export const taskRoutes = new Hono<AppEnv>()
     actAsWorker(c, workerId);
     const deadline = Date.now() + waitMs;
     const poll = startPoll(workerId);
+    // Claims that arrive together share one D1 batch (batch-together.ts).
+    const ctx = executionContext(c);
+    const batch = (statements: D1PreparedStatement[]) => batchTogether(c.env.DB, statements, ctx ? (p) => ctx.waitUntil(p) : undefined);
     // No job ends in a claim unless a lease ran out on its last attempt, or a task is closed below.
     c.set('noJobFinished', true);
     try {
@@ -77,6 +80,7 @@ export const taskRoutes = new Hono<AppEnv>()
             // The node's claim id becomes the lease id, unless a task already had it (then a retry
             // whose answer was lost gets that claim again, see claim-redelivery.ts).
             leaseId,
+            batch,
           });
           leaseId = undefined;
           if (result.jobsEnded) c.set('noJobFinished', false);

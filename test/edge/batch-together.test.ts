@@ -1,0 +1,85 @@
+/** Group commit (edge/batch-together.ts): batches that meet are sent as one, and still behave as their own. */
+import { env } from 'cloudflare:workers';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { batchTogether } from '../../edge/batch-together.ts';
+import { claimTask } from '../../edge/scheduler.ts';
+import { emptyFarm, jobRow, postJson, registerWorker, submitOk } from './helpers.ts';
+
+beforeEach(emptyFarm);
+
+/** The test's D1, counting the batches that reach it (and their sizes). */
+function countedDb(): { db: D1Database; batches: number[] } {
+  const batches: number[] = [];
+  const db = {
+    prepare: (sql: string) => env.DB.prepare(sql),
+    batch: (statements: D1PreparedStatement[]) => {
+      batches.push(statements.length);
+      return env.DB.batch(statements);
+    },
+  } as unknown as D1Database;
+  return { db, batches };
+}
+
+describe('batchTogether', () => {
+  it('claims sent at the same time share batches, and still never get the same frames', async () => {
+    const job = await submitOk({ start_frame: 1, end_frame: 1000, chunk_size: 3 });
+    const workers = await Promise.all(Array.from({ length: 24 }, (_, i) => registerWorker(`n${i}`)));
+    const { db, batches } = countedDb();
+    const claims = await Promise.all(
+      workers.map((workerId) =>
+        claimTask(db, { workerId, now: Date.now(), leaseMs: 60_000, targetChunkMs: 10_000, batch: (s) => batchTogether(db, s) }),
+      ),
+    );
+    const frames = claims.flatMap((c) => {
+      if (c.outcome !== 'claimed') throw new Error(`a claim found ${c.outcome}`);
+      return Array.from({ length: c.claimed.end_frame - c.claimed.start_frame + 1 }, (_, i) => c.claimed.start_frame + i);
+    });
+    expect(frames).toHaveLength(72);
+    expect(new Set(frames).size).toBe(72);
+    expect(Math.max(...frames)).toBe(72);
+    // Fewer batches than claims (each claim alone would be 24).
+    expect(batches.length).toBeLessThan(24);
+    expect(await jobRow(job.job_id)).toMatchObject({ next_frame: 73 });
+  });
+
+  it("one caller's failing statement fails only that caller; the others are applied exactly once", async () => {
+    const job = await submitOk({ start_frame: 1, end_frame: 10 });
+    const start = (await jobRow(job.job_id))!.priority as number;
+    const { db, batches } = countedDb();
+    const bump = () => [db.prepare(`UPDATE jobs SET priority = priority + 1 WHERE id = ? RETURNING priority`).bind(job.job_id)];
+    const outcomes = await Promise.allSettled([
+      batchTogether(db, bump()),
+      batchTogether(db, bump()),
+      batchTogether(db, [db.prepare(`SELECT * FROM no_such_table`)]),
+      batchTogether(db, bump()),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect(String((outcomes[2] as PromiseRejectedResult).reason)).toMatch(/no_such_table/);
+    // Three bumps, whatever grouping and retries happened.
+    expect(await jobRow(job.job_id)).toMatchObject({ priority: start + 3 });
+    const seen = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [(o.value[0]!.results[0] as { priority: number }).priority] : []));
+    expect(seen.sort()).toEqual([start + 1, start + 2, start + 3]);
+    // The failing group was sent once together, then each caller alone.
+    expect(batches.length).toBeGreaterThan(1);
+  });
+
+  it('the lead passes on: waves of callers keep being answered, each from its own batch results', async () => {
+    const { db, batches } = countedDb();
+    for (let wave = 0; wave < 3; wave++) {
+      const answers = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => batchTogether(db, [db.prepare(`SELECT ? AS n, ? AS wave`).bind(i, wave)])),
+      );
+      expect(answers.map((a) => a[0]!.results[0])).toEqual(Array.from({ length: 30 }, (_, n) => ({ n, wave })));
+    }
+    expect(batches.length).toBeLessThan(90);
+  });
+
+  it('get_job claims through it: concurrent requests get distinct frames', async () => {
+    await submitOk({ start_frame: 1, end_frame: 500, chunk_size: 2 });
+    const workers = await Promise.all(Array.from({ length: 16 }, (_, i) => registerWorker(`h${i}`)));
+    const tasks = await Promise.all(workers.map(async (worker_id) => (await (await postJson('/get_job', { worker_id })).json()) as { frames: number[] }));
+    const frames = tasks.flatMap((t) => t.frames);
+    expect(frames).toHaveLength(32);
+    expect(new Set(frames).size).toBe(32);
+  });
+});
