@@ -3,6 +3,8 @@ import { Hono } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { AppEnv } from './app-env.ts';
 import { authenticate } from './auth.ts';
+import { groupCommitting } from './batch-together.ts';
+import { executionContext } from './execution-context.ts';
 import { readConfig } from './env.ts';
 import { blendRoutes } from './routes/blends.ts';
 import { blobJobRoutes } from './routes/blob-jobs.ts';
@@ -26,6 +28,9 @@ export const app = new Hono<AppEnv>()
   .use(async (c, next) => {
     c.set('config', readConfig(c.env));
     c.set('wake', wakeWaiters);
+    // D1 batches of requests running at the same time go as one (edge/batch-together.ts).
+    const ctx = executionContext(c);
+    c.env = { ...c.env, DB: groupCommitting(c.env.DB, ctx ? (p) => ctx.waitUntil(p) : undefined) };
     await next();
   })
   // Before every route: who is asking, and may they (edge/auth.ts).

@@ -44,6 +44,20 @@ interface Queue {
 const queues = new WeakMap<D1Database, Queue>();
 
 /**
+ * The database as a request sees it: the same D1 binding, whose `batch` is `batchTogether`.
+ * `waitUntil` (the request's) keeps a group's batch running after a client hangs up.
+ */
+export function groupCommitting(db: D1Database, waitUntil?: (promise: Promise<unknown>) => void): D1Database {
+  return new Proxy(db, {
+    get(target, property) {
+      if (property === 'batch') return (statements: D1PreparedStatement[]) => batchTogether(target, statements, waitUntil);
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/**
  * `db.batch(statements)`, sent together with the batches of other callers that arrive meanwhile.
  * `waitUntil` (the request's) keeps a group's batch running after a client hangs up.
  */

@@ -67,8 +67,6 @@ export interface ClaimOptions {
   activeNodes?: number;
   /** The new lease's id (the node's `claim_id`, see claim-redelivery.ts); random when absent. */
   leaseId?: string;
-  /** Sends the claim's batch; `db.batch` when absent (routes send claims together, see batch-together.ts). */
-  batch?: (statements: D1PreparedStatement[]) => Promise<D1Result[]>;
 }
 
 interface ClaimedRow extends ClaimedTask {
@@ -192,7 +190,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     bind(`SELECT f.frame FROM tasks t JOIN frames f ON f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame
           WHERE t.lease_id = ?3`),
   ];
-  const results = await (opts.batch ?? ((s) => db.batch(s)))(statements);
+  const results = await db.batch<ClaimedRow>(statements);
   const jobsEnded = (results[1]!.meta.changes ?? 0) + (results[2]!.meta.changes ?? 0) > 0;
   const worker = results[0]!.results[0] as unknown as { enabled: number } | undefined;
   if (!worker) return { outcome: 'unknown_worker', jobsEnded };

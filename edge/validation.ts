@@ -62,6 +62,16 @@ export function assertBodySize(c: Context, maxBytes: number, what: string, setti
 async function readTextCapped(c: Context, maxBytes: number, what: string, setting: string): Promise<string> {
   const body = c.req.raw.body;
   if (!body) return '';
+  const length = contentLength(c);
+  if (length !== null) {
+    // The size is known (the HTTP layer holds the body to it): refuse it or read it whole, natively.
+    if (length > maxBytes) fail(413, `${what} is over the limit of ${maxBytes} bytes (${setting})`);
+    try {
+      return await c.req.raw.text();
+    } catch {
+      fail(400, `${what} ended before it was complete (the connection was cut); send it again`);
+    }
+  }
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;

@@ -7,7 +7,6 @@ import {
   type UpdateTaskStatusResponse,
 } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
-import { batchTogether } from '../batch-together.ts';
 import { fail } from '../errors.ts';
 import { executionContext } from '../execution-context.ts';
 import { actAsWorker } from '../auth.ts';
@@ -62,9 +61,6 @@ export const taskRoutes = new Hono<AppEnv>()
     actAsWorker(c, workerId);
     const deadline = Date.now() + waitMs;
     const poll = startPoll(workerId);
-    // Claims that arrive together share one D1 batch (batch-together.ts).
-    const ctx = executionContext(c);
-    const batch = (statements: D1PreparedStatement[]) => batchTogether(c.env.DB, statements, ctx ? (p) => ctx.waitUntil(p) : undefined);
     // No job ends in a claim unless a lease ran out on its last attempt, or a task is closed below.
     c.set('noJobFinished', true);
     try {
@@ -80,7 +76,6 @@ export const taskRoutes = new Hono<AppEnv>()
             // The node's claim id becomes the lease id, unless a task already had it (then a retry
             // whose answer was lost gets that claim again, see claim-redelivery.ts).
             leaseId,
-            batch,
           });
           leaseId = undefined;
           if (result.jobsEnded) c.set('noJobFinished', false);

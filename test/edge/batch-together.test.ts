@@ -1,7 +1,7 @@
 /** Group commit (edge/batch-together.ts): batches that meet are sent as one, and still behave as their own. */
 import { env } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { batchTogether } from '../../edge/batch-together.ts';
+import { batchTogether, groupCommitting } from '../../edge/batch-together.ts';
 import { claimTask } from '../../edge/scheduler.ts';
 import { emptyFarm, jobRow, postJson, registerWorker, submitOk } from './helpers.ts';
 
@@ -27,7 +27,7 @@ describe('batchTogether', () => {
     const { db, batches } = countedDb();
     const claims = await Promise.all(
       workers.map((workerId) =>
-        claimTask(db, { workerId, now: Date.now(), leaseMs: 60_000, targetChunkMs: 10_000, batch: (s) => batchTogether(db, s) }),
+        claimTask(groupCommitting(db), { workerId, now: Date.now(), leaseMs: 60_000, targetChunkMs: 10_000 }),
       ),
     );
     const frames = claims.flatMap((c) => {
