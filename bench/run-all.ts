@@ -18,7 +18,7 @@ const BENCHES: Record<string, () => Promise<string>> = {
     const r = await benchFarmVsPlain({ frames: 24, width: 480, height: 360, threads: 2, repeats: 2, bake: false, quick: false });
     const ratio = (run: { wallS: number; cpuS: number } | null) =>
       run ? `${(run.wallS / r.plain.wallS).toFixed(3)} wall / ${(run.cpuS / r.plain.cpuS).toFixed(3)} CPU` : '-';
-    return `farm/plain ${ratio(r.farm)} (goal <= 1.05 wall); every preview ${ratio(r.farmAllPreviews)}; --no-hot ${ratio(r.farmCold)}; per-frame ${ratio(r.perFrame)}; identical frames ${r.identical}/24`;
+    return `farm/plain ${r.pairs.wall.toFixed(3)} wall / ${r.pairs.cpu.toFixed(3)} CPU, median of pairs (goal <= 1.05 wall); medians ${ratio(r.farm)}; every preview ${ratio(r.farmAllPreviews)}; --no-hot ${ratio(r.farmCold)}; per-frame ${ratio(r.perFrame)}; identical frames ${r.identical}/24`;
   },
   dispatch: async () => {
     const r = await benchDispatch({ nodes: 32, seconds: 5 });
