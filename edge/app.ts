@@ -30,7 +30,7 @@ export const app = new Hono<AppEnv>()
     c.set('wake', wakeWaiters);
     // D1 batches of requests running at the same time go as one (edge/batch-together.ts).
     const ctx = executionContext(c);
-    c.env = { ...c.env, DB: groupCommitting(c.env.DB, ctx ? (p) => ctx.waitUntil(p) : undefined) };
+    c.env = { ...c.env, DB: groupCommitting(c.env.DB, { waitUntil: ctx ? (p) => ctx.waitUntil(p) : undefined }) };
     await next();
   })
   // Before every route: who is asking, and may they (edge/auth.ts).

@@ -15,8 +15,11 @@
  * caller's slot and names the first caller still waiting as the next leader. Waiting callers look
  * at their slot on a short timer of their own, so each carries on in its own request (a promise
  * settled from another request's context is not guaranteed to continue in the right one, and a
- * request that waits on nothing of its own is cancelled as hung). The leader keeps its batch
- * alive with waitUntil, so a client that hangs up cannot strand the callers in its group.
+ * request that waits on nothing of its own is cancelled as hung). Each caller keeps its wait
+ * and its lead alive with waitUntil, so a client that hangs up cannot strand the others. Should a
+ * leader still never finish (its request killed mid-batch), the caller first in line takes the
+ * lead after STALL_MS: two groups may then be on their way at once, which D1 runs one after the
+ * other, and each caller is still in exactly one group.
  */
 
 /** Statements per group at most (about 20 claims); the rest wait for the next round. */
@@ -25,8 +28,15 @@ const MAX_STATEMENTS = 200;
 /** How often a waiting caller looks at its slot: a batch takes a few milliseconds. */
 const POLL_MS = 1;
 
-/** How long a caller waits for its turn before it gives up with an error. */
-const TURN_TIMEOUT_MS = 60_000;
+/** How long a group may be on its way before the caller first in line leads the next one anyway. */
+const STALL_MS = 10_000;
+
+export interface BatchOptions {
+  /** The request's: keeps this caller's wait and lead going after its client hangs up. */
+  waitUntil?: (promise: Promise<unknown>) => void;
+  /** STALL_MS unless set (tests). */
+  stallMs?: number;
+}
 
 type Turn = { lead: true } | { results: D1Result[] } | { alone: true };
 
@@ -38,58 +48,49 @@ interface Waiter {
 
 interface Queue {
   busy: boolean;
+  stallMs: number;
+  /** When the group on its way was sent. */
+  sentAt: number;
   waiting: Waiter[];
 }
 
 const queues = new WeakMap<D1Database, Queue>();
 
-/**
- * The database as a request sees it: the same D1 binding, whose `batch` is `batchTogether`.
- * `waitUntil` (the request's) keeps a group's batch running after a client hangs up.
- */
-export function groupCommitting(db: D1Database, waitUntil?: (promise: Promise<unknown>) => void): D1Database {
+/** The database as a request sees it: the same D1 binding, whose `batch` is `batchTogether`. */
+export function groupCommitting(db: D1Database, options: BatchOptions = {}): D1Database {
   return new Proxy(db, {
     get(target, property) {
-      if (property === 'batch') return (statements: D1PreparedStatement[]) => batchTogether(target, statements, waitUntil);
+      if (property === 'batch') return (statements: D1PreparedStatement[]) => batchTogether(target, statements, options);
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
 }
 
-/**
- * `db.batch(statements)`, sent together with the batches of other callers that arrive meanwhile.
- * `waitUntil` (the request's) keeps a group's batch running after a client hangs up.
- */
-export async function batchTogether(
-  db: D1Database,
-  statements: D1PreparedStatement[],
-  waitUntil?: (promise: Promise<unknown>) => void,
-): Promise<D1Result[]> {
+/** `db.batch(statements)`, sent together with the batches of other callers that arrive meanwhile. */
+export function batchTogether(db: D1Database, statements: D1PreparedStatement[], options: BatchOptions = {}): Promise<D1Result[]> {
   let q = queues.get(db);
-  if (!q) queues.set(db, (q = { busy: false, waiting: [] }));
+  if (!q) queues.set(db, (q = { busy: false, stallMs: options.stallMs ?? STALL_MS, sentAt: 0, waiting: [] }));
+  const done = takeTurn(db, q, statements);
+  options.waitUntil?.(done.catch(() => {}));
+  return done;
+}
+
+async function takeTurn(db: D1Database, q: Queue, statements: D1PreparedStatement[]): Promise<D1Result[]> {
   const me: Waiter = { statements, turn: null };
   q.waiting.push(me);
   if (!q.busy) {
     q.busy = true;
     me.turn = { lead: true };
   }
-  const deadline = Date.now() + TURN_TIMEOUT_MS;
   while (!me.turn) {
-    if (Date.now() > deadline) {
-      const at = q.waiting.indexOf(me);
-      // Still queued: leave the queue. Taken into a group already: its batch may yet commit.
-      if (at >= 0) q.waiting.splice(at, 1);
-      throw new Error(`D1 did not answer a batch within ${TURN_TIMEOUT_MS / 1000} s`);
-    }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    if (!me.turn && q.waiting[0] === me && Date.now() - q.sentAt > q.stallMs) me.turn = { lead: true };
   }
   const turn: Turn = me.turn;
   if ('results' in turn) return turn.results;
   if ('alone' in turn) return db.batch(statements);
-  const round = lead(db, q);
-  waitUntil?.(round.catch(() => {}));
-  return round;
+  return lead(db, q);
 }
 
 /** Runs the next group (its leader first), hands the results out and the lead on; answers the leader's results. */
@@ -102,6 +103,7 @@ async function lead(db: D1Database, q: Queue): Promise<D1Result[]> {
     count += next.statements.length;
   }
   const [self, ...others] = group;
+  q.sentAt = Date.now();
   try {
     if (others.length === 0) return await db.batch(self!.statements);
     let results: D1Result[];

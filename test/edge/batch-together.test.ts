@@ -74,6 +74,23 @@ describe('batchTogether', () => {
     expect(batches.length).toBeLessThan(90);
   });
 
+  it('a group that never comes back does not stall the others: the caller first in line leads after the stall time', async () => {
+    let first = true;
+    const db = {
+      prepare: (sql: string) => env.DB.prepare(sql),
+      // The first batch hangs, as a leader whose request was killed mid-batch would.
+      batch: (statements: D1PreparedStatement[]) => (first ? ((first = false), new Promise<never>(() => {})) : env.DB.batch(statements)),
+    } as unknown as D1Database;
+    void batchTogether(db, [db.prepare(`SELECT 1 AS n`)], { stallMs: 50 });
+    const started = Date.now();
+    const [second, third] = await Promise.all([
+      batchTogether(db, [db.prepare(`SELECT 2 AS n`)], { stallMs: 50 }),
+      batchTogether(db, [db.prepare(`SELECT 3 AS n`)], { stallMs: 50 }),
+    ]);
+    expect([second[0]!.results[0], third[0]!.results[0]]).toEqual([{ n: 2 }, { n: 3 }]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(50);
+  });
+
   it('get_job claims through it: concurrent requests get distinct frames', async () => {
     await submitOk({ start_frame: 1, end_frame: 500, chunk_size: 2 });
     const workers = await Promise.all(Array.from({ length: 16 }, (_, i) => registerWorker(`h${i}`)));
