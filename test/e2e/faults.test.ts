@@ -103,7 +103,9 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
   const note = (event: string) => events.push(`${((Date.now() - startedAt) / 1000).toFixed(1)} s ${event}`);
 
   const launch = (name: string, workDir?: string): RenderNode => {
-    const node = startNode({ name, master: proxy.url, ...(workDir ? { workDir } : {}) });
+    // Previews on (the frames are small enough that a node would skip them): their uploads go
+    // through the faults too, and they keep each frame long enough for a node to be caught mid-render.
+    const node = startNode({ name, master: proxy.url, env: { FARM_PREVIEWS: 'on' }, ...(workDir ? { workDir } : {}) });
     nodes.set(name, node);
     output.set(name, [...(output.get(name) ?? []), captureOutput(node)]);
     return node;
