@@ -6,10 +6,13 @@
  * baseline measured in the same run, on the same machine, so the ratios mean something even on a
  * machine that other work is slowing down.
  */
-import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Pool, WebSocket } from 'undici';
+
+import { freePort, killGroup, ROOT, waitFor } from '../test/e2e/harness.ts';
 
 export { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
 
@@ -268,4 +271,42 @@ export function treeCpuSeconds(pid: number): number {
 /** CPU seconds of this process's reaped children (e.g. a Blender it ran and waited for). */
 export function reapedChildrenCpuSeconds(): number {
   return processCpuSeconds(process.pid).children;
+}
+
+export interface BareWorker {
+  url: string;
+  port: number;
+  /** The `wrangler dev` process (its group holds both workerd processes). */
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a bare Worker of bench/ under `wrangler dev` (as the master runs locally), to measure
+ * what the platform itself costs apart from the master's code. `toml` adds bindings to the
+ * generated wrangler.toml; the same `persistDir` keeps local D1 and R2 between starts.
+ */
+export async function startBareWorker(opts: { dir: string; name: string; main: string; persistDir: string; toml?: string[] }): Promise<BareWorker> {
+  const config = join(opts.dir, `${opts.name}.wrangler.toml`);
+  writeFileSync(
+    config,
+    [
+      `name = "${opts.name}"`,
+      `main = "${join(ROOT, 'bench', opts.main)}"`,
+      'compatibility_date = "2026-10-20"',
+      'compatibility_flags = ["nodejs_compat"]',
+      'send_metrics = false',
+      ...(opts.toml ?? []),
+    ].join('\n'),
+  );
+  const port = await freePort();
+  const wrangler = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
+  const child = spawn(
+    process.execPath,
+    [wrangler, 'dev', '-c', config, '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(await freePort()), '--persist-to', opts.persistDir, '--log-level', 'warn'],
+    { cwd: opts.dir, env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' }, detached: true, stdio: 'ignore' },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`the ${opts.name} Worker to answer`, async () => (await fetch(`${url}/nothing`)).status === 404, 60_000);
+  return { url, port, child, stop: () => killGroup(child) };
 }

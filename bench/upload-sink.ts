@@ -16,17 +16,13 @@
  *
  *   node bench/upload-sink.ts [--mib 256] [--part-mib 16] [--read-mib 4]
  */
-import { spawn } from 'node:child_process';
-import { createReadStream, writeFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { freePort, killGroup } from '../test/e2e/harness.ts';
-import { isMain, machineInfo, report, rssMb, runBench, tempDir, waitFor, workerdByRole, workerInspector, ROOT } from './lib.ts';
+import { isMain, machineInfo, report, rssMb, runBench, startBareWorker, tempDir, workerdByRole, workerInspector } from './lib.ts';
 import { writeBigBlend } from './memory.ts';
-
-const WRANGLER = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
 
 interface Sample {
   /** The dev proxy's workerd (see workerdByRole). */
@@ -49,28 +45,13 @@ interface Phase {
 
 /** Starts `wrangler dev` on the sink Worker; the same `persistDir` keeps local R2 between starts. */
 async function startSink(dir: string, persistDir: string) {
-  const config = join(dir, 'wrangler.toml');
-  writeFileSync(
-    config,
-    [
-      'name = "upload-sink"',
-      `main = "${join(ROOT, 'bench', 'upload-sink-worker.ts')}"`,
-      'compatibility_date = "2026-10-20"',
-      'compatibility_flags = ["nodejs_compat"]',
-      'send_metrics = false',
-      '[[r2_buckets]]',
-      'binding = "FILES"',
-      'bucket_name = "upload-sink"',
-    ].join('\n'),
-  );
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [WRANGLER, 'dev', '-c', config, '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(await freePort()), '--persist-to', persistDir, '--log-level', 'warn'],
-    { cwd: dir, env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' }, detached: true, stdio: 'ignore' },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('the sink Worker to answer', async () => (await fetch(`${url}/nothing`)).status === 404, 60_000);
+  const { url, port, child, stop } = await startBareWorker({
+    dir,
+    name: 'upload-sink',
+    main: 'upload-sink-worker.ts',
+    persistDir,
+    toml: ['[[r2_buckets]]', 'binding = "FILES"', 'bucket_name = "upload-sink"'],
+  });
   const memory = (): Sample => {
     const { proxy, runtime } = workerdByRole(child.pid!, port);
     const sum = (pids: number[]) => pids.reduce((total, pid) => total + rssMb(pid), 0);
@@ -84,7 +65,7 @@ async function startSink(dir: string, persistDir: string) {
       const { jsMb, buffersMb } = await inspector.heap();
       return jsMb + buffersMb;
     },
-    stop: () => (inspector.close(), killGroup(child)),
+    stop: () => (inspector.close(), stop()),
   };
 }
 
