@@ -52,7 +52,7 @@ process.on('SIGTERM', () => shutdown('SIGTERM'));
 if (await waitForMaster()) {
   console.error(`[farm] master ready on ${MASTER}; starting one local render node`);
   console.error(`[farm] submit: curl -F blend_file=@scene.blend -F start_frame=1 -F end_frame=10 ${MASTER}/submit_job`);
-  node = start('render node', [join(root, 'worker-node', 'main.ts'), '--master', MASTER, '--name', 'local-1', '--work-dir', join(root, '.farm', 'node-local')]);
+  node = start('render node', ['--max-semi-space-size=2', join(root, 'worker-node', 'main.ts'), '--master', MASTER, '--name', 'local-1', '--work-dir', join(root, '.farm', 'node-local')]);
 } else {
   console.error('[farm] the master did not start within 60 s; see the output above');
   shutdown('SIGTERM', 1);

@@ -132,12 +132,12 @@ export interface RenderNode {
   stop(signal?: NodeJS.Signals, graceMs?: number): Promise<void>;
 }
 
-/** Starts a real render node process (`worker-node/main.ts` on this Node). */
+/** Starts a real render node process (`worker-node/main.ts` on this Node, with the Node flags of `npm run worker`). */
 export function startNode(opts: { name: string; master: string; workDir?: string; args?: string[]; env?: Record<string, string> }): RenderNode {
   const workDir = opts.workDir ?? tempDir(`node-${opts.name}`);
   const child = spawn(
     process.execPath,
-    [join(ROOT, 'worker-node', 'main.ts'), '--master', opts.master, '--name', opts.name, '--work-dir', workDir, '--threads', '1', ...(opts.args ?? [])],
+    ['--max-semi-space-size=2', join(ROOT, 'worker-node', 'main.ts'), '--master', opts.master, '--name', opts.name, '--work-dir', workDir, '--threads', '1', ...(opts.args ?? [])],
     { cwd: ROOT, env: { ...process.env, BLENDER, ...opts.env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const log = logStream(`node-${opts.name}`);

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
 import { decodePng } from './png.ts';
+import { statusField } from './upload-measure.ts';
 
 const execFileAsync = promisify(execFile);
 const FRAMES = 12;
@@ -101,6 +102,14 @@ describe('a farm of two render nodes', () => {
     const good = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 3, end_frame: 4, name: 'after-corrupt' });
     const done = await waitForJob(master.url, good.job_id, ['completed', 'failed'], 120_000);
     expect(done).toMatchObject({ status: 'completed', completed_frames: 2 });
+  });
+
+  it('each node daemon stayed within 150 MB of resident memory through those jobs (Blender apart)', () => {
+    for (const node of nodes) {
+      const peakMb = statusField(node.process.pid!, 'VmHWM') / 2 ** 20;
+      expect(peakMb, node.name).toBeGreaterThan(20); // read from a live process
+      expect(peakMb, node.name).toBeLessThanOrEqual(150);
+    }
   });
 });
 

@@ -30,7 +30,8 @@ export async function makeLargeFile(path: string, bytes: number): Promise<void> 
   }
 }
 
-function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+/** A memory field of /proc/PID/status in bytes (VmHWM: the highest resident memory so far); 0 once the process is gone. */
+export function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   try {
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) * 1024 : 0;

@@ -15,7 +15,7 @@ describe('worker-node/farm-node.service', () => {
     expect(unit).toMatch(/^Restart=on-failure$/m);
     expect(unit).toMatch(/^EnvironmentFile=\/etc\/farm-node\.env$/m);
     expect(unit).toMatch(/^KillSignal=SIGTERM$/m);
-    expect(unit).toMatch(/^ExecStart=\S+\/node \S+\/worker-node\/main\.ts$/m);
+    expect(unit).toMatch(/^ExecStart=\S+\/node --max-semi-space-size=2 \S+\/worker-node\/main\.ts$/m);
   });
 
   it.runIf(hasSystemdAnalyze)('passes systemd-analyze verify when installed at this checkout', () => {
