@@ -31,6 +31,7 @@ import {
   isMain,
   machineInfo,
   makeScene,
+  processCpuSeconds,
   reapedChildrenCpuSeconds,
   report,
   runBench,
@@ -106,9 +107,10 @@ export async function farmRun(
     }, 60_000);
     await new Promise((r) => setTimeout(r, 1_000));
     const nodeCpu = () => treeCpuSeconds(node.process.pid!);
+    const nodeOwnCpu = () => processCpuSeconds(node.process.pid!).own;
     const masterCpu = () => treeCpuSeconds(master.process.pid!);
     const bytes = readFileSync(blend);
-    const [nodeBefore, masterBefore] = [nodeCpu(), masterCpu()];
+    const [nodeBefore, nodeOwnBefore, masterBefore] = [nodeCpu(), nodeOwnCpu(), masterCpu()];
     const startedAt = Date.now();
     const form = new FormData();
     form.set('blend_file', new Blob([bytes]), 'bench.blend');
@@ -119,7 +121,7 @@ export async function farmRun(
     if (submitted.status !== 201) throw new Error(`submit_job answered ${submitted.status}: ${JSON.stringify(job)}`);
     // Polled slowly, so the poll costs the master little; the master's finished_at gives the end.
     const status = await pollJob(master.url, job.job_id, 900_000);
-    const [nodeS, masterS] = [nodeCpu() - nodeBefore, masterCpu() - masterBefore];
+    const [nodeS, nodeOwnS, masterS] = [nodeCpu() - nodeBefore, nodeOwnCpu() - nodeOwnBefore, masterCpu() - masterBefore];
     const cpuS = nodeS + masterS;
     if (status.status !== 'completed' || !status.finished_at) throw new Error(`the farm's job ended ${status.status}`);
     const wallS = (Date.parse(status.finished_at) - startedAt) / 1000;
@@ -129,7 +131,7 @@ export async function farmRun(
     const tasks = (await (await fetch(`${master.url}/jobs/${job.job_id}/tasks`)).json()) as { tasks: { start_frame: number; end_frame: number }[] };
     console.log(
       `    farm (${label}): ${tasks.tasks.length} tasks (${tasks.tasks.map((t) => `${t.start_frame}-${t.end_frame}`).join(', ')}); ` +
-        `CPU: node with Blender ${nodeS.toFixed(1)} s, master ${masterS.toFixed(1)} s`,
+        `CPU: node with Blender ${nodeS.toFixed(1)} s (the node's own process ${nodeOwnS.toFixed(1)} s), master ${masterS.toFixed(1)} s`,
     );
     return { wallS, cpuS, frames };
   } finally {

@@ -115,7 +115,6 @@ export async function sweepWebhooks(db: D1Database, options: DeliveryOptions = {
   return due.length;
 }
 
-
 /**
  * After every request that may have finished a job (anything but GET, HEAD and OPTIONS, and the
  * node requests that said they finished none: uploads, lease renewals, claims): claims

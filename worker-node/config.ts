@@ -61,6 +61,11 @@ export const USAGE = `Usage: npm run worker -- --master URL [options]
                     (env FARM_GPU_SLOTS)                                [default: per-gpu]
   --help            this text`;
 
+/** The ffmpeg a node runs, for frame previews and preview videos alike: `FFMPEG`, else `ffmpeg` on PATH. */
+export function ffmpegCommand(env: NodeJS.ProcessEnv = process.env): string {
+  return env.FFMPEG || 'ffmpeg';
+}
+
 /** Finds an executable the way a shell would: a path as given, or a name searched on PATH. */
 export function findExecutable(name: string, pathEnv = process.env.PATH ?? ''): string | null {
   const candidates = name.includes('/') ? [resolve(name)] : pathEnv.split(delimiter).filter(Boolean).map((dir) => join(dir, name));

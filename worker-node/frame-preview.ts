@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PREVIEW_WIDTH_PX } from '../protocol/api.ts';
-import { findExecutable } from './config.ts';
+import { ffmpegCommand, findExecutable } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { MasterClient } from './master-client.ts';
 
@@ -98,7 +98,7 @@ export type PreviewTool = 'ffmpeg' | 'blender' | 'off';
 /** Which tool makes previews on this machine. */
 export function choosePreviewTool(env: NodeJS.ProcessEnv = process.env): { tool: PreviewTool; ffmpeg: string | null } {
   if (previewMode(env) === 'off') return { tool: 'off', ffmpeg: null };
-  const ffmpeg = findExecutable(env.FFMPEG ?? 'ffmpeg', env.PATH);
+  const ffmpeg = findExecutable(ffmpegCommand(env), env.PATH);
   return ffmpeg ? { tool: 'ffmpeg', ffmpeg } : { tool: 'blender', ffmpeg: null };
 }
 

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ffmpegCommand } from '../../worker-node/config.ts';
 import { assemblePreviewVideo, hasFfmpeg, type PreviewFrame } from '../../worker-node/post/preview-video.ts';
 import { frameRateOf, parseSceneFpsLine, readSceneFps, sceneFpsExpr } from '../../worker-node/post/scene-fps.ts';
 
@@ -68,6 +69,20 @@ describe('preview video', () => {
   it('this machine has ffmpeg with libx264; a missing ffmpeg is reported as absent, not thrown', async () => {
     expect(await hasFfmpeg()).toBe(true);
     expect(await hasFfmpeg(join(dir, 'no-such-ffmpeg'))).toBe(false);
+  });
+
+  it('FFMPEG names the ffmpeg a node checks and runs for videos, as it does for frame previews', async () => {
+    const saved = process.env.FFMPEG;
+    try {
+      process.env.FFMPEG = join(dir, 'no-such-ffmpeg');
+      expect(ffmpegCommand()).toBe(join(dir, 'no-such-ffmpeg'));
+      expect(await hasFfmpeg()).toBe(false);
+      await expect(assemblePreviewVideo({ frames: makeFrames(16, 16, 'env'), fps: 24, outPath: join(dir, 'env.mp4') })).rejects.toThrow();
+    } finally {
+      if (saved === undefined) delete process.env.FFMPEG;
+      else process.env.FFMPEG = saved;
+    }
+    expect(await hasFfmpeg()).toBe(true);
   });
 
   it('7 frames numbered with gaps become a 24 fps H.264 MP4 of exactly 7 frames, in frame order', async () => {

@@ -4,6 +4,7 @@
  */
 import { copyFile, mkdtemp, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
+import { ffmpegCommand } from '../config.ts';
 import { runProcess } from '../process/run-process.ts';
 import { frameRateOf, type FrameRate, type SceneFps } from './scene-fps.ts';
 
@@ -17,10 +18,10 @@ const ERROR_LINES = 10;
 const FFMPEG_PROBE_TIMEOUT_MS = 15_000;
 
 /**
- * True when `ffmpeg` runs and has the libx264 encoder: what a node must have to take a
+ * True when the node's ffmpeg runs and has the libx264 encoder: what a node must have to take a
  * preview-video task. Never throws.
  */
-export async function hasFfmpeg(ffmpeg = 'ffmpeg'): Promise<boolean> {
+export async function hasFfmpeg(ffmpeg = ffmpegCommand()): Promise<boolean> {
   try {
     const result = await runProcess(ffmpeg, ['-hide_banner', '-loglevel', 'error', '-encoders'], {
       signal: AbortSignal.timeout(FFMPEG_PROBE_TIMEOUT_MS),
@@ -117,7 +118,7 @@ export async function assemblePreviewVideo(spec: PreviewVideoSpec): Promise<Prev
       if (match) encodedFrames = Number(match[1]);
       else if (!PROGRESS_LINE.test(line) && messages.push(line) > ERROR_LINES) messages.shift();
     };
-    const result = await runProcess(spec.ffmpeg ?? 'ffmpeg', args, { signal: spec.signal, logPath: spec.logPath, onLine });
+    const result = await runProcess(spec.ffmpeg ?? ffmpegCommand(), args, { signal: spec.signal, logPath: spec.logPath, onLine });
     if (result.exitCode !== 0) {
       const how = result.aborted ? 'ffmpeg was stopped' : `ffmpeg exited with ${result.exitCode ?? result.signal}`;
       throw new Error(`making the preview video: ${how}${messages.length ? ':\n' + messages.join('\n') : ''}`);
