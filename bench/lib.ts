@@ -11,7 +11,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Pool, WebSocket } from 'undici';
-
 import { freePort, killGroup, ROOT, waitFor } from '../test/e2e/harness.ts';
 
 export { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
