@@ -20,8 +20,10 @@ export interface TaskRow {
   tile_index: number | null;
 }
 
+/** A batch of one, so that under load the read joins other requests' D1 batches (batch-together.ts). */
 export async function loadTask(db: D1Database, taskId: string): Promise<TaskRow | null> {
-  return db.prepare(`SELECT * FROM tasks WHERE id = ?`).bind(taskId).first<TaskRow>();
+  const [read] = await db.batch<TaskRow>([db.prepare(`SELECT * FROM tasks WHERE id = ?`).bind(taskId)]);
+  return read!.results[0] ?? null;
 }
 
 /** Answers 404 for an unknown task and 409 for a lease that is not (or no longer) the task's. */
