@@ -15,7 +15,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { closedLoop, isMain, machineInfo, pool, postJson, report, runBench, send, startBareWorker, tempDir } from './lib.ts';
+import { closedLoop, isMain, machineInfo, median, pool, postJson, report, runBench, send, startBareWorker, tempDir, TINY_PNG } from './lib.ts';
 
 const ROUTES = [
   ['/json', 'read and answer JSON'],
@@ -26,9 +26,6 @@ const ROUTES = [
   ['/do-sql', 'one Durable Object RPC, SQLite write'],
   ['/r2-put', 'store a 1x1 PNG in R2'],
 ] as const;
-
-/** A 1x1 PNG, as bench/dispatch.ts uploads. */
-const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
 
 export interface CeilingResult {
   noopRate: number;
@@ -83,7 +80,6 @@ export async function benchDispatchCeiling(options: { nodes: number; seconds: nu
     for (const [route] of ROUTES) await closedLoop(nodes, 300, call(route));
 
     // Rounds of: no-op, every route, no-op; each rate against its round's no-op, median over rounds.
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     const noops: number[] = [];
     const perRoute = new Map<string, { rates: number[]; ratios: number[] }>(ROUTES.map(([route]) => [route, { rates: [], ratios: [] }]));
     for (let round = 0; round < rounds; round++) {

@@ -11,10 +11,7 @@
  *   node bench/dispatch.ts [--nodes 32] [--seconds 5]
  */
 import { parseArgs } from 'node:util';
-import { BENCH_MASTER_VARS, closedLoop, isMain, machineInfo, pool, postJson, report, runBench, send, startMaster, verdict } from './lib.ts';
-
-/** A 1x1 PNG: the smallest real frame. */
-const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+import { BENCH_MASTER_VARS, closedLoop, isMain, machineInfo, pool, postJson, report, runBench, send, startMaster, TINY_PNG, verdict } from './lib.ts';
 
 interface Task {
   task_id: string;

@@ -15,6 +15,12 @@ import { freePort, killGroup, ROOT, waitFor } from '../test/e2e/harness.ts';
 
 export { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
 
+/** A 1x1 PNG: the smallest real frame, as simulated nodes upload it. */
+export const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
+
+/** The median of some measurements (the upper middle of an even count). */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 /** Master vars for benchmarks: no rate limit (one simulated node makes thousands of requests). */
 export const BENCH_MASTER_VARS = { RATE_LIMIT_PER_MINUTE: '0' };
 

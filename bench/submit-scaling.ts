@@ -8,14 +8,12 @@
  *   node bench/submit-scaling.ts [--rounds 20]
  */
 import { parseArgs } from 'node:util';
-import { BENCH_MASTER_VARS, isMain, machineInfo, report, runBench, startMaster, verdict } from './lib.ts';
+import { BENCH_MASTER_VARS, isMain, machineInfo, median, report, runBench, startMaster, verdict } from './lib.ts';
 
 export interface SubmitScalingResult {
   smallMs: number;
   largeMs: number;
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function benchSubmitScaling(options: { rounds: number }): Promise<SubmitScalingResult> {
   console.log(`submit scaling: 10 frames vs 1,000,000 frames, ${options.rounds} submissions each, alternating`);
