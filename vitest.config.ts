@@ -11,7 +11,8 @@ export default defineConfig({
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },
-            miniflare: { bindings: { TEST_MIGRATIONS: migrations } },
+            // Local development's open mode, which npm start passes as a --var (wrangler.toml never sets it).
+            miniflare: { bindings: { TEST_MIGRATIONS: migrations, FARM_ALLOW_ANONYMOUS: 'true' } },
           }),
         ],
         test: {
@@ -21,8 +22,7 @@ export default defineConfig({
         },
       },
       {
-        // The same master with authentication on, as deployed: wrangler.toml's [vars] run it open
-        // for local development, so these bindings turn that off and set test tokens.
+        // The same master with authentication on, as deployed, with test tokens.
         plugins: [
           cloudflareTest({
             wrangler: { configPath: './wrangler.toml' },

@@ -2,6 +2,8 @@
 export interface Env {
   DB: D1Database;
   FILES: R2Bucket;
+  /** Wakes render nodes waiting for work (edge/work-signal.ts). */
+  WORK_SIGNAL: DurableObjectNamespace<import('./work-signal.ts').WorkSignal>;
   /** "true" only in local development: requests need no token. */
   FARM_ALLOW_ANONYMOUS?: string;
   /** Submitter tokens, comma-separated (a Worker secret). */

@@ -27,3 +27,13 @@ export function waitForWork(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener('abort', done);
   });
 }
+
+import { DurableObject } from 'cloudflare:workers';
+import type { Env } from './env.ts';
+/** Placeholder, replaced by the wake-up Durable Object. */
+export class WorkSignal extends DurableObject {}
+
+/** Wakes every render node waiting for work, on any isolate (placeholder: wakes this isolate's). */
+export async function wakeWaitingNodes(_env: Env): Promise<void> {
+  wakeWaiters();
+}

@@ -19,7 +19,7 @@ function start(name, args) {
   return child;
 }
 
-const master = start('master', [join(root, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'dev', '--log-level', 'warn']);
+const master = start('master', [join(root, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'dev', '--log-level', 'warn', '--var', 'FARM_ALLOW_ANONYMOUS:true']);
 
 async function waitForMaster() {
   for (let i = 0; i < 300; i++) {

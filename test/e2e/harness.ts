@@ -109,7 +109,8 @@ export async function startMaster(opts: {
     });
     if (migrate.status !== 0) throw new Error(`applying migrations failed: ${migrate.stderr}${migrate.stdout}`);
   }
-  const vars = Object.entries(opts.vars ?? {}).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
+  // Local development runs open, as `npm run dev` does; tests of a deployed master pass FARM_ALLOW_ANONYMOUS=false.
+  const vars = Object.entries({ FARM_ALLOW_ANONYMOUS: 'true', ...opts.vars }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const child = spawn(
     process.execPath,
     [WRANGLER, 'dev', '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(await freePort()),
