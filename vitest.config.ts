@@ -43,11 +43,11 @@ export default defineConfig({
         },
       },
       {
-        // The render node's logic, the CLI and the scripts, in plain Node.
+        // The render node's logic, the CLI, the scripts and the master's runtime-free modules, in plain Node.
         test: {
           name: 'node',
           environment: 'node',
-          include: ['test/worker-node/**/*.test.ts', 'test/cli/**/*.test.ts'],
+          include: ['test/worker-node/**/*.test.ts', 'test/cli/**/*.test.ts', 'test/edge-node/**/*.test.ts'],
           testTimeout: 60_000,
         },
       },

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, runBench, startMaster, startNode, tempDir, verdict, waitFor, waitForJob } from './lib.ts';
+import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, runBench, startMaster, startNode, tempDir, verdict, waitFor, waitForJob, waitForPickup } from './lib.ts';
 
 export interface PickupResult {
   medianMs: number;
@@ -46,18 +46,10 @@ export async function benchPickup(options: { rounds: number }): Promise<PickupRe
       const response = await fetch(`${master.url}/submit_job`, { method: 'POST', body: form });
       const job = (await response.json()) as { job_id: string };
       if (response.status !== 201) throw new Error(`submit_job answered ${response.status}: ${JSON.stringify(job)}`);
-      let claimed: number | undefined;
-      for (;;) {
-        const { tasks } = (await (await fetch(`${master.url}/jobs/${job.job_id}/tasks`)).json()) as { tasks: { message: string | null; status: string }[] };
-        if (tasks.length > 0) claimed ??= performance.now() - started;
-        if (tasks.some((t) => t.message === 'rendering' || t.status === 'completed')) break;
-        if (performance.now() - started > 60_000) throw new Error('the node did not pick the job up within 60 s');
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      const running = performance.now() - started;
-      claimMs.push(claimed ?? running);
+      const { claimedMs: claimed, runningMs: running } = await waitForPickup(master.url, job.job_id, started);
+      claimMs.push(claimed);
       runningMs.push(running);
-      report(`round ${round + 1}: claimed / running after`, `${(claimed ?? running).toFixed(0)} / ${running.toFixed(0)}`, 'ms');
+      report(`round ${round + 1}: claimed / running after`, `${claimed.toFixed(0)} / ${running.toFixed(0)}`, 'ms');
       await waitForJob(master.url, job.job_id, ['completed', 'failed'], 120_000);
     }
     const sorted = [...runningMs].sort((a, b) => a - b);

@@ -1,16 +1,19 @@
 /**
- * Runs the five benchmarks one after another (`npm run bench`) and prints a summary. Each one
+ * Runs the benchmarks one after another (`npm run bench`) and prints a summary. Each one
  * measures its baseline in the same run, so the ratios compare like with like; the absolute
  * figures depend on the machine and on whatever else it is doing.
  *
- *   npm run bench                      all five
- *   npm run bench -- dispatch pickup   some, by name: farm, dispatch, submit, memory, pickup
+ *   npm run bench                      all eight
+ *   npm run bench -- dispatch pickup   some, by name: farm, dispatch, submit, memory, pickup, idle, scale, cost
  */
+import { benchCost } from './cost.ts';
 import { benchDispatch } from './dispatch.ts';
 import { benchFarmVsPlain } from './farm-vs-plain.ts';
+import { benchIdle } from './idle.ts';
 import { machineInfo, runBench } from './lib.ts';
 import { benchMemory } from './memory.ts';
 import { benchPickup } from './pickup-latency.ts';
+import { benchScale } from './scale.ts';
 import { benchSubmitScaling } from './submit-scaling.ts';
 
 const BENCHES: Record<string, () => Promise<string>> = {
@@ -35,6 +38,18 @@ const BENCHES: Record<string, () => Promise<string>> = {
   pickup: async () => {
     const r = await benchPickup({ rounds: 8 });
     return `submit to running median ${r.medianMs.toFixed(0)} ms, max ${r.maxMs.toFixed(0)} ms (goal <= 1000 ms)`;
+  },
+  idle: async () => {
+    const r = await benchIdle({ nodes: 2, seconds: 60, baselineSeconds: 15, frames: 2 });
+    return `${r.commitsPerNodeMinute.toFixed(3)} storage commits per idle node-minute (goal <= 1); answer to first claim ${r.claimMs.toFixed(0)} ms (goal <= 1000 ms)`;
+  },
+  scale: async () => {
+    const r = await benchScale({ nodes: 1000, seconds: 60, waitMs: 20_000 });
+    return `${r.nodes} waiting nodes: ${r.commitsPerNodeMinute.toFixed(3)} commits per node-minute (goal <= 1); all holding a frame after ${r.allHoldSeconds?.toFixed(2) ?? 'never'} s; ${r.duplicates} frames handed out twice (goal 0)`;
+  },
+  cost: async () => {
+    const r = await benchCost({ frames: 8, idleSeconds: 60 });
+    return `per 1,000 frames ${Math.round(r.per1000Frames.requests)} requests, ${Math.round(r.per1000Frames.d1Written)} D1 rows written; per idle node-hour ${Math.round(r.perIdleNodeHour.requests)} requests, ${Math.round(r.perIdleNodeHour.d1Written)} rows written; 10 nodes x 10,000 frames/day ${r.fitsFreePlan ? 'fits' : 'does not fit'} the Free plan`;
   },
 };
 

@@ -22,14 +22,19 @@ import { taskRoutes } from './routes/tasks.ts';
 import { timeRoutes } from './routes/time.ts';
 import { workerRoutes } from './routes/workers.ts';
 import { webhookSweeper } from './webhooks.ts';
-import { wakeWaiters } from './work-signal.ts';
+import { wakeWaitingNodes } from './work-signal.ts';
 
 export const app = new Hono<AppEnv>()
   .use(async (c, next) => {
     c.set('config', readConfig(c.env));
-    c.set('wake', wakeWaiters);
     // D1 batches of requests running at the same time go as one (edge/batch-together.ts).
     const ctx = executionContext(c);
+    // Nodes waiting for work, on any isolate, are woken through the WorkSignal Durable Object;
+    // the answer does not wait for it (edge/work-signal.ts).
+    c.set('wake', () => {
+      const woken = wakeWaitingNodes(c.env);
+      ctx?.waitUntil(woken);
+    });
     c.env = { ...c.env, DB: groupCommitting(c.env.DB, { waitUntil: ctx ? (p) => ctx.waitUntil(p) : undefined }) };
     await next();
   })

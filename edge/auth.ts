@@ -14,13 +14,20 @@
  * compared with `crypto.subtle.timingSafeEqual`. Node credentials are stored only as SHA-256
  * hashes in `workers.credential_hash`.
  *
- * With FARM_ALLOW_ANONYMOUS=true (local development only) nothing is checked. Without it and
- * without tokens, the master answers 503 saying which secrets to set.
+ * With FARM_ALLOW_ANONYMOUS=true (local development only: `npm start`, `npm run dev`) no
+ * credential is checked, and the master serves only this machine: a request whose Host is not a
+ * loopback name (localhost, *.localhost, 127.x.x.x, [::1]) gets 403, public routes included.
+ * An open master on the LAN would take jobs from anyone there, and a web page the developer
+ * visits could reach it through DNS rebinding (its own domain resolved to 127.0.0.1 keeps that
+ * domain in Host). Without anonymous mode and without tokens, the master answers 503 saying
+ * which secrets to set.
  *
  * Every authenticated request also counts against its credential's rate limit
- * (RATE_LIMIT_PER_MINUTE): a counter row per credential in D1, updated by one UPSERT, in a window
- * that opens with the first request after the previous window closed. For a node the same
- * statement looks the credential up, so authentication and counting cost one D1 round trip.
+ * (RATE_LIMIT_PER_MINUTE): a counter row per credential in D1, in a window that opens with the
+ * first request after the previous window closed. An isolate counts in its own memory and adds
+ * its count to the row once per 1/RATE_SHARES of the limit (`countRequest`), so a node polling
+ * a few times a minute writes nothing, while one isolate still refuses exactly the request past
+ * the limit and all isolates together at most RATE_SHARES shares more.
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
@@ -139,8 +146,43 @@ function unauthorized(access: Exclude<Access, 'public'>, why: string): never {
 }
 
 const NOT_CONFIGURED =
-  'set them as Worker secrets (npx wrangler secret put FARM_SUBMIT_TOKEN --env production, and FARM_NODE_TOKEN likewise); ' +
+  'set them as Worker secrets (npx wrangler secret put FARM_SUBMIT_TOKEN, and FARM_NODE_TOKEN likewise); ' +
   'FARM_ALLOW_ANONYMOUS=true runs the master open, for local development only';
+
+/**
+ * Whether a Host value (a name or address, with or without a port) names this machine only.
+ * Anything else, an unparsable value included, is not loopback.
+ */
+function isLoopbackHost(host: string): boolean {
+  let name = host.trim().toLowerCase();
+  if (name.startsWith('[')) {
+    const end = name.indexOf(']');
+    if (end < 0 || !/^(:\d*)?$/.test(name.slice(end + 1))) return false;
+    name = name.slice(1, end);
+    return name === '::1';
+  }
+  name = name.replace(/:\d*$/, '').replace(/\.$/, '');
+  // RFC 6761: localhost and every name under it resolve to loopback; 127.0.0.0/8 is loopback.
+  return name === 'localhost' || name.endsWith('.localhost') || /^127(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/.test(name);
+}
+
+/**
+ * Anonymous mode serves this machine only: refuses a request addressed to any other name, as
+ * the Host header says (and the URL, which workerd builds from it).
+ */
+function assertLoopbackRequest(c: Context<AppEnv>): void {
+  const url = new URL(c.req.url);
+  const header = c.req.header('host');
+  for (const host of header === undefined ? [url.host] : [header, url.host]) {
+    if (isLoopbackHost(host)) continue;
+    fail(
+      403,
+      `this master runs open (FARM_ALLOW_ANONYMOUS=true, local development), so it serves only this machine and refuses requests for host ${JSON.stringify(host)}: ` +
+        'from another machine, or from a web page that points its own domain at this one (DNS rebinding), anyone could use it. ' +
+        `On this machine open http://localhost:${url.port || '8000'}; to serve the studio's network with tokens, run npm start -- --lan (docs/operations.md, Closed by default)`,
+    );
+  }
+}
 
 /** Refuses requests a misconfigured master cannot authenticate, saying what to configure. */
 function assertConfigured(config: FarmConfig, access: Access, token: string | null): void {
@@ -161,38 +203,46 @@ interface Counted {
   window_start: number;
 }
 
-function windowUpsert(select: string): string {
-  // SET expressions all read the row as it was, so both CASEs test the old window.
-  return `INSERT INTO rate_limits (key, window_start, count) ${select}
-    ON CONFLICT (key) DO UPDATE SET
-      count = CASE WHEN rate_limits.window_start > ?1 - ?2 THEN rate_limits.count + 1 ELSE 1 END,
-      window_start = CASE WHEN rate_limits.window_start > ?1 - ?2 THEN rate_limits.window_start ELSE ?1 END
-    RETURNING key, window_start, count`;
-}
-
-/** Counts one request against `key`'s window. */
-async function countRequest(db: D1Database, key: string, now: number): Promise<Counted> {
-  const row = await db
-    .prepare(windowUpsert(`SELECT ?3, ?1, 1 WHERE true`))
-    .bind(now, RATE_WINDOW_MS, key)
-    .first<Counted>();
-  return row!;
-}
+/** Adds ?4 requests to `?3`'s window, or opens a new window with them. */
+const WINDOW_UPSERT = `INSERT INTO rate_limits (key, window_start, count) VALUES (?3, ?1, ?4)
+  ON CONFLICT (key) DO UPDATE SET
+    -- SET expressions all read the row as it was, so both CASEs test the old window.
+    count = CASE WHEN rate_limits.window_start > ?1 - ?2 THEN rate_limits.count + ?4 ELSE ?4 END,
+    window_start = CASE WHEN rate_limits.window_start > ?1 - ?2 THEN rate_limits.window_start ELSE ?1 END
+  RETURNING window_start, count`;
 
 /**
- * Finds the node a credential belongs to and, when the rate limit is on, counts the request in
- * the same statement (an unknown credential inserts nothing). Null: no node has this credential.
+ * How many shares of the limit an isolate may count in memory before it writes: each write adds
+ * one share. An idle node (3 polls a minute) never fills one of the default limit's (600 / 16).
  */
-async function identifyNode(db: D1Database, hash: string, now: number, limited: boolean): Promise<{ workerId: string; counted: Counted | null } | null> {
-  if (!limited) {
-    const row = await db.prepare(`SELECT id FROM workers WHERE credential_hash = ?`).bind(hash).first<{ id: string }>();
-    return row ? { workerId: row.id, counted: null } : null;
+const RATE_SHARES = 16;
+/** Keys whose windows an isolate remembers at most, so that memory stays bounded. */
+const MAX_LOCAL_KEYS = 10_000;
+
+/** This isolate's view of each key's window: the total last read from D1 plus what it has not written yet. */
+const localCounts = new Map<string, Counted & { unwritten: number }>();
+
+/** Counts one request against `key`'s window; the D1 row is written once per share (see RATE_SHARES). */
+async function countRequest(db: D1Database, key: string, now: number, limit: number): Promise<Counted> {
+  let local = localCounts.get(key);
+  if (!local || local.window_start <= now - RATE_WINDOW_MS) {
+    if (localCounts.size >= MAX_LOCAL_KEYS) localCounts.clear();
+    local = { window_start: now, count: 0, unwritten: 0 };
+    localCounts.set(key, local);
   }
-  const row = await db
-    .prepare(windowUpsert(`SELECT 'n:' || id, ?1, 1 FROM workers WHERE credential_hash = ?3`))
-    .bind(now, RATE_WINDOW_MS, hash)
-    .first<Counted & { key: string }>();
-  return row ? { workerId: row.key.slice(2), counted: row } : null;
+  local.count++;
+  local.unwritten++;
+  if (local.unwritten >= Math.ceil(limit / RATE_SHARES)) {
+    const row = await db.prepare(WINDOW_UPSERT).bind(now, RATE_WINDOW_MS, key, local.unwritten).first<Counted>();
+    Object.assign(local, row, { unwritten: 0 });
+  }
+  return { count: local.count, window_start: local.window_start };
+}
+
+/** Finds the node a credential belongs to. Null: no node has this credential. */
+async function identifyNode(db: D1Database, hash: string): Promise<string | null> {
+  const row = await db.prepare(`SELECT id FROM workers WHERE credential_hash = ?`).bind(hash).first<{ id: string }>();
+  return row?.id ?? null;
 }
 
 function assertWithinLimit(counted: Counted, config: FarmConfig, now: number): void {
@@ -219,21 +269,21 @@ async function authenticateToken(c: Context<AppEnv>, access: Exclude<Access, 'pu
     if (access === 'node' || access === 'enrol') {
       fail(403, `a submitter token cannot be used here: this endpoint takes ${WHAT_TO_SEND[access]}`);
     }
-    if (limited) counted = await countRequest(c.env.DB, `s:${rateKey}`, now);
+    if (limited) counted = await countRequest(c.env.DB, `s:${rateKey}`, now, config.rateLimitPerMinute);
   } else if (await matchesAny(presented, config.nodeToken === null ? [] : [config.nodeToken])) {
     principal = { kind: 'enrolment' };
     if (access !== 'enrol') {
       fail(403, `the enrolment token only registers nodes (POST /register_worker): this endpoint takes ${WHAT_TO_SEND[access]}`);
     }
-    if (limited) counted = await countRequest(c.env.DB, `e:${rateKey}`, now);
+    if (limited) counted = await countRequest(c.env.DB, `e:${rateKey}`, now, config.rateLimitPerMinute);
   } else if (token.startsWith(NODE_CREDENTIAL_PREFIX)) {
-    const node = await identifyNode(c.env.DB, toHex(presented), now, limited);
-    if (!node) {
+    const workerId = await identifyNode(c.env.DB, toHex(presented));
+    if (!workerId) {
       unauthorized(access, 'this node credential is not known to the master (it was revoked, or the database was reset); enrol again with the enrolment token');
     }
-    principal = { kind: 'node', workerId: node.workerId };
+    principal = { kind: 'node', workerId };
     if (access === 'submitter') fail(403, `a node credential cannot be used here: this endpoint takes ${WHAT_TO_SEND.submitter}`);
-    counted = node.counted;
+    if (limited) counted = await countRequest(c.env.DB, `n:${workerId}`, now, config.rateLimitPerMinute);
   } else {
     unauthorized(access, 'the token is not valid for this master');
   }
@@ -246,6 +296,7 @@ export const authenticate: MiddlewareHandler<AppEnv> = async (c, next) => {
   const config = c.get('config');
   c.set('actingWorkerId', undefined);
   if (config.allowAnonymous) {
+    assertLoopbackRequest(c);
     c.set('principal', { kind: 'anonymous' });
     return next();
   }

@@ -285,3 +285,23 @@ export async function completeUpload(db: D1Database, bucket: R2Bucket, upload: U
 export async function abortUpload(db: D1Database, bucket: R2Bucket, upload: UploadRow): Promise<void> {
   await dropUpload(db, bucket, upload);
 }
+
+/** Stale uploads aborted per cron run: each costs a D1 batch and an R2 abort. */
+const STALE_UPLOADS_PER_RUN = 3;
+
+/**
+ * The cron's sweep of chunked uploads left unfinished: one that received no part for
+ * `staleUploadMs`, or that is older than UPLOAD_MAX_AGE_MS (R2 drops it at 7 days anyway), is
+ * aborted in R2 and forgotten, a few per run. A client that comes back starts it again (404 names
+ * how). With nothing stale, one query that reads only the uploads in progress.
+ * @returns how many uploads were aborted
+ */
+export async function abortStaleUploads(db: D1Database, bucket: R2Bucket, staleUploadMs: number, now: number): Promise<number> {
+  const { results } = await db
+    .prepare(`SELECT * FROM blob_uploads WHERE updated_at < ?1 OR created_at < ?2 ORDER BY updated_at LIMIT ?3`)
+    .bind(now - staleUploadMs, now - UPLOAD_MAX_AGE_MS, STALE_UPLOADS_PER_RUN)
+    .all<UploadRow>();
+  for (const upload of results) await dropUpload(db, bucket, upload);
+  if (results.length > 0) console.warn(`aborted ${results.length} chunked upload(s) that received no part for ${staleUploadMs / 3_600_000} h`);
+  return results.length;
+}

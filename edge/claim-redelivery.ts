@@ -23,8 +23,9 @@ export interface ClaimedTask {
  * The newest `get_job` of each node, in this isolate. A node has one request for work open at a
  * time, so when a newer one arrives (a retry after a reset connection, or the node restarted)
  * the older one is abandoned: its client is gone, and a claim it made would sit leased to a node
- * that never hears of it. A superseded long poll stops waiting and claims nothing. Like the
- * waiters in work-signal.ts this lives in memory: with several isolates it is best effort.
+ * that never hears of it. A superseded long poll stops waiting (within a second, see
+ * work-signal.ts `waitForWork`) and claims nothing. This lives in the isolate's memory: with
+ * several isolates it is best effort, and a superseded poll elsewhere ends when its wait does.
  */
 const newestPoll = new Map<string, object>();
 

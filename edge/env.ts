@@ -3,19 +3,20 @@ export interface Env {
   DB: D1Database;
   FILES: R2Bucket;
   /** Wakes render nodes waiting for work (edge/work-signal.ts). */
-  WORK_SIGNAL: DurableObjectNamespace<import('./work-signal.ts').WorkSignal>;
+  WORK_SIGNAL: DurableObjectNamespace<import('./work-signal-object.ts').WorkSignal>;
   /** "true" only in local development: requests need no token. */
   FARM_ALLOW_ANONYMOUS?: string;
   /** Submitter tokens, comma-separated (a Worker secret). */
   FARM_SUBMIT_TOKEN?: string;
   /** Enrolment token for render nodes (a Worker secret). */
   FARM_NODE_TOKEN?: string;
+  /** Key that signs webhook calls, HMAC-SHA256 (a Worker secret; see edge/webhooks.ts). */
+  FARM_WEBHOOK_SECRET?: string;
   LEASE_MS?: string;
   /** Wall time an adaptive chunk (a job without chunk_size) aims to last, in ms. */
   TARGET_CHUNK_MS?: string;
   MAX_FRAMES_PER_JOB?: string;
   MAX_UPLOAD_BYTES?: string;
-  MAX_SUBMIT_BYTES?: string;
   MAX_JSON_BYTES?: string;
   /** Requests one credential may make per minute; "0" turns the limit off. */
   RATE_LIMIT_PER_MINUTE?: string;
@@ -23,20 +24,35 @@ export interface Env {
   MAX_ARCHIVE_BYTES?: string;
   BLOB_PART_BYTES?: string;
   MAX_BLOB_BYTES?: string;
+  /** Scheduled work (edge/cron.ts, docs/operations.md): hours without a part before an upload is aborted. */
+  STALE_UPLOAD_HOURS?: string;
+  /** Days an input (.blend or .zip) no job uses is kept before it is deleted. */
+  INPUT_RETENTION_DAYS?: string;
+  /** Minutes an R2 object no D1 row names is left alone (an upload in flight), before it is deleted. */
+  ORPHAN_GRACE_MINUTES?: string;
+  /** Hours between the starts of two passes of the orphaned-object sweep over the bucket. */
+  ORPHAN_SWEEP_HOURS?: string;
+  /** R2 keys per list and delete, and D1 rows per DELETE, when a deleted job is removed (at most 1000). */
+  DELETE_PAGE_SIZE?: string;
+  /** D1 and R2 calls one cron run may spend removing deleted jobs. */
+  DELETE_CALLS_PER_RUN?: string;
 }
 
 export interface FarmConfig {
   allowAnonymous: boolean;
   submitTokens: string[];
   nodeToken: string | null;
+  /** Signs webhook calls; null: they go out unsigned. */
+  webhookSecret: string | null;
   leaseMs: number;
   /** Wall time an adaptive chunk aims for: frames per task = this / the job's mean frame time. */
   targetChunkMs: number;
   maxFramesPerJob: number;
-  /** Largest streamed upload (frames, logs, blobs) in one request. */
+  /**
+   * Largest body of one upload request (frames, logs, blob parts, the multipart `POST /submit_job`
+   * and `POST /upload_result`, all streamed): the plan's request body limit, 100 MB on Free and Pro.
+   */
   maxUploadBytes: number;
-  /** Largest multipart `POST /submit_job`: multipart bodies are buffered whole by workerd. */
-  maxSubmitBytes: number;
   maxJsonBytes: number;
   /** Requests per credential (token or node) per minute; 0: no limit. */
   rateLimitPerMinute: number;
@@ -48,6 +64,18 @@ export interface FarmConfig {
   blobPartBytes: number;
   /** Largest blob (a .blend or a project .zip) a chunked upload may create. */
   maxBlobBytes: number;
+  /** A chunked upload that received no part for this long is aborted by the cron. */
+  staleUploadMs: number;
+  /** An input no job uses is deleted this long after it was stored or last used. */
+  inputRetentionMs: number;
+  /** An R2 object no row names is deleted only once it is this old. */
+  orphanGraceMs: number;
+  /** A new pass of the orphaned-object sweep starts at most this often. */
+  orphanSweepIntervalMs: number;
+  /** Keys per R2 list and delete, and rows per D1 DELETE, when removing a deleted job. */
+  deletePageSize: number;
+  /** D1 and R2 calls one cron run may spend removing deleted jobs. */
+  deleteCallsPerRun: number;
 }
 
 function intVar(value: string | undefined, fallback: number): number {
@@ -61,11 +89,11 @@ export function readConfig(env: Env): FarmConfig {
     allowAnonymous: env.FARM_ALLOW_ANONYMOUS === 'true',
     submitTokens: (env.FARM_SUBMIT_TOKEN ?? '').split(',').map((t) => t.trim()).filter(Boolean),
     nodeToken: env.FARM_NODE_TOKEN?.trim() || null,
+    webhookSecret: env.FARM_WEBHOOK_SECRET?.trim() || null,
     leaseMs: intVar(env.LEASE_MS, 60_000),
     targetChunkMs: intVar(env.TARGET_CHUNK_MS, 120_000),
     maxFramesPerJob: intVar(env.MAX_FRAMES_PER_JOB, 1_000_000),
     maxUploadBytes: intVar(env.MAX_UPLOAD_BYTES, 100 * 1024 * 1024),
-    maxSubmitBytes: intVar(env.MAX_SUBMIT_BYTES, 24 * 1024 * 1024),
     maxJsonBytes: intVar(env.MAX_JSON_BYTES, 256 * 1024),
     rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE?.trim() === '0' ? 0 : intVar(env.RATE_LIMIT_PER_MINUTE, 600),
     // The same defaults as the node's FARM_PROJECT_MAX_FILES and FARM_PROJECT_MAX_BYTES.
@@ -73,5 +101,12 @@ export function readConfig(env: Env): FarmConfig {
     maxArchiveBytes: intVar(env.MAX_ARCHIVE_BYTES, 20 * 1024 ** 3),
     blobPartBytes: Math.max(5 * 1024 * 1024, intVar(env.BLOB_PART_BYTES, 16 * 1024 * 1024)),
     maxBlobBytes: intVar(env.MAX_BLOB_BYTES, 50 * 1024 ** 3),
+    staleUploadMs: intVar(env.STALE_UPLOAD_HOURS, 24) * 3_600_000,
+    inputRetentionMs: intVar(env.INPUT_RETENTION_DAYS, 7) * 86_400_000,
+    orphanGraceMs: intVar(env.ORPHAN_GRACE_MINUTES, 60) * 60_000,
+    orphanSweepIntervalMs: intVar(env.ORPHAN_SWEEP_HOURS, 24) * 3_600_000,
+    // R2 deletes at most 1000 keys per call, and lists at most 1000 per page.
+    deletePageSize: Math.min(1000, intVar(env.DELETE_PAGE_SIZE, 1000)),
+    deleteCallsPerRun: intVar(env.DELETE_CALLS_PER_RUN, 16),
   };
 }

@@ -2,8 +2,11 @@
  * Keeping a job's frames in R2 and its frames rows in D1 in step. Storing a frame is two steps
  * (the object, then the row), so a master stopped between them leaves an object no row names.
  * Retries on the same lease overwrite their own object (see frame-store.ts), which covers the usual
- * case; what is left is swept once the job is complete, and `auditJobStorage` reports both sides.
+ * case; what is left is swept once the job is complete (and, for every job, by the cron's pass over
+ * the bucket, orphan-objects.ts), and `auditJobStorage` reports both sides.
  */
+import { parseObjectKey } from './storage-keys.ts';
+
 /** Objects listed (and checked against D1) per step; one bound JSON array per D1 query. */
 const PAGE = 500;
 /** The audit answers for up to this many objects in one request, and says when it stopped. */
@@ -12,12 +15,26 @@ export const MAX_AUDITED_OBJECTS = 100_000;
 /** Where `frameKey` puts every frame object of a job. */
 const framePrefix = (jobId: string) => `renders/${jobId}/`;
 
-/** The keys among `keys` that no frames row of the job names. */
-async function unrecorded(db: D1Database, jobId: string, keys: string[]): Promise<string[]> {
+/**
+ * The keys among `keys` (frame objects, of any jobs) that no frames row names. Each is looked up
+ * by the job and frame its key names (the primary key), so a check costs a row read per key
+ * whatever the job's size; a key that is not a frame key is never named. Shared with the cron's
+ * orphaned-object sweep (orphan-objects.ts).
+ */
+export async function unrecordedFrameKeys(db: D1Database, keys: string[]): Promise<string[]> {
   if (keys.length === 0) return [];
+  const entries = keys.map((key) => {
+    const parsed = parseObjectKey(key);
+    return parsed?.kind === 'frame' ? [key, parsed.jobId, parsed.frame] : [key, '', 0];
+  });
+  // One bound JSON array, whatever the page size (D1 allows 100 bound parameters per statement).
   const { results } = await db
-    .prepare(`SELECT value AS key FROM json_each(?1) WHERE value NOT IN (SELECT r2_key FROM frames WHERE job_id = ?2)`)
-    .bind(JSON.stringify(keys), jobId)
+    .prepare(
+      `SELECT json_extract(value, '$[0]') AS key FROM json_each(?1)
+       WHERE NOT EXISTS (SELECT 1 FROM frames f WHERE f.job_id = json_extract(value, '$[1]')
+         AND f.frame = json_extract(value, '$[2]') AND f.r2_key = json_extract(value, '$[0]'))`,
+    )
+    .bind(JSON.stringify(entries))
     .all<{ key: string }>();
   return results.map((r) => r.key);
 }
@@ -40,7 +57,7 @@ async function* listFrameObjects(bucket: R2Bucket, jobId: string): AsyncGenerato
 export async function sweepUnrecordedFrames(db: D1Database, bucket: R2Bucket, jobId: string): Promise<number> {
   let deleted = 0;
   for await (const objects of listFrameObjects(bucket, jobId)) {
-    const orphans = await unrecorded(db, jobId, objects.map((o) => o.key));
+    const orphans = await unrecordedFrameKeys(db, objects.map((o) => o.key));
     if (orphans.length > 0) {
       await bucket.delete(orphans);
       deleted += orphans.length;
@@ -76,7 +93,7 @@ export async function auditJobStorage(db: D1Database, bucket: R2Bucket, jobId: s
       stored.add(object.key);
       bytes += object.size;
     }
-    unrecordedCount += (await unrecorded(db, jobId, objects.map((o) => o.key))).length;
+    unrecordedCount += (await unrecordedFrameKeys(db, objects.map((o) => o.key))).length;
     if (stored.size >= MAX_AUDITED_OBJECTS) {
       complete = false;
       break;

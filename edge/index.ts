@@ -3,7 +3,7 @@ import { app } from './app.ts';
 import { runScheduledWork } from './cron.ts';
 import type { Env } from './env.ts';
 
-export { WorkSignal } from './work-signal.ts';
+export { WorkSignal } from './work-signal-object.ts';
 
 export default {
   fetch: app.fetch,

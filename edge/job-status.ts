@@ -46,7 +46,8 @@ const TASK_FRAMES_SQL = `SELECT t.status AS status,
   GROUP BY t.status`;
 
 export async function loadJobRow(db: D1Database, jobId: string): Promise<JobRow | null> {
-  return db.prepare(`SELECT * FROM jobs WHERE id = ?`).bind(jobId).first<JobRow>();
+  // A deleted job is gone for every route, though the cron may still be removing its rows.
+  return db.prepare(`SELECT * FROM jobs WHERE id = ? AND status <> 'deleted'`).bind(jobId).first<JobRow>();
 }
 
 export async function requireJobRow(db: D1Database, jobId: string): Promise<JobRow> {

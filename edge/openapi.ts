@@ -86,7 +86,7 @@ export const OPERATIONS: OperationDoc[] = [
   // ---- Jobs: submit and read
   {
     method: 'post', path: '/submit_job', tag: 'Jobs', summary: 'Submit a .blend and a frame range (multipart)',
-    description: 'The seed API. The file is buffered whole by workerd, so bodies are capped by MAX_SUBMIT_BYTES; larger files go through /blobs and POST /jobs.',
+    description: 'The seed API. The file is streamed into storage as it arrives, in any order of the parts; a body is capped by MAX_UPLOAD_BYTES (the plan\'s request body limit, 100 MB on Free and Pro). Larger files go through /blobs and POST /jobs (`farm submit`).',
     body: { multipart: submitJobFieldsSchema, files: { blend_file: 'the .blend file' }, required: ['blend_file', 'start_frame', 'end_frame'] },
     responses: { 201: { description: 'the job was queued', schema: submitJobResponseSchema } },
   },
@@ -169,7 +169,10 @@ export const OPERATIONS: OperationDoc[] = [
   },
   {
     method: 'delete', path: '/jobs/:job_id', tag: 'Job control', summary: 'Delete a job with its frames, previews and logs',
-    description: 'Its input (.blend or .zip) is stored by content and may serve other jobs: it is kept.',
+    description:
+      'The job answers 404 at once and its nodes are told to stop; its frames, previews, logs and rows are removed by the cron ' +
+      'a page at a time (`deleted_objects` is 0). Its input (.blend or .zip) is stored by content and may serve other jobs: ' +
+      'it is kept, and deleted once no job has used it for INPUT_RETENTION_DAYS.',
     responses: { 200: { description: 'what was deleted', schema: deleteJobResponseSchema } },
   },
   {
@@ -390,7 +393,7 @@ export function buildOpenApi(serverUrl?: string): JsonSchema {
       description:
         'Submit Blender jobs, watch and control them, and the protocol of the render nodes. Bodies and answers are JSON with ' +
         'snake_case fields; every error is {"error": "..."} with a 4xx status. With FARM_ALLOW_ANONYMOUS=true (local ' +
-        'development) no token is needed.',
+        'development) no token is needed, and only requests addressed to this machine (localhost) are served.',
     },
     ...(serverUrl ? { servers: [{ url: serverUrl }] } : {}),
     tags: [...new Set(OPERATIONS.map((o) => o.tag))].map((name) => ({ name })),
@@ -400,6 +403,16 @@ export function buildOpenApi(serverUrl?: string): JsonSchema {
       jobFinished: {
         post: {
           summary: 'A job completed or failed (sent to the job\'s webhook_url, retried with backoff until it answers 2xx)',
+          description:
+            'Deduplicate on X-Farm-Delivery (the same on every retry of one event). With FARM_WEBHOOK_SECRET set, verify ' +
+            'X-Farm-Signature: sha256= and the hex HMAC-SHA256, keyed with the secret, of X-Farm-Timestamp, ".", and the raw body; ' +
+            'refuse a timestamp more than 5 minutes old (docs/operations.md, Webhooks).',
+          parameters: [
+            { name: 'X-Farm-Event', in: 'header', required: true, schema: { type: 'string', enum: ['job.completed', 'job.failed'] } },
+            { name: 'X-Farm-Delivery', in: 'header', required: true, description: 'the event id, equal to the body\'s delivery_id', schema: { type: 'string' } },
+            { name: 'X-Farm-Timestamp', in: 'header', required: false, description: 'Unix seconds when this attempt was signed (only when the master has FARM_WEBHOOK_SECRET)', schema: { type: 'string' } },
+            { name: 'X-Farm-Signature', in: 'header', required: false, description: 'sha256=<hex HMAC-SHA256 of "<X-Farm-Timestamp>.<raw body>">', schema: { type: 'string' } },
+          ],
           requestBody: { required: true, content: { 'application/json': { schema: responseSchema(webhookPayloadSchema) } } },
           responses: { 200: { description: 'any 2xx answer counts as delivered' } },
         },

@@ -15,8 +15,10 @@
  * one of its backends meets (from its registration, see node-capabilities.ts), and tasks of the
  * kinds it said it runs. Stitch and video tasks need no render device, only the kind.
  */
-import type { TaskAssignment } from '../protocol/schemas.ts';
+import { MAX_WAIT_MS, type TaskAssignment } from '../protocol/schemas.ts';
 import type { ClaimedTask } from './claim-redelivery.ts';
+import { expiredLeaseSql } from './lease-expiry.ts';
+import { seenIsStale } from './workers-registry.ts';
 
 const RUNNABLE = `('queued', 'running')`;
 
@@ -42,14 +44,14 @@ const TASK_FITS = `${jobFits('j')}
  * Frames per new task (D1 binds JS numbers as REAL, hence the casts to keep whole frames): the job's fixed chunk_size, or, when it has none, enough frames to last
  * about ?6 ms at the job's measured mean frame time, but never more than the remaining frames
  * divided by the nodes online, so that near the end every node gets a share. The nodes online
- * are ?7 when the caller knows them, else counted here (enabled and seen within ?8 ms), which
+ * are ?7 when the caller knows them, else counted here (enabled and online, see onlineWindowMs), which
  * saves the claim a round trip to D1.
  */
 const CHUNK = `COALESCE(j.chunk_size,
   CASE WHEN j.frames_timed = 0 THEN 1
   ELSE CAST(MAX(1, MIN(CAST(?6 AS INTEGER) * j.frames_timed / MAX(1, j.frame_time_ms_total),
                   (j.end_frame - j.next_frame + 1) / MAX(1, COALESCE(CAST(?7 AS INTEGER),
-                    (SELECT COUNT(*) FROM workers w WHERE w.enabled = 1 AND w.last_seen_at >= ?2 - ?8))))) AS INTEGER) END)`;
+                    (SELECT COUNT(*) FROM workers w WHERE w.enabled = 1 AND w.last_seen_at >= ?2 - ?8 - ${MAX_WAIT_MS}))))) AS INTEGER) END)`;
 
 /** The job columns a node's assignment carries (see buildAssignment). */
 const ASSIGNMENT_JOB_COLUMNS = `name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles`;
@@ -116,7 +118,8 @@ interface LeaseRow extends ClaimedTask, AssignmentJobRow {
 }
 
 /**
- * Claims the next piece of work for a node, in one D1 batch that also marks the node as seen and,
+ * Claims the next piece of work for a node, in one D1 batch that also marks the node as seen (at
+ * most every half lease: a claim that finds nothing writes nothing) and,
  * when the node's claim id was used before (a retry whose answer was lost, see
  * claim-redelivery.ts), finds that claim again instead of making another.
  */
@@ -132,24 +135,14 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
   };
 
   const statements = [
-    // The node is seen now; the claims below require it to be enabled.
-    bind(`UPDATE workers SET last_seen_at = ?2 WHERE id = ?1 RETURNING enabled`),
-    // 1. Leases that ran out on a task's last attempt: the task fails, and so does its job.
-    bind(`UPDATE jobs SET status = 'failed', finished_at = ?2, updated_at = ?2,
-            error = COALESCE(error, 'frames ' || (SELECT t.start_frame || '-' || t.end_frame FROM tasks t
-              WHERE t.job_id = jobs.id AND t.status = 'running' AND t.lease_expires_at < ?2
-              AND t.attempts >= jobs.max_attempts LIMIT 1) || ' failed: the node rendering them stopped answering on every attempt')
-          WHERE status IN ${RUNNABLE} AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.id AND t.status = 'running'
-            AND t.lease_expires_at < ?2 AND t.attempts >= jobs.max_attempts AND t.kind <> 'video')`),
-    // ... except a preview video's: the job completes without it (every frame is stored by then).
-    bind(`UPDATE jobs SET status = 'completed', finished_at = ?2, updated_at = ?2,
-            warnings = json_insert(warnings, '$[#]', 'the preview video could not be made: the node making it stopped answering on every attempt')
-          WHERE status IN ${RUNNABLE} AND EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = jobs.id AND t.status = 'running'
-            AND t.lease_expires_at < ?2 AND t.attempts >= jobs.max_attempts AND t.kind = 'video')`),
-    bind(`UPDATE tasks SET status = 'failed', failure_reason = 'lease_expired', updated_at = ?2,
-            message = 'the node stopped renewing its lease (' || attempts || ' attempts)'
-          WHERE status = 'running' AND lease_expires_at < ?2
-            AND attempts >= (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id)`),
+    // Whether the node exists and may take work (the claims below require it to be enabled) ...
+    bind(`SELECT enabled FROM workers WHERE id = ?1`),
+    // ... and it is seen now, written only when the stored time is stale (half a lease old), so an
+    // idle node's polls write nothing: an empty claim changes no row.
+    bind(`UPDATE workers SET last_seen_at = ?2 WHERE ${seenIsStale('?1', '?2', '?8')}`),
+    // 1. Leases that ran out on a task's last attempt: the task fails, and so does its job (but a
+    //    preview video's completes); the rule is shared with the cron (lease-expiry.ts).
+    ...expiredLeaseSql('?2').map(bind),
     // 2. Re-lease a released or expired task, unless a job of higher priority has fresh frames.
     bind(`UPDATE tasks SET status = 'running', worker_id = ?1, lease_id = ?3, lease_expires_at = ?5,
             attempts = attempts + 1, updated_at = ?2, message = NULL, current_frame = NULL
@@ -191,12 +184,12 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
           WHERE t.lease_id = ?3`),
   ];
   const results = await db.batch<ClaimedRow>(statements);
-  const jobsEnded = (results[1]!.meta.changes ?? 0) + (results[2]!.meta.changes ?? 0) > 0;
+  const jobsEnded = (results[2]!.meta.changes ?? 0) + (results[3]!.meta.changes ?? 0) > 0;
   const worker = results[0]!.results[0] as unknown as { enabled: number } | undefined;
   if (!worker) return { outcome: 'unknown_worker', jobsEnded };
   if (!worker.enabled) return { outcome: 'disabled', jobsEnded };
-  const made = (results[4]!.results[0] ?? results[6]!.results[0]) as ClaimedTask | undefined;
-  const row = results[8]!.results[0] as unknown as LeaseRow | undefined;
+  const made = (results[5]!.results[0] ?? results[7]!.results[0]) as ClaimedTask | undefined;
+  const row = results[9]!.results[0] as unknown as LeaseRow | undefined;
   if (!row) return { outcome: 'none', jobsEnded };
   if (!made) {
     // Nothing new was claimed, but the lease id names a task: this node's earlier claim, if still live.
@@ -206,7 +199,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     if (!live) return { outcome: 'claim_id_used', jobsEnded };
   }
   const { id, job_id, start_frame, end_frame, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles } = row;
-  const uploadedFrames = (results[9]!.results as unknown as { frame: number }[]).map((r) => r.frame);
+  const uploadedFrames = (results[10]!.results as unknown as { frame: number }[]).map((r) => r.frame);
   return {
     outcome: 'claimed',
     jobsEnded,

@@ -5,6 +5,14 @@
 import type { Context } from 'hono';
 import type { z } from 'zod';
 import { fail } from './errors.ts';
+import {
+  getMultipartBoundary,
+  MaxHeaderSizeExceededError,
+  MaxPartsExceededError,
+  MultipartParseError,
+  streamMultipart,
+  type StreamedPart,
+} from './multipart-stream.ts';
 
 /** The value at `path` inside `input`, or undefined where the path leads nowhere. */
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
@@ -123,38 +131,66 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S, maxBy
   return parseOr400(schema, value);
 }
 
-/** Reads a multipart/form-data body of bounded size. workerd buffers it whole, hence the cap. */
-export async function readMultipart(c: Context, maxBytes: number): Promise<FormData> {
-  if (mediaType(c) !== 'multipart/form-data') {
-    fail(415, `send the body as multipart/form-data (got ${c.req.header('content-type') ?? 'none'})`);
-  }
+/** Most bytes a text field of a multipart form may have: fields are read whole, files streamed. */
+const MAX_FIELD_BYTES = 64 * 1024;
+const MULTIPART_LIMITS = { maxHeaderBytes: 8 * 1024, maxParts: 100 };
+
+/**
+ * Opens a multipart/form-data body for streaming after checking its type, its declared length (at
+ * most `maxBytes`, MAX_UPLOAD_BYTES; `overLimitHint` ends the 413) and its boundary. Files are read
+ * from their parts' streams and text with `partText`; a malformed body fails while it is read: pass
+ * such errors through `multipartError`.
+ */
+export function openMultipart(c: Context, maxBytes: number, overLimitHint = ''): AsyncGenerator<StreamedPart> {
+  const contentType = c.req.header('content-type') ?? '';
+  if (mediaType(c) !== 'multipart/form-data') fail(415, `send the body as multipart/form-data (got ${contentType || 'none'})`);
   const length = contentLength(c);
   if (length === null) fail(411, 'a multipart body needs a Content-Length header');
-  assertBodySize(c, maxBytes, 'the multipart body', 'MAX_SUBMIT_BYTES');
-  try {
-    return await c.req.raw.formData();
-  } catch {
-    fail(400, 'the body is not valid multipart/form-data (truncated, or a wrong boundary)');
+  if (length > maxBytes) {
+    fail(413, `the multipart body is ${length} bytes, over the limit of ${maxBytes} bytes (MAX_UPLOAD_BYTES)${overLimitHint ? `. ${overLimitHint}` : ''}`);
   }
+  const boundary = getMultipartBoundary(contentType);
+  if (!boundary) fail(400, 'the body is not valid multipart/form-data (its Content-Type names no boundary)');
+  if (!c.req.raw.body || length === 0) fail(400, 'the body is not valid multipart/form-data (it is empty)');
+  return streamMultipart(c.req.raw.body, boundary, MULTIPART_LIMITS);
 }
 
-/** The text value of a multipart field, or undefined when absent or blank; a file where text belongs is an error. */
-export function formText(form: FormData, field: string): string | undefined {
-  const value = form.get(field);
-  if (value === null) return undefined;
-  if (typeof value !== 'string') fail(400, `${field} must be a text field, not a file`);
-  // `curl -F start_frame=` sends an empty field: it is absent, not the 0 that number coercion makes of it.
+/**
+ * The text of a multipart field, or undefined when blank; a file where text belongs is an error.
+ * `curl -F start_frame=` sends an empty field: it is absent, not the 0 that number coercion makes of it.
+ */
+export async function partText(part: StreamedPart, field: string): Promise<string | undefined> {
+  if (part.filename !== undefined) fail(400, `${field} must be a text field, not a file`);
+  const reader = part.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > MAX_FIELD_BYTES) fail(413, `${field} is over ${MAX_FIELD_BYTES} bytes`);
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.length;
+  }
+  const value = new TextDecoder().decode(bytes);
   return value.trim() === '' ? undefined : value;
+}
+
+/** Turns an error met while reading a multipart body into its 4xx; any other error is thrown on. */
+export function multipartError(err: unknown): never {
+  if (err instanceof MaxPartsExceededError) fail(413, `the form has more than ${MULTIPART_LIMITS.maxParts} parts`);
+  if (err instanceof MaxHeaderSizeExceededError) fail(400, `a part of the form has more than ${MULTIPART_LIMITS.maxHeaderBytes} bytes of headers`);
+  if (err instanceof MultipartParseError) fail(400, `the body is not valid multipart/form-data (${err.message})`);
+  throw err;
 }
 
 /** Path parameters that name ids we minted. */
 export function requireId(value: string | undefined, field: string): string {
   if (!value || !/^[0-9a-f-]{36}$/.test(value)) fail(400, `${field} is not a valid id`);
   return value;
-}
-
-/** Hex SHA-256 of a byte buffer. */
-export async function sha256Hex(data: ArrayBuffer | ArrayBufferView): Promise<string> {
-  const digest = await crypto.subtle.digest('SHA-256', data as ArrayBuffer);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }

@@ -46,7 +46,10 @@ export type RequeueResponse = z.infer<typeof requeueResponseSchema>;
 export const deleteJobResponseSchema = z.object({
   job_id: z.string(),
   deleted: z.literal(true),
-  /** Frames, previews and logs removed from storage. Inputs (.blend, .zip) are shared and kept. */
+  /**
+   * Objects the request itself removed: 0, since the cron removes the job's frames, previews and
+   * logs a page at a time (kept for clients of the earlier API). Inputs (.blend, .zip) are shared.
+   */
   deleted_objects: z.number(),
 });
 export type DeleteJobResponse = z.infer<typeof deleteJobResponseSchema>;
@@ -125,12 +128,18 @@ export const webhookStatusSchema = z.object({
   attempts: z.number(),
   last_error: z.string().nullable(),
   delivered_at: z.string().nullable(),
+  /** Whether calls carry X-Farm-Signature (FARM_WEBHOOK_SECRET is set on the master). */
+  signed: z.boolean(),
+  /** Set when a deployed master sends unsigned calls: what to configure. */
+  warning: z.string().nullable(),
 });
 export type WebhookStatus = z.infer<typeof webhookStatusSchema>;
 
 /** The body POSTed to a job's webhook. */
 export const webhookPayloadSchema = z.object({
   event: z.enum(['job.completed', 'job.failed']),
+  /** The same as X-Farm-Delivery: one id per event, the same on every retry (deduplicate on it). */
+  delivery_id: z.string(),
   sent_at: z.string(),
   job: jobStatusSchema,
 });

@@ -5,6 +5,9 @@
  */
 import { z } from 'zod';
 
+/** The longest long poll a node may ask for (`get_job`'s `wait_ms`), in ms. */
+export const MAX_WAIT_MS = 30_000;
+
 /**
  * Frame numbers a render node can ask Blender for: MAXFRAME is 1,048,574, and the command line
  * reads `-f -5` as "5 before the end", so negative frames cannot be rendered headless.
@@ -262,7 +265,7 @@ export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema
 export const getJobSchema = z.object({
   worker_id: idSchema('worker_id'),
   /** Long poll: wait up to this many ms for work before answering 204. */
-  wait_ms: z.number().int().min(0).max(30_000).optional(),
+  wait_ms: z.number().int().min(0).max(MAX_WAIT_MS).optional(),
   /**
    * A fresh id per request for work, the same on every retry of it: a retry whose first try was
    * answered with a claim that got lost on the way gets that claim again (it becomes the lease id).

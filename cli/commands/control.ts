@@ -99,7 +99,8 @@ export function register(program: Command): void {
         }
         const answer = await client.deleteJob(jobId);
         if (options.json) printJson(answer);
-        else process.stdout.write(`deleted job ${jobId} and ${answer.deleted_objects} stored file(s)\n`);
+        // The master removes the job's files in the background (its cron), a page per minute.
+        else process.stdout.write(`deleted job ${jobId}; its stored files are removed within minutes\n`);
       }),
     );
 
@@ -122,8 +123,10 @@ export function register(program: Command): void {
         else {
           process.stdout.write(
             `${hook.webhook_url}: ${hook.state}${hook.attempts ? `, ${hook.attempts} attempt(s)` : ''}` +
-              `${hook.last_error ? `, last error: ${hook.last_error}` : ''}${hook.delivered_at ? `, delivered ${hook.delivered_at}` : ''}\n`,
+              `${hook.last_error ? `, last error: ${hook.last_error}` : ''}${hook.delivered_at ? `, delivered ${hook.delivered_at}` : ''}` +
+              `${hook.signed ? ', signed' : ''}\n`,
           );
+          if (hook.warning) process.stderr.write(`farm: warning: ${hook.warning}\n`);
         }
       }),
     );

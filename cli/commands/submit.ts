@@ -4,7 +4,8 @@
  *  1. Asks Blender (headless, `--disable-autoexec`) which files the .blend needs: textures with
  *     UDIM tiles, linked libraries (recursively), sounds, caches. Missing ones are warnings.
  *  2. A .blend that needs nothing else is uploaded as it is; otherwise the files are bundled into
- *     a .zip at their relative paths (cli/bundle.ts).
+ *     a .zip at their relative paths (cli/bundle.ts). Files outside the .blend's folder (through
+ *     `..` or a symbolic link) are left out with a warning, unless --include-outside.
  *  3. The file is uploaded with the chunked API by SHA-256 (cli/upload/blob-upload.ts): what the
  *     master already has is not sent again, and an interrupted upload resumes where it stopped.
  *  4. `POST /jobs` creates the job, with the warnings attached.
@@ -27,7 +28,7 @@ import {
   type InputKind,
   type SubmitJobResponse,
 } from '../../protocol/schemas.ts';
-import { planBundle, sha256OfFile, writeBundle } from '../bundle.ts';
+import { outsideWarnings, planBundle, sha256OfFile, splitByProject, writeBundle } from '../bundle.ts';
 import { dependencyWarnings, listDependencies, type DependencyReport } from '../deps/list-deps.ts';
 import { uploadBlob, type UploadResult } from '../upload/blob-upload.ts';
 import { callJson, connect, FarmHttpError } from '../upload/http.ts';
@@ -42,6 +43,8 @@ export interface SubmitOptions {
   main?: string;
   blender: string;
   deps: boolean;
+  /** Send files outside the .blend's folder too, widening the bundle root. */
+  includeOutside?: boolean;
   strict?: boolean;
   dryRun?: boolean;
   parallel: number;
@@ -115,15 +118,21 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
   // 1. What the .blend needs.
   let report: DependencyReport | null = null;
   let warnings: string[] = [];
+  /** The dependency files that go into the bundle. */
+  let bundled: string[] = [];
   if (!isZip && options.deps) {
     say(`asking Blender for the files ${basename(path)} needs…`);
     report = await listDependencies(path, options.blender);
     const here = (p: string) => relative(process.cwd(), p) || p;
-    warnings = dependencyWarnings(report, here);
+    const project = await splitByProject(path, report.files.map((f) => f.path));
+    bundled = options.includeOutside ? [...project.inside, ...project.outside.map((f) => f.path)] : project.inside;
+    warnings = [...dependencyWarnings(report, here), ...outsideWarnings(path, project.outside, report.files, options.includeOutside ?? false)];
     say(`${report.files.length} file(s) besides the .blend (Blender ${report.blender_version}, scene "${report.scene.name}", frames ${report.scene.frame_start}-${report.scene.frame_end})`);
     for (const warning of warnings) say(`warning: ${warning}`);
-    if (options.strict && (report.missing.length > 0 || report.unportable.length > 0)) {
-      throw new UsageError(`--strict: ${report.missing.length + report.unportable.length} dependenc(ies) cannot be sent; fix them or submit without --strict`);
+    const leftOut = options.includeOutside ? 0 : project.outside.length;
+    const unsendable = report.missing.length + report.unportable.length + leftOut;
+    if (options.strict && unsendable > 0) {
+      throw new UsageError(`--strict: ${unsendable} dependenc(ies) cannot be sent; fix them or submit without --strict`);
     }
   }
   let frames: { start: number; end: number };
@@ -139,14 +148,11 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
   let tempDir: string | null = null;
   const conn = connect(global.master, global.token);
   try {
-    if (report && report.files.length > 0) {
-      const plan = planBundle(path, report.files.map((f) => f.path));
+    if (bundled.length > 0) {
+      const plan = planBundle(path, bundled);
       fileCount = plan.entries.length;
       kind = 'zip';
       mainBlend = plan.mainBlend;
-      if (plan.entries.length !== report.files.length + 1) {
-        say(`note: ${report.files.length + 1 - plan.entries.length} duplicate path(s) bundled once`);
-      }
       say(`bundle: ${plan.entries.length} files under ${plan.root}, main .blend ${plan.mainBlend}`);
       if (options.dryRun) {
         for (const entry of plan.entries) say(`  ${entry.name}`);
@@ -258,7 +264,8 @@ export function register(program: Command): void {
     .option('--main <path>', 'for a .zip: the .blend to render, relative to the archive root (default: the only top-level .blend)')
     .option('--blender <path>', 'Blender used to list dependencies (env BLENDER)', process.env.BLENDER ?? 'blender')
     .option('--no-deps', 'upload the .blend alone, without asking Blender what it needs')
-    .option('--strict', 'stop before uploading when a dependency is missing or has an absolute path')
+    .option('--include-outside', "also send files outside the .blend's folder (through .. or a symbolic link), widening the bundle root")
+    .option('--strict', 'stop before uploading when a dependency is missing, has an absolute path or is left out')
     .option('--dry-run', 'list what would be uploaded; upload nothing')
     .option('--parallel <n>', 'parts uploaded at once', wholeNumber('--parallel', 1, 16), 3)
     .option('--bundle-dir <dir>', 'where to write the temporary .zip bundle (default: the system temp folder)')

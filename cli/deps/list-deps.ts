@@ -8,6 +8,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { missingConsequence, missingKindOf } from '../../protocol/missing-files.ts';
 
 const SCRIPT = join(import.meta.dirname, 'list_deps.py');
 
@@ -90,11 +91,15 @@ export async function listDependencies(blendPath: string, blender = 'blender', t
   }
 }
 
-/** One line per problem, for the warnings printed before upload and attached to the job. */
+/**
+ * One line per problem, for the warnings printed before upload and attached to the job. A
+ * missing file's line says what the render does without it (protocol/missing-files.ts).
+ */
 export function dependencyWarnings(report: DependencyReport, relativeTo: (path: string) => string = (p) => p): string[] {
   const warnings: string[] = [];
   for (const dep of report.missing) {
-    warnings.push(`missing ${dep.kind} ${dep.ref}${dep.id ? ` (${dep.id})` : ''}, needed by ${relativeTo(dep.from)}: not found at ${dep.path}`);
+    const kind = missingKindOf(dep.path, dep.kind);
+    warnings.push(`missing ${dep.kind === 'other' ? kind : dep.kind} ${dep.ref}${dep.id ? ` (${dep.id})` : ''}, needed by ${relativeTo(dep.from)}: not found at ${dep.path}; ${missingConsequence(kind)}`);
   }
   for (const dep of report.unportable) {
     warnings.push(

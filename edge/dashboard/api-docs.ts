@@ -103,7 +103,7 @@ export function renderApiDocs(spec: Json): string {
 <nav aria-label="Sections"><ul>${toc}<li><a href="#webhooks">Webhooks</a></li></ul></nav>
 ${sections}
 <section aria-labelledby="webhooks"><h2 id="webhooks">Webhooks</h2>
-<p>A job with a <code>webhook_url</code> gets a POST with this JSON body when it completes or fails (header <code>x-farm-event</code>); the master retries with backoff until the URL answers 2xx, and <code>GET /jobs/{job_id}/webhook</code> shows the outcome.</p>
+<p>A job with a <code>webhook_url</code> gets a POST with this JSON body when it completes or fails (headers <code>x-farm-event</code>, <code>x-farm-delivery</code>: the same on every retry of one event, deduplicate on it; and, when the master has <code>FARM_WEBHOOK_SECRET</code>, <code>x-farm-timestamp</code> and <code>x-farm-signature: sha256=</code> the hex HMAC-SHA256 of the timestamp, a dot and the raw body); the master retries with backoff until the URL answers 2xx, and <code>GET /jobs/{job_id}/webhook</code> shows the outcome.</p>
 ${fieldTable(payload, components)}
 </section>
 </main></body></html>`;

@@ -12,6 +12,10 @@ export const jobs = sqliteTable(
   {
     id: text('id').primaryKey(),
     name: text('name').notNull(),
+    /**
+     * JOB_STATUSES, or 'deleted': the job answers 404 everywhere while the cron removes its rows and
+     * objects page by page (edge/job-deletion.ts).
+     */
     status: text('status').notNull().default('queued'),
     priority: integer('priority').notNull().default(50),
     startFrame: integer('start_frame').notNull(),
@@ -65,6 +69,8 @@ export const jobs = sqliteTable(
     index('jobs_claim_token').on(t.claimToken),
     // Webhooks due are found among the few jobs whose state is armed or sending.
     index('jobs_webhook_state').on(t.webhookState),
+    // Whether any job still uses an input (edge/input-retention.ts, edge/orphan-objects.ts).
+    index('jobs_blend_sha256').on(t.blendSha256),
   ],
 );
 
@@ -182,13 +188,23 @@ export const rateLimits = sqliteTable('rate_limits', {
  * Files stored by content: the SHA-256 was checked by the master when the upload completed (or
  * when the seed's multipart submit stored the file), so a blob is never uploaded twice.
  */
-export const blobs = sqliteTable('blobs', {
-  sha256: text('sha256').primaryKey(),
-  size: integer('size').notNull(),
-  /** Where the bytes are in R2 (each upload completes to a key of its own, see storage-keys). */
-  key: text('r2_key').notNull(),
-  createdAt: integer('created_at').notNull(),
-});
+export const blobs = sqliteTable(
+  'blobs',
+  {
+    sha256: text('sha256').primaryKey(),
+    size: integer('size').notNull(),
+    /** Where the bytes are in R2 (each upload completes to a key of its own, see storage-keys). */
+    key: text('r2_key').notNull(),
+    createdAt: integer('created_at').notNull(),
+    /**
+     * When the last job naming this blob was deleted; with created_at, the start of the retention
+     * after which an input no job uses is deleted (edge/input-retention.ts).
+     */
+    lastUsedAt: integer('last_used_at'),
+  },
+  // Which row names an object, for the orphaned-object sweep (edge/orphan-objects.ts).
+  (t) => [index('blobs_r2_key').on(t.key)],
+);
 
 /**
  * Chunked uploads in progress (R2 multipart uploads). One per blob at a time, so a client that
@@ -222,3 +238,16 @@ export const blobUploadParts = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.uploadId, t.partNumber] })],
 );
+
+/**
+ * Where a paged cron sweep (edge/cron.ts) stands between runs: the last R2 key it looked at, and
+ * when its next pass is due. One row per sweep.
+ */
+export const sweepCursors = sqliteTable('sweep_cursors', {
+  name: text('name').primaryKey(),
+  /** The last key handled; null: the sweep is between passes. */
+  lastKey: text('last_key'),
+  /** Epoch ms before which a sweep between passes starts no new one. */
+  nextPassAt: integer('next_pass_at').notNull().default(0),
+  updatedAt: integer('updated_at').notNull(),
+});

@@ -11,7 +11,9 @@
  *    tasks being rendered finish, as in Flamenco, so no work is thrown away;
  *  - cancel: no new frames, and the tasks being rendered go back to the queue at once: the
  *    node's next lease renewal or frame upload gets 409 and the node stops Blender;
- *  - resume: a paused or canceled job is queued again and waiting nodes are woken.
+ *  - resume: a paused or canceled job is queued again and waiting nodes are woken;
+ *  - delete: the job answers 404 at once and its tasks go back to the queue, so its nodes are
+ *    refused like a canceled job's; the cron then removes its files and rows (job-deletion.ts).
  */
 import { Hono } from 'hono';
 import { updateJobSchema, type DeleteJobResponse, type JobControlResponse, type WebhookStatus } from '../../protocol/api.ts';
@@ -19,9 +21,10 @@ import type { JobStatus } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { describeJob, requireJobRow, type JobRow } from '../job-status.ts';
-import { jobObjectPrefixes } from '../storage-keys.ts';
+import { markJobDeleted } from '../job-deletion.ts';
 import { completeJobIfDone } from '../task-outcomes.ts';
 import { readJson, requireId } from '../validation.ts';
+import { webhookSigning } from '../webhooks.ts';
 
 /** What the user can do instead, for a job whose state does not allow the request. */
 function refuse(job: JobRow, what: string): never {
@@ -40,19 +43,6 @@ function refuse(job: JobRow, what: string): never {
 async function answer(db: D1Database, jobId: string, previous: JobStatus): Promise<JobControlResponse> {
   const job = await requireJobRow(db, jobId);
   return { ...(await describeJob(db, job)), previous_status: previous };
-}
-
-/** Deletes every object under `prefix`, a page (up to 1000 keys, R2's limit) at a time. */
-async function deletePrefix(bucket: R2Bucket, prefix: string): Promise<number> {
-  let deleted = 0;
-  for (;;) {
-    // Always list from the start: the objects of the previous page are gone.
-    const page = await bucket.list({ prefix, limit: 1000 });
-    if (page.objects.length === 0) return deleted;
-    await bucket.delete(page.objects.map((o) => o.key));
-    deleted += page.objects.length;
-    if (!page.truncated) return deleted;
-  }
 }
 
 export const jobControlRoutes = new Hono<AppEnv>()
@@ -132,27 +122,18 @@ export const jobControlRoutes = new Hono<AppEnv>()
   })
   .delete('/jobs/:job_id', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
-    await requireJobRow(c.env.DB, jobId);
-    // Rows first, in one transaction: once they are gone, nodes rendering the job are refused
-    // (their task no longer exists) and no frame can be recorded for it again.
-    const [, , , deleted] = await c.env.DB.batch([
-      c.env.DB.prepare(`DELETE FROM frames WHERE job_id = ?`).bind(jobId),
-      c.env.DB.prepare(`DELETE FROM tasks WHERE job_id = ?`).bind(jobId),
-      c.env.DB.prepare(`DELETE FROM job_blocklist WHERE job_id = ?`).bind(jobId),
-      c.env.DB.prepare(`DELETE FROM jobs WHERE id = ? RETURNING id`).bind(jobId),
-    ]);
-    if (deleted!.results.length === 0) fail(404, `no job with id ${jobId}`);
-    // Then its objects: frames, previews and logs. The input (.blend or .zip) is stored by
-    // content and may be used by other jobs or by a later submission of the same file: kept.
-    let deletedObjects = 0;
-    for (const prefix of jobObjectPrefixes(jobId)) deletedObjects += await deletePrefix(c.env.FILES, prefix);
-    const body: DeleteJobResponse = { job_id: jobId, deleted: true, deleted_objects: deletedObjects };
+    // Marked in one batch, and 404 from then on; its objects and rows are removed by the cron,
+    // a page at a time, since a large job has more than one request may delete (job-deletion.ts).
+    if (!(await markJobDeleted(c.env.DB, jobId, Date.now()))) fail(404, `no job with id ${jobId}`);
+    // Nothing is deleted by the request itself: deleted_objects stays in the answer for clients
+    // of the earlier API, and is 0.
+    const body: DeleteJobResponse = { job_id: jobId, deleted: true, deleted_objects: 0 };
     return c.json(body);
   })
   .get('/jobs/:job_id/webhook', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const row = await c.env.DB.prepare(
-      `SELECT webhook_url, webhook_state, webhook_attempts, webhook_last_error, webhook_delivered_at FROM jobs WHERE id = ?`,
+      `SELECT webhook_url, webhook_state, webhook_attempts, webhook_last_error, webhook_delivered_at FROM jobs WHERE id = ? AND status <> 'deleted'`,
     )
       .bind(jobId)
       .first<{ webhook_url: string | null; webhook_state: WebhookStatus['state']; webhook_attempts: number; webhook_last_error: string | null; webhook_delivered_at: number | null }>();
@@ -164,6 +145,7 @@ export const jobControlRoutes = new Hono<AppEnv>()
       attempts: row.webhook_attempts,
       last_error: row.webhook_last_error,
       delivered_at: row.webhook_delivered_at === null ? null : new Date(row.webhook_delivered_at).toISOString(),
+      ...webhookSigning(c.get('config')),
     };
     return c.json(body);
   });

@@ -19,6 +19,8 @@ interface FrameRow {
   render_ms: number | null;
   worker_id: string | null;
   preview_key: string | null;
+  /** When the frame was stored (ms since epoch): the entry's date in frames.zip. */
+  created_at: number;
 }
 
 const toFrameInfo = (jobId: string, row: FrameRow): FrameListItem => ({
@@ -72,7 +74,7 @@ export const jobRoutes = new Hono<AppEnv>()
       cursorId = match[2]!;
     }
     const { results } = await c.env.DB.prepare(
-      `SELECT * FROM jobs WHERE (created_at < ?1 OR (created_at = ?1 AND id < ?2)) AND (?3 IS NULL OR status = ?3)
+      `SELECT * FROM jobs WHERE (created_at < ?1 OR (created_at = ?1 AND id < ?2)) AND (?3 IS NULL OR status = ?3) AND status <> 'deleted'
        ORDER BY created_at DESC, id DESC LIMIT ?4`,
     )
       .bind(cursorAt, cursorId || 'g', query.status ?? null, limit)
@@ -105,12 +107,21 @@ export const jobRoutes = new Hono<AppEnv>()
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const job = await requireJobRow(c.env.DB, jobId);
     const bucket = c.env.FILES;
+    // Read lazily: the archive asks for the next frame (a D1 page, then its R2 object) only once
+    // the one before has been sent.
     async function* entries(): AsyncGenerator<ZipEntry> {
       for await (const row of framesOf(c.env.DB, jobId)) {
-        yield { name: row.r2_key.split('/').pop()!, open: async () => (await bucket.get(row.r2_key))?.body ?? null };
+        const object = await bucket.get(row.r2_key);
+        // Deleted since it was listed (the frame was replaced): left out, not a broken archive.
+        if (!object) continue;
+        yield { name: row.r2_key.split('/').pop()!, lastModified: new Date(row.created_at), body: object.body };
       }
     }
     const fileName = `${job.name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80) || 'frames'}.zip`;
+    // No Content-Length: predicting it (client-zip's predictLength) needs every name and size
+    // before the first byte, a full pass over the job's frames, and frames still arriving or
+    // replaced while it streams would make it wrong, which truncates or corrupts the download.
+    // The archive goes out chunked instead.
     return new Response(zipStream(entries()), {
       headers: { 'content-type': 'application/zip', 'content-disposition': `attachment; filename="${fileName}"` },
     });
@@ -118,7 +129,12 @@ export const jobRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/frames/:frame', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const frame = parseFrameParam(c.req.param('frame'));
-    const row = await c.env.DB.prepare(`SELECT * FROM frames WHERE job_id = ? AND frame = ?`).bind(jobId, frame).first<FrameRow>();
+    // The frames of a deleted job are gone at once, though the cron may not have removed them yet.
+    const row = await c.env.DB.prepare(
+      `SELECT * FROM frames WHERE job_id = ?1 AND frame = ?2 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status <> 'deleted')`,
+    )
+      .bind(jobId, frame)
+      .first<FrameRow>();
     if (!row) {
       await requireJobRow(c.env.DB, jobId);
       fail(404, `frame ${frame} of job ${jobId} has not been rendered yet`);
@@ -158,7 +174,9 @@ export const jobRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/tasks/:task_id/log', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const taskId = requireId(c.req.param('task_id'), 'task_id');
-    const row = await c.env.DB.prepare(`SELECT log_key, log_tail FROM tasks WHERE id = ? AND job_id = ?`)
+    const row = await c.env.DB.prepare(
+      `SELECT log_key, log_tail FROM tasks WHERE id = ?1 AND job_id = ?2 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?2 AND status <> 'deleted')`,
+    )
       .bind(taskId, jobId)
       .first<{ log_key: string | null; log_tail: string | null }>();
     if (!row) fail(404, `no task ${taskId} in job ${jobId}`);

@@ -12,6 +12,7 @@ import type { Device, TaskKind } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { requireId } from '../validation.ts';
+import { onlineWindowMs } from '../workers-registry.ts';
 
 interface WorkerListRow {
   id: string;
@@ -61,7 +62,7 @@ export async function describeWorkers(db: D1Database, leaseMs: number, workerId?
     .bind(now, workerId ?? null)
     .all<WorkerListRow>();
   return results.map((w) => {
-    const online = now - w.last_seen_at <= leaseMs;
+    const online = now - w.last_seen_at <= onlineWindowMs(leaseMs);
     const enabled = w.enabled === 1;
     let state: NodeState;
     if (!online) state = 'offline';
@@ -137,6 +138,8 @@ export const nodeControlRoutes = new Hono<AppEnv>()
     const workerId = requireId(c.req.param('worker_id'), 'worker_id');
     const row = await c.env.DB.prepare(`UPDATE workers SET enabled = 1 WHERE id = ? RETURNING id`).bind(workerId).first();
     if (!row) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    // A disabled node's long poll waits like one without work: this is what it waits for.
+    c.get('wake')();
     const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: 0 };
     return c.json(body);
   });

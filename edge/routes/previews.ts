@@ -87,7 +87,9 @@ export const previewRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/frames/:frame/preview', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const frame = parseFrame(c.req.param('frame'));
-    const row = await c.env.DB.prepare(`SELECT preview_key FROM frames WHERE job_id = ? AND frame = ?`)
+    const row = await c.env.DB.prepare(
+      `SELECT preview_key FROM frames WHERE job_id = ?1 AND frame = ?2 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status <> 'deleted')`,
+    )
       .bind(jobId, frame)
       .first<{ preview_key: string | null }>();
     if (!row) {

@@ -1,4 +1,4 @@
-/** Frame and log uploads from render nodes: the seed's multipart form, and streamed raw bodies. */
+/** Frame and log uploads from render nodes: the seed's multipart form and raw bodies, all streamed. */
 import { Hono } from 'hono';
 import {
   HEADER_LEASE_ID,
@@ -11,10 +11,10 @@ import type { AppEnv } from '../app-env.ts';
 import { actAsWorker } from '../auth.ts';
 import { fail } from '../errors.ts';
 import { frameExtension, storeFrame } from '../frame-store.ts';
-import { failIfCutShort, watchBody } from '../request-body.ts';
-import { logKey } from '../storage-keys.ts';
+import { failIfCutShort, storeStream, watchBody } from '../request-body.ts';
+import { logKey, pendingFrameKey } from '../storage-keys.ts';
 import { assertLease, loadTask } from '../task-lease.ts';
-import { assertBodySize, contentLength, formText, parseOr400, readMultipart, requireId, sha256Hex } from '../validation.ts';
+import { assertBodySize, contentLength, multipartError, openMultipart, parseOr400, partText, requireId } from '../validation.ts';
 import { z } from 'zod';
 
 const rawFrameParamsSchema = z.object({
@@ -24,6 +24,9 @@ const rawFrameParamsSchema = z.object({
   sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: `the ${HEADER_SHA256} header must be a hex SHA-256` }).optional(),
   render_ms: uploadResultFieldsSchema.shape.render_ms,
 });
+
+/** The text fields of the seed's multipart `POST /upload_result`. */
+const UPLOAD_FIELDS: readonly string[] = Object.keys(uploadResultFieldsSchema.shape);
 
 /** A raw upload must declare its length so R2 can stream it without buffering. */
 function requireStreamLength(c: Parameters<typeof contentLength>[0], max: number): void {
@@ -36,33 +39,48 @@ function requireStreamLength(c: Parameters<typeof contentLength>[0], max: number
 export const resultRoutes = new Hono<AppEnv>()
   .post('/upload_result', async (c) => {
     const config = c.get('config');
-    const form = await readMultipart(c, config.maxSubmitBytes);
-    const fields = parseOr400(uploadResultFieldsSchema, {
-      worker_id: formText(form, 'worker_id'),
-      task_id: formText(form, 'task_id'),
-      lease_id: formText(form, 'lease_id'),
-      frame: formText(form, 'frame'),
-      render_ms: formText(form, 'render_ms'),
-    });
-    actAsWorker(c, fields.worker_id);
-    c.set('noJobFinished', true); // an upload ends no job
-    const file = form.get('file');
-    if (file === null) fail(400, 'file is required (the rendered image)');
-    if (typeof file === 'string') fail(400, 'file must be a file upload, not a text field');
-    if (file.size === 0) fail(400, 'file is empty');
-    const ext = frameExtension(file.name.includes('.') ? file.name.split('.').pop() : null);
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    const info = await storeFrame(c.env.DB, c.env.FILES, {
-      workerId: fields.worker_id,
-      taskId: fields.task_id,
-      leaseId: fields.lease_id,
-      frame: fields.frame,
-      ext,
-      body: bytes,
-      sha256: await sha256Hex(bytes),
-      renderMs: fields.render_ms ?? null,
-    });
-    return c.json(info, 201);
+    const bucket = c.env.FILES;
+    const raw: Record<string, string> = {};
+    let pending: { key: string; sha256: string; ext: string } | null = null;
+    try {
+      // The file may come before the fields that say whose frame it is (curl sends parts in the
+      // order of its -F options): it is held under a key of its own until they have been read.
+      for await (const part of openMultipart(c, config.maxUploadBytes)) {
+        if (part.name === 'file') {
+          if (part.filename === undefined) fail(400, 'file must be a file upload, not a text field');
+          if (pending) continue; // a second one is skipped: the first counts, as in a FormData
+          const ext = frameExtension(part.filename.includes('.') ? part.filename.split('.').pop() : null);
+          const stored = await storeStream(bucket, pendingFrameKey(crypto.randomUUID()), part.body, {
+            checkHead: (head) => head.length === 0 && fail(400, 'file is empty'),
+          });
+          pending = { key: stored.key, sha256: stored.sha256, ext };
+        } else if (part.name !== undefined && UPLOAD_FIELDS.includes(part.name)) {
+          const value = await partText(part, part.name);
+          if (value !== undefined) raw[part.name] ??= value;
+        }
+      }
+      const fields = parseOr400(uploadResultFieldsSchema, raw);
+      actAsWorker(c, fields.worker_id);
+      c.set('noJobFinished', true); // an upload ends no job
+      if (!pending) fail(400, 'file is required (the rendered image)');
+      const held = await bucket.get(pending.key);
+      if (!held) fail(500, 'the uploaded frame vanished before it was stored');
+      const info = await storeFrame(c.env.DB, bucket, {
+        workerId: fields.worker_id,
+        taskId: fields.task_id,
+        leaseId: fields.lease_id,
+        frame: fields.frame,
+        ext: pending.ext,
+        body: held.body,
+        sha256: pending.sha256,
+        renderMs: fields.render_ms ?? null,
+      });
+      return c.json(info, 201);
+    } catch (err) {
+      multipartError(err);
+    } finally {
+      if (pending) await bucket.delete(pending.key).catch((e) => console.error(`deleting held upload ${pending!.key}:`, e));
+    }
   })
   // Streamed variant: `PUT /tasks/{task_id}/frames/{frame}?ext=png`, lease in headers, body = the image.
   .put('/tasks/:task_id/frames/:frame', async (c) => {

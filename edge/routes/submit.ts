@@ -2,53 +2,80 @@
 import { Hono } from 'hono';
 import { submitJobFieldsSchema, type SubmitJobResponse } from '../../protocol/schemas.ts';
 import { checkBlendHeader } from '../blend-header.ts';
-import { recordBlobStatement } from '../blob-store.ts';
+import { findBlob, recordBlobStatement, type StoredBlob } from '../blob-store.ts';
 import { fail } from '../errors.ts';
 import { insertJob } from '../job-insert.ts';
 import type { AppEnv } from '../app-env.ts';
-import { blendKey, blendFileName } from '../storage-keys.ts';
-import { contentLength, formText, parseOr400, readMultipart, sha256Hex } from '../validation.ts';
+import { storeStream, type StreamedObject } from '../request-body.ts';
+import { blendFileName, submittedBlobKey } from '../storage-keys.ts';
+import { multipartError, openMultipart, parseOr400, partText } from '../validation.ts';
 
-const FIELDS = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'] as const;
+const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'];
+
+/** The form's fields, checked, and the job's frame count checked against MAX_FRAMES_PER_JOB. */
+function checkFields(raw: Record<string, string>, maxFramesPerJob: number) {
+  const fields = parseOr400(submitJobFieldsSchema, raw);
+  const totalFrames = fields.end_frame - fields.start_frame + 1;
+  if (totalFrames > maxFramesPerJob) {
+    fail(413, `the job has ${totalFrames} frames, over the limit of ${maxFramesPerJob} per job (MAX_FRAMES_PER_JOB)`);
+  }
+  return { fields, totalFrames };
+}
+
+/**
+ * Keeps a streamed .blend as the blob of its hash, or drops it for the copy already stored: the
+ * same file submitted twice is stored once, and the first record of a hash wins a race.
+ */
+async function keepBlob(db: D1Database, bucket: R2Bucket, file: StreamedObject): Promise<StoredBlob> {
+  const existing = await findBlob(db, bucket, file.sha256);
+  if (!existing) {
+    await recordBlobStatement(db, { sha256: file.sha256, size: file.size, key: file.key }, Date.now()).run();
+  }
+  const kept = existing ?? (await findBlob(db, bucket, file.sha256))!;
+  if (kept.key !== file.key) await bucket.delete(file.key);
+  return kept;
+}
 
 export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => {
   const config = c.get('config');
-  // workerd buffers a multipart body whole, so big files go through the chunked blob uploads.
-  const declared = contentLength(c);
-  if (declared !== null && declared > config.maxSubmitBytes) {
-    fail(
-      413,
-      `the multipart body is ${declared} bytes, over the limit of ${config.maxSubmitBytes} bytes (MAX_SUBMIT_BYTES) for POST /submit_job. ` +
-        'Submit larger files and projects with the CLI, which uploads in resumable parts: npx farm submit FILE.blend --frames 1-250',
-    );
-  }
-  const form = await readMultipart(c, config.maxSubmitBytes);
-  const file = form.get('blend_file');
-  if (file === null) fail(400, 'blend_file is required (attach the .blend with -F "blend_file=@scene.blend")');
-  if (typeof file === 'string') fail(400, 'blend_file must be a file upload, not a text field (use -F "blend_file=@path")');
-
+  const bucket = c.env.FILES;
+  // Streamed: the file goes to R2 as it arrives, whatever the order of the parts (curl sends
+  // them in the order of its -F options, the seed's README puts the file first).
+  const parts = openMultipart(
+    c,
+    config.maxUploadBytes,
+    'Submit larger files and projects with the CLI, which uploads in resumable parts: npx farm submit FILE.blend --frames 1-250',
+  );
   const raw: Record<string, string> = {};
-  for (const field of FIELDS) {
-    const value = formText(form, field);
-    if (value !== undefined) raw[field] = value;
+  let file: (StreamedObject & { name: string }) | null = null;
+  let checked: ReturnType<typeof checkFields>;
+  try {
+    for await (const part of parts) {
+      if (part.name === 'blend_file') {
+        if (part.filename === undefined) fail(400, 'blend_file must be a file upload, not a text field (use -F "blend_file=@path")');
+        if (file) continue; // a second one is skipped: the first counts, as in a FormData
+        // Fields sent before the file are checked before any of it is stored.
+        if (raw.start_frame !== undefined && raw.end_frame !== undefined) checkFields(raw, config.maxFramesPerJob);
+        const stored = await storeStream(bucket, submittedBlobKey(crypto.randomUUID()), part.body, {
+          httpMetadata: { contentType: 'application/x-blender' },
+          checkHead: (head) => (head.length === 0 ? fail(400, 'blend_file is empty') : checkBlendHeader(head, 'blend_file')),
+        });
+        file = { ...stored, name: part.filename };
+      } else if (part.name !== undefined && FIELDS.includes(part.name)) {
+        const value = await partText(part, part.name);
+        if (value !== undefined) raw[part.name] ??= value;
+      }
+    }
+    if (!file) fail(400, 'blend_file is required (attach the .blend with -F "blend_file=@scene.blend")');
+    checked = checkFields(raw, config.maxFramesPerJob);
+  } catch (err) {
+    // A refused form leaves nothing behind: the file stored before its fields were read goes.
+    if (file) await bucket.delete(file.key).catch((e) => console.error(`deleting refused upload ${file!.key}:`, e));
+    multipartError(err);
   }
-  const fields = parseOr400(submitJobFieldsSchema, raw);
-  const totalFrames = fields.end_frame - fields.start_frame + 1;
-  if (totalFrames > config.maxFramesPerJob) {
-    fail(413, `the job has ${totalFrames} frames, over the limit of ${config.maxFramesPerJob} per job (MAX_FRAMES_PER_JOB)`);
-  }
-
-  const bytes = new Uint8Array(await file.arrayBuffer());
-  await checkBlendHeader(bytes.subarray(0, 64 * 1024), 'blend_file');
-  const sha256 = await sha256Hex(bytes);
-  const key = blendKey(sha256);
-  // Content-addressed: the same file submitted twice is stored once.
-  if (!(await c.env.FILES.head(key))) {
-    await c.env.FILES.put(key, bytes, { sha256, httpMetadata: { contentType: 'application/x-blender' } });
-  }
-
-  // Recorded as a blob too, so `farm submit` of the same file uploads nothing.
-  await recordBlobStatement(c.env.DB, { sha256, size: bytes.length, key }, Date.now()).run();
+  const { fields, totalFrames } = checked;
+  const blob = await keepBlob(c.env.DB, bucket, file);
+  const sha256 = blob.sha256;
 
   // The file's name as the client sent it may carry a path ("C:\\scenes\\x.blend", "../x.blend"):
   // only its last part, without control characters, names the job.
@@ -64,7 +91,7 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     maxAttempts: fields.max_attempts ?? 3,
     blendFile: blendFileName(sha256),
     sha256,
-    size: bytes.length,
+    size: blob.size,
     inputKind: 'blend',
     mainBlend: null,
     warnings: [],

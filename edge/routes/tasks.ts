@@ -16,8 +16,8 @@ import { recordJobWarnings } from '../job-warnings.ts';
 import { claimTask, describeClaim } from '../scheduler.ts';
 import { explainLeaseRefusal } from '../task-lease.ts';
 import { readJson } from '../validation.ts';
-import { RECHECK_MS, waitForWork } from '../work-signal.ts';
-import { seenOr404, touchStatement, touchWorker } from '../workers-registry.ts';
+import { readGeneration, waitForWork } from '../work-signal.ts';
+import { seenOr404, touchStatements, touchWorker } from '../workers-registry.ts';
 import { completeJobIfDone, completeTask, failTask, type JobProgress } from '../task-outcomes.ts';
 
 /**
@@ -63,10 +63,13 @@ export const taskRoutes = new Hono<AppEnv>()
     const poll = startPoll(workerId);
     // No job ends in a claim unless a lease ran out on its last attempt, or a task is closed below.
     c.set('noJobFinished', true);
+    // A long poll reads the wake-up generation before its first claim, so that work made
+    // claimable after the claim looked wakes the wait that follows (edge/work-signal.ts).
+    let generation = waitMs > 0 ? await readGeneration(c.env) : null;
     try {
       for (;;) {
         // A newer request from this node means this one was abandoned: claim nothing for it.
-        if (!poll.isNewest()) return c.body(null, 204);
+        if (!poll.isNewest() || c.req.raw.signal.aborted) return c.body(null, 204);
         for (let i = 0, leaseId = claimId; i < MAX_CLAIMS_PER_REQUEST; i++) {
           const result = await claimTask(c.env.DB, {
             workerId,
@@ -80,9 +83,9 @@ export const taskRoutes = new Hono<AppEnv>()
           leaseId = undefined;
           if (result.jobsEnded) c.set('noJobFinished', false);
           if (result.outcome === 'unknown_worker') fail(404, `no worker with id ${workerId}: register with POST /register_worker first`);
-          if (result.outcome === 'disabled') return c.body(null, 204);
           if (result.outcome === 'claim_id_used') continue;
-          if (result.outcome === 'none') break;
+          // A drained or disabled node waits like one without work: enabling it wakes it.
+          if (result.outcome === 'none' || result.outcome === 'disabled') break;
           const assignment: TaskAssignment = describeClaim(result.claimed, config.leaseMs);
           if (assignment.frames.length > 0) return c.json(assignment, 200);
           // Every frame of this range was uploaded by a node that died before reporting: close it.
@@ -93,8 +96,14 @@ export const taskRoutes = new Hono<AppEnv>()
           await moveJobOn(c, assignment.job_id);
         }
         const left = deadline - Date.now();
-        if (left <= 0 || c.req.raw.signal.aborted) return c.body(null, 204);
-        await waitForWork(Math.min(left, RECHECK_MS), c.req.raw.signal);
+        if (left <= 0) return c.body(null, 204);
+        // Wait on the wake-up object, not on D1: no query until something makes work claimable.
+        const next = await waitForWork(c.env, generation, left, { signal: c.req.raw.signal, stillWanted: poll.isNewest });
+        // Not woken (wait_ms ran out, the client left, or a newer poll took over): no work came,
+        // and the node asks again. Work that appeared unannounced (an expired lease before the
+        // cron sweep found it) is claimed by that next poll.
+        if (next !== null && next === generation) return c.body(null, 204);
+        generation = next;
       }
     } finally {
       poll.end();
@@ -107,8 +116,8 @@ export const taskRoutes = new Hono<AppEnv>()
     const db = c.env.DB;
     const now = Date.now();
     // Renewals and completions mark the node as seen in their own batch; the rest first.
-    const touch = touchStatement(db, body.worker_id, now);
-    if (body.status !== 'running' && body.status !== 'completed') await touchWorker(db, body.worker_id, now);
+    const touch = touchStatements(db, body.worker_id, now, config.leaseMs);
+    if (body.status !== 'running' && body.status !== 'completed') await touchWorker(db, body.worker_id, now, config.leaseMs);
     // Missing textures and libraries the node found; kept only while its lease is current.
     if (body.warnings?.length) await recordJobWarnings(db, body, now);
 
@@ -118,8 +127,8 @@ export const taskRoutes = new Hono<AppEnv>()
     switch (body.status) {
       case 'running': {
         c.set('noJobFinished', true);
-        const [touched, renewed] = await db.batch([
-          touch,
+        const [touched, , renewed] = await db.batch([
+          ...touch,
           db.prepare(
             `UPDATE tasks SET lease_expires_at = ?1, updated_at = ?2, message = COALESCE(?3, message),
                current_frame = COALESCE(?4, current_frame), peak_mem_mb = MAX(COALESCE(peak_mem_mb, 0), COALESCE(?5, 0))
@@ -149,7 +158,7 @@ export const taskRoutes = new Hono<AppEnv>()
         break;
       }
       case 'completed': {
-        const done = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message, [touch]);
+        const done = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message, touch);
         await afterEnd(c, done.jobId, done.progress);
         // A completed task ends its job or nothing: only then is a webhook due.
         if (!done.progress.completed) c.set('noJobFinished', true);

@@ -100,9 +100,12 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
 
   it('a shot linking a library from ../assets, which links another and has its own texture, renders whole', async () => {
     const scene = makeProject('make_linked_scene.py', join(dir, 'linked'));
-    const { result, stderr } = await farmSubmit(master, scene.blend);
+    // ../assets is outside the .blend's folder: sent only when asked, and the widening is said.
+    const { result, stderr } = await farmSubmit(master, scene.blend, ['--include-outside']);
     // Bundled from the common folder of shots/ and assets/, so `//../assets/lib.blend` resolves.
-    expect(result).toMatchObject({ kind: 'zip', main_blend: 'shots/main.blend', files: 4, warnings: [] });
+    expect(result).toMatchObject({ kind: 'zip', main_blend: 'shots/main.blend', files: 4 });
+    expect(result.warnings).toHaveLength(1);
+    expect(result.warnings[0]).toMatch(/^--include-outside: sending 3 file\(s\) from outside .*The bundle root widened from .*shots to .*linked$/);
     expect(stderr).toMatch(/bundle: 4 files under .*linked, main \.blend shots\/main\.blend/);
 
     const status = await waitForJob(master.url, result.job_id, ['completed', 'failed'], 120_000);

@@ -171,8 +171,7 @@ describe('limits of a master started with low values', () => {
         FARM_NODE_TOKEN: ENROL_TOKEN,
         RATE_LIMIT_PER_MINUTE: String(RATE),
         MAX_JSON_BYTES: '400',
-        MAX_SUBMIT_BYTES: '8000',
-        MAX_UPLOAD_BYTES: '1000',
+        MAX_UPLOAD_BYTES: '1500',
         MAX_FRAMES_PER_JOB: '10',
       },
     });
@@ -194,10 +193,10 @@ describe('limits of a master started with low values', () => {
     return fetch(`${master.url}/submit_job`, { method: 'POST', body: form, headers: authHeaders(token) });
   };
 
-  it('MAX_SUBMIT_BYTES, MAX_FRAMES_PER_JOB, MAX_JSON_BYTES and MAX_UPLOAD_BYTES each answer 413 naming the variable', async () => {
-    await expectErrorStatus(await submit({ start_frame: '1', end_frame: '2' }, blend(9000), LIMITED), 413, 'MAX_SUBMIT_BYTES');
-    await expectErrorStatus(await submit({ start_frame: '1', end_frame: '11' }, blend(1000), LIMITED), 413, 'MAX_FRAMES_PER_JOB');
-    const job = (await (await submit({ start_frame: '1', end_frame: '1' }, blend(1000), LIMITED)).json()) as { job_id: string };
+  it('MAX_UPLOAD_BYTES (multipart and raw bodies), MAX_FRAMES_PER_JOB and MAX_JSON_BYTES each answer 413 naming the variable', async () => {
+    await expectErrorStatus(await submit({ start_frame: '1', end_frame: '2' }, blend(9000), LIMITED), 413, 'MAX_UPLOAD_BYTES');
+    await expectErrorStatus(await submit({ start_frame: '1', end_frame: '11' }, blend(600), LIMITED), 413, 'MAX_FRAMES_PER_JOB');
+    const job = (await (await submit({ start_frame: '1', end_frame: '1' }, blend(600), LIMITED)).json()) as { job_id: string };
     expect(job.job_id).toBeTruthy();
 
     const enrol = await fetch(`${master.url}/register_worker`, {

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeScene, startMaster, startNode, submitJob, tempDir, waitForJob, type Master } from './harness.ts';
 
-const TEXTURE = 'missing file //textures/missing_texture.png: a missing image renders magenta';
+const TEXTURE = 'missing image //textures/missing_texture.png: it renders magenta';
 const LIBRARY = 'missing library //missing_library.blend: what the file links from it is left out of the render';
 const LINKED = 'missing linked object "LibCube" from //missing_library.blend: it is left out of the render';
 

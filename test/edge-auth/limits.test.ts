@@ -7,7 +7,7 @@ import { zipSync } from 'fflate';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { UploadState } from '../../protocol/schemas.ts';
 import { blendBytes, countRows, emptyFarm, expectError, json, pngBytes, sha256, submitForm } from '../edge/helpers.ts';
-import { claimAs, enrol, ENROL_TOKEN, jsonInit, send, sendWith, SUBMIT_TOKEN, SUBMIT_TOKEN_OLD } from './auth-helpers.ts';
+import { claimAs, enrol, ENROL_TOKEN, jsonInit, send, sendWith, SUBMIT_TOKEN } from './auth-helpers.ts';
 
 beforeEach(emptyFarm);
 
@@ -51,8 +51,10 @@ describe('the rate limit per credential', () => {
   const three = { RATE_LIMIT_PER_MINUTE: '3' };
 
   it('answers 429 with Retry-After once a token made RATE_LIMIT_PER_MINUTE requests, and counts each token apart', async () => {
-    for (let i = 0; i < 3; i++) expect((await sendWith(three, '/jobs', {}, SUBMIT_TOKEN)).status).toBe(200);
-    const refused = await sendWith(three, '/jobs', {}, SUBMIT_TOKEN);
+    // Tokens no other test used: an isolate keeps its own count of each token's window.
+    const vars = { ...three, FARM_SUBMIT_TOKEN: 'rate-token-a, rate-token-b' };
+    for (let i = 0; i < 3; i++) expect((await sendWith(vars, '/jobs', {}, 'rate-token-a')).status).toBe(200);
+    const refused = await sendWith(vars, '/jobs', {}, 'rate-token-a');
     const retryAfter = Number(refused.headers.get('retry-after'));
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
@@ -60,7 +62,7 @@ describe('the rate limit per credential', () => {
     expect(message).toContain(`try again in ${retryAfter} s`);
 
     // The other submitter token, and a node, have limits of their own.
-    expect((await sendWith(three, '/jobs', {}, SUBMIT_TOKEN_OLD)).status).toBe(200);
+    expect((await sendWith(vars, '/jobs', {}, 'rate-token-b')).status).toBe(200);
     expect((await sendWith(three, '/register_worker', jsonInit({ name: 'n' }), ENROL_TOKEN)).status).toBe(201);
   });
 
@@ -92,6 +94,21 @@ describe('the rate limit per credential', () => {
     expect((await env.DB.prepare(`SELECT COUNT(*) AS n FROM rate_limits`).first('n'))).toBe(0);
   });
 
+  it('an isolate counts in memory and writes the row once per share of the limit, yet refuses exactly the request past it', async () => {
+    const limit = { RATE_LIMIT_PER_MINUTE: '64' }; // shares of 64 / 16 = 4 requests
+    const node = await enrol('polling');
+    const poll = () => sendWith(limit, '/get_job', jsonInit({ worker_id: node.workerId }), node.credential);
+    const row = () => env.DB.prepare(`SELECT count FROM rate_limits WHERE key = ?`).bind(`n:${node.workerId}`).first<number>('count');
+    // Three polls, as an idle node makes in a minute: nothing written.
+    for (let i = 0; i < 3; i++) expect((await poll()).status).toBe(204);
+    expect(await row()).toBeNull();
+    expect((await poll()).status).toBe(204);
+    expect(await row()).toBe(4);
+    for (let i = 4; i < 64; i++) expect((await poll()).status).toBe(204);
+    expect(await row()).toBe(64);
+    await expectError(await poll(), 429, 'the limit is 64 per minute');
+  });
+
   it('RATE_LIMIT_PER_MINUTE=0 turns the limit off', async () => {
     for (let i = 0; i < 8; i++) expect((await sendWith({ RATE_LIMIT_PER_MINUTE: '0' }, '/jobs', {}, SUBMIT_TOKEN)).status).toBe(200);
   });
@@ -116,12 +133,12 @@ describe('size limits, each set by its variable', () => {
     expect((await countRows()).workers).toBe(0);
   });
 
-  it('MAX_SUBMIT_BYTES: a larger submission gets 413 naming it, and stores nothing', async () => {
+  it('MAX_UPLOAD_BYTES: a larger multipart submission gets 413 naming it, and stores nothing', async () => {
     const before = await countRows();
     await expectError(
-      await sendWith({ MAX_SUBMIT_BYTES: '3000' }, '/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, blendBytes(4000)) }, SUBMIT_TOKEN),
+      await sendWith({ MAX_UPLOAD_BYTES: '3000' }, '/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, blendBytes(4000)) }, SUBMIT_TOKEN),
       413,
-      'over the limit of 3000 bytes (MAX_SUBMIT_BYTES)',
+      'over the limit of 3000 bytes (MAX_UPLOAD_BYTES)',
     );
     expect(await countRows()).toEqual(before);
   });

@@ -14,7 +14,6 @@ import { blendBytes, call, claim, countRows, emptyFarm, json, pngBytes, postJson
 
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 const MAX_JSON_BYTES = 256 * 1024;
-const MAX_SUBMIT_BYTES = 24 * 1024 * 1024;
 const MAX_UPLOAD_BYTES = 100 * 1024 * 1024;
 
 interface Fixture {
@@ -179,8 +178,8 @@ function multipartCases(path: string, fields: (f: Fixture) => Record<string, str
       const { type, bytes } = await encoded(form(fx));
       return call(path, { method: 'POST', headers: { 'content-type': type }, body: new ReadableStream({ start: (c) => (c.enqueue(bytes), c.close()) }) });
     }),
-    bad('a body over MAX_SUBMIT_BYTES', () =>
-      call(path, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(MAX_SUBMIT_BYTES + 1) }, body: declaredOnly(MAX_SUBMIT_BYTES + 1) }),
+    bad('a body over MAX_UPLOAD_BYTES', () =>
+      call(path, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(MAX_UPLOAD_BYTES + 1) }, body: declaredOnly(MAX_UPLOAD_BYTES + 1) }),
     ),
     bad(`no ${fileField}`, (fx) => call(path, { method: 'POST', body: form(fx, {}, null) })),
     bad(`an empty ${fileField}`, (fx) => call(path, { method: 'POST', body: form(fx, {}, new Uint8Array(0)) })),

@@ -271,14 +271,18 @@ describe('POST /jobs with an uploaded blob', { timeout: 30_000 }, () => {
   });
 });
 
-describe("the seed's POST /submit_job above its size limit", { timeout: 30_000 }, () => {
-  it('answers 413 naming `farm submit`, the way to send large files', async () => {
-    const big = blendBytes(24 * 1024 * 1024 + 1024, 'too big for multipart');
-    const form = new FormData();
-    form.set('blend_file', new File([big], 'big.blend'));
-    form.set('start_frame', '1');
-    form.set('end_frame', '1');
-    const error = await expectError(await call('/submit_job', { method: 'POST', body: form }), 413, 'over the limit of 25165824 bytes');
+describe("the seed's POST /submit_job above the request body limit", () => {
+  it('answers 413 naming MAX_UPLOAD_BYTES and `farm submit`, the way to send larger files', async () => {
+    const declared = 100 * 1024 * 1024 + 1;
+    const error = await expectError(
+      await call('/submit_job', {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(declared) },
+        body: new FixedLengthStream(declared).readable,
+      }),
+      413,
+      'over the limit of 104857600 bytes (MAX_UPLOAD_BYTES)',
+    );
     expect(error).toContain('farm submit');
   });
 });

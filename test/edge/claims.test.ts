@@ -187,30 +187,19 @@ describe('POST /get_job', () => {
     expect(retaken).toMatchObject({ task_id: taken.task_id, start_frame: 1, end_frame: 5, frames: [2, 4, 5] });
   });
 
-  // The wake-up of waiting polls by a submission is not tested here: under the vitest pool the
-  // test and the Worker share one isolate and workerd cancels a request whose await is resolved
-  // by another request as "hung" (it works under `wrangler dev`). Work that appears without a
-  // wake-up, as when another isolate took the submission, is found by the once-a-second recheck.
-  it('a node long-polling with wait_ms picks up a job that appears while it waits, without waiting out the poll', async () => {
+  // More on waking waiting polls (resume, priority, requeue, enable, many at once) and on what a
+  // waiting poll costs D1: work-signal.test.ts.
+  it('a node long-polling with wait_ms picks up a job submitted while it waits, without waiting out the poll', async () => {
     const worker = await registerWorker();
-    const seeded = await submitOk({ start_frame: 1, end_frame: 1 });
-    // Keep that job out of the way, then add one straight to D1 while the node waits.
-    await env.DB.prepare(`UPDATE jobs SET status = 'completed'`).run();
     const started = Date.now();
     const polling = postJson('/get_job', { worker_id: worker, wait_ms: 10_000 });
     await scheduler.wait(200);
-    const jobId = crypto.randomUUID();
-    await env.DB.prepare(
-      `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, next_frame, blend_file, blend_sha256, blend_size,
-         created_at, updated_at) VALUES (?1, 'late', 'queued', 50, 3, 3, 3, ?2, ?3, 10, ?4, ?4)`,
-    )
-      .bind(jobId, seeded.blend_file, seeded.blend_file.slice(0, 64), Date.now())
-      .run();
+    const job = await submitOk({ start_frame: 3, end_frame: 3 });
 
     const res = await polling;
 
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ job_id: jobId, frames: [3] });
+    expect(await res.json()).toMatchObject({ job_id: job.job_id, frames: [3] });
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 

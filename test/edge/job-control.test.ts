@@ -15,6 +15,7 @@ import type {
   WorkerListResponse,
 } from '../../protocol/api.ts';
 import type { JobStatusResponse, TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
+import { runScheduledWork } from '../../edge/cron.ts';
 import { claimDueWebhooks, deliverWebhook, webhookTiming } from '../../edge/webhooks.ts';
 import {
   call,
@@ -202,7 +203,7 @@ describe('PATCH /jobs/{id}: priority', () => {
 });
 
 describe('DELETE /jobs/{id}', () => {
-  it('removes the job, its tasks, frames, previews and logs from D1 and R2, keeps the shared .blend, and the node rendering it is refused', async () => {
+  it('answers 404 for the job at once and refuses the node rendering it; the cron then removes its tasks, frames, previews and logs from D1 and R2 and keeps the shared .blend', async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 3, chunk_size: 3 });
     const other = await submitOk({ start_frame: 1, end_frame: 1, name: 'other' });
     const node = await registerWorker();
@@ -220,9 +221,24 @@ describe('DELETE /jobs/{id}', () => {
     expect(await r2Keys(`previews/${job.job_id}/`)).toHaveLength(1);
     expect(await r2Keys(`logs/${job.job_id}/`)).toHaveLength(1);
 
+    // The request only marks the job: its files go with the next cron runs.
     const deleted = await json<DeleteJobResponse>(await call(`/jobs/${job.job_id}`, { method: 'DELETE' }), 200);
-    expect(deleted).toEqual({ job_id: job.job_id, deleted: true, deleted_objects: 3 });
-    await expectError(await call(`/job_status/${job.job_id}`), 404, 'no job with id');
+    expect(deleted).toEqual({ job_id: job.job_id, deleted: true, deleted_objects: 0 });
+    for (const path of [`/job_status/${job.job_id}`, `/jobs/${job.job_id}/frames`, `/jobs/${job.job_id}/frames/1`,
+      `/jobs/${job.job_id}/frames/1/preview`, `/jobs/${job.job_id}/tasks/${task.task_id}/log`, `/jobs/${job.job_id}/webhook`]) {
+      await expectError(await call(path), 404, /no job with id|no task/);
+    }
+    const list = await json<{ jobs: { job_id: string }[] }>(await call('/jobs'), 200);
+    expect(list.jobs.map((j) => j.job_id)).toEqual([other.job_id]);
+    // The node still rendering it is told to stop and can record nothing more.
+    await expectError(await update(node, task, 'running'), 409, 'stop working on it');
+    await expectError(await putFrame(node, task, 2, pngBytes(2)), 409, 'stop working on it');
+    expect(await r2Keys(`renders/${job.job_id}/`)).toHaveLength(1);
+    // The job's work is no longer handed out: the node gets the other job.
+    expect((await claim(node)).job_id).toBe(other.job_id);
+    await expectError(await call(`/jobs/${job.job_id}`, { method: 'DELETE' }), 404, 'no job with id');
+
+    await runScheduledWork(env, Date.now());
     for (const table of ['jobs', 'tasks', 'frames', 'job_blocklist']) {
       const column = table === 'jobs' ? 'id' : 'job_id';
       const row = await env.DB.prepare(`SELECT COUNT(*) AS n FROM ${table} WHERE ${column} = ?`).bind(job.job_id).first<{ n: number }>();
@@ -230,11 +246,10 @@ describe('DELETE /jobs/{id}', () => {
     }
     for (const prefix of [`renders/${job.job_id}/`, `previews/${job.job_id}/`, `logs/${job.job_id}/`]) expect(await r2Keys(prefix)).toEqual([]);
     // The .blend is stored by content and the other job uses the same file.
-    expect(await env.FILES.head(`jobs/${job.blend_file}`)).not.toBeNull();
-    expect((await status(other.job_id)).status).toBe('queued');
-    // The node still rendering it learns the task is gone.
+    const input = await env.DB.prepare(`SELECT r2_key FROM blobs WHERE sha256 = ?`).bind(job.blend_file.split('.')[0]).first<string>('r2_key');
+    expect(await env.FILES.head(input!)).not.toBeNull();
+    expect((await status(other.job_id)).status).toBe('running');
     await expectError(await update(node, task, 'running'), 404, 'no task');
-    await expectError(await call(`/jobs/${job.job_id}`, { method: 'DELETE' }), 404, 'no job with id');
   });
 });
 
@@ -256,8 +271,11 @@ describe('nodes: list, drain, disable, enable', () => {
     await json(await update(node, task, 'running', { current_frame: 5 }), 200);
     list = await json<WorkerListResponse>(await call('/workers'), 200);
     expect(list.workers[0]).toMatchObject({ state: 'rendering', current_task_id: task.task_id, current_job_id: job.job_id, current_frame: 5 });
-    // A node not heard from for a lease period is offline.
-    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 61_000).run();
+    // A node is online for a lease plus the longest long poll (30 s) after it was last recorded.
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 85_000).run();
+    list = await json<WorkerListResponse>(await call('/workers'), 200);
+    expect(list.workers[0]).toMatchObject({ online: true });
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 91_000).run();
     list = await json<WorkerListResponse>(await call('/workers'), 200);
     expect(list.workers[0]).toMatchObject({ online: false, state: 'offline' });
   });
@@ -401,7 +419,7 @@ describe('webhooks', () => {
 
   it('a job with a webhook is armed and not called while it runs', async () => {
     const jobId = await jobWithWebhook();
-    expect(await webhookStatus(jobId)).toEqual({ job_id: jobId, webhook_url: URL_OK, state: 'armed', attempts: 0, last_error: null, delivered_at: null });
+    expect(await webhookStatus(jobId)).toEqual({ job_id: jobId, webhook_url: URL_OK, state: 'armed', attempts: 0, last_error: null, delivered_at: null, signed: false, warning: null });
     const node = await registerWorker();
     const task = await claim(node);
     await json(await update(node, task, 'running'), 200);

@@ -37,7 +37,7 @@ describe('GET /openapi.json', () => {
     expect(documented).toEqual(appRoutes());
     const spec = await json<Spec>(await call('/openapi.json'), 200);
     expect(spec.openapi).toBe('3.1.0');
-    expect(spec.servers).toEqual([{ url: 'http://farm' }]);
+    expect(spec.servers).toEqual([{ url: 'http://farm.localhost' }]);
     const served = Object.entries(spec.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`)).sort();
     expect(served).toEqual(appRoutes().map((r) => openApiPath(r)).sort());
   });

@@ -8,6 +8,7 @@ import type { JobStatusResponse, TaskAssignment } from '../../protocol/schemas.t
 import { MAX_JOB_WARNINGS } from '../../edge/job-warnings.ts';
 import { sweepUnrecordedFrames } from '../../edge/frame-audit.ts';
 import { claimTask } from '../../edge/scheduler.ts';
+import { wakeWaitingNodes } from '../../edge/work-signal.ts';
 import { frameKey } from '../../edge/storage-keys.ts';
 import {
   call,
@@ -107,19 +108,22 @@ describe('a claim whose answer was lost', () => {
 describe('an abandoned long poll', () => {
   it('claims nothing once the same node has sent a newer request for work', async () => {
     const node = await registerWorker('reconnects');
-    // Work that is not claimable yet (paused), made claimable below by D1 directly: a submission
-    // would wake the waiting poll from another request, which workerd's test runner refuses.
+    // Work that is not claimable yet (paused), made claimable below by D1 directly and announced
+    // to the waiting polls through the wake-up object, as the cron sweep or another isolate would.
     const job = await submitOk({ start_frame: 1, end_frame: 2, chunk_size: 2 });
     await env.DB.prepare(`UPDATE jobs SET status = 'paused' WHERE id = ?`).bind(job.job_id).run();
-    const seenBefore = await env.DB.prepare(`SELECT last_seen_at FROM workers WHERE id = ?`).bind(node).first<number>('last_seen_at');
+    // A lease ago: the long poll's claim marks the node as seen, which shows it started.
+    const seenBefore = Date.now() - 61_000;
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ? WHERE id = ?`).bind(seenBefore, node).run();
     // The node's long poll is cut off by the network; the master's side of it waits on.
     const abandoned = postJson('/get_job', { worker_id: node, wait_ms: 5_000, claim_id: crypto.randomUUID() });
     await eventually('the long poll to start', async () =>
-      (await env.DB.prepare(`SELECT last_seen_at FROM workers WHERE id = ?`).bind(node).first<number>('last_seen_at'))! > seenBefore!,
+      (await env.DB.prepare(`SELECT last_seen_at FROM workers WHERE id = ?`).bind(node).first<number>('last_seen_at'))! > seenBefore,
     );
-    // The node asks again (no work yet), then work arrives; the old poll sees it within RECHECK_MS.
+    // The node asks again (no work yet), then work arrives and the waiting polls are woken.
     expect((await postJson('/get_job', { worker_id: node, claim_id: crypto.randomUUID() })).status).toBe(204);
     await env.DB.prepare(`UPDATE jobs SET status = 'queued' WHERE id = ?`).bind(job.job_id).run();
+    await wakeWaitingNodes(env);
 
     expect((await abandoned).status).toBe(204);
     expect((await countRows()).tasks).toBe(0);
@@ -282,7 +286,7 @@ describe('warnings on a job', () => {
     const b = await registerWorker('b');
     const ta = await claim(a);
     const tb = await claim(b);
-    const texture = 'missing file //textures/wood.png: a missing image renders magenta';
+    const texture = 'missing image //textures/wood.png: it renders magenta';
     const library = 'missing library //props.blend: what the file links from it is left out of the render';
 
     await json(await update(a, ta, 'running', { warnings: [texture] }), 200);
@@ -304,7 +308,7 @@ describe('warnings on a job', () => {
     expect((await status(job.job_id)).warnings).toEqual([]);
 
     for (let i = 0; i < 6; i++) {
-      const warnings = Array.from({ length: 50 }, (_, j) => `missing file //tex/${i * 50 + j}.png: a missing image renders magenta`);
+      const warnings = Array.from({ length: 50 }, (_, j) => `missing image //tex/${i * 50 + j}.png: it renders magenta`);
       await json(await update(now, held, 'running', { warnings }), 200);
     }
     const listed = (await status(job.job_id)).warnings;

@@ -33,6 +33,32 @@ async function storedSha(jobId: string, frame: number): Promise<string | null> {
 }
 
 describe('uploading frames', () => {
+  it("curl's order, the file before the fields, on POST /upload_result: the frame is stored under its lease and nothing else is kept", async () => {
+    const job = await submitOk({ start_frame: 1, end_frame: 1 });
+    const worker = await registerWorker();
+    const task = await claim(worker);
+    const png = pngBytes(1, 6 * 1024 * 1024);
+    const form = (leaseId: string) => {
+      const body = new FormData();
+      body.set('file', new File([png], 'frame_1.png', { type: 'image/png' }));
+      body.set('worker_id', worker);
+      body.set('task_id', task.task_id);
+      body.set('lease_id', leaseId);
+      body.set('frame', '1');
+      return body;
+    };
+    const objectsBefore = (await env.FILES.list()).objects.length;
+    // A wrong lease, read after the 6 MiB file: refused, and the file held for it is gone.
+    await expectError(await call('/upload_result', { method: 'POST', body: form(crypto.randomUUID()) }), 409, 'lease');
+    expect((await env.FILES.list()).objects.length).toBe(objectsBefore);
+
+    const body = await json<UploadResultResponse>(await call('/upload_result', { method: 'POST', body: form(task.lease_id) }), 201);
+    expect(body).toMatchObject({ job_id: job.job_id, frame: 1, size: png.length, sha256: await sha256(png) });
+    expect(await storedSha(job.job_id, 1)).toBe(await sha256(png));
+    // The frame and the .blend: the object held while the fields were read is deleted.
+    expect((await env.FILES.list()).objects.map((o) => o.key).filter((k) => !k.startsWith('renders/'))).toHaveLength(objectsBefore);
+  });
+
   it("a frame sent with the seed's multipart POST /upload_result is stored byte for byte and recorded with its hash", async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 2, chunk_size: 2 });
     const worker = await registerWorker();

@@ -7,6 +7,7 @@ import {
   call,
   countRows,
   emptyFarm,
+  expectRefusedUnchanged,
   gzipBlendBytes,
   json,
   jobRow,
@@ -42,9 +43,11 @@ describe('POST /submit_job', () => {
       max_attempts: 3,
       chunk_size: null,
     });
-    const stored = await env.FILES.get(`jobs/${blendSha}.blend`);
-    expect(stored).not.toBeNull();
-    expect(await sha256(await stored!.arrayBuffer())).toBe(blendSha);
+    // Stored by hash: what nodes download by the name the answer gave is the exact file.
+    const download = await call(`/download_blend/${body.blend_file}`);
+    expect(download.status).toBe(200);
+    expect(await sha256(await download.arrayBuffer())).toBe(blendSha);
+    expect(await env.DB.prepare(`SELECT sha256, size FROM blobs WHERE sha256 = ?`).bind(blendSha).first()).toEqual({ sha256: blendSha, size: blend.length });
   });
 
   it('the optional fields name, priority, chunk_size and max_attempts are stored as sent', async () => {
@@ -87,6 +90,55 @@ describe('POST /submit_job', () => {
 
     const status = await json<JobStatusResponse>(await call(`/job_status/${body.job_id}`), 200);
     expect(status).toMatchObject({ total_frames: 1_000_000, queued_frames: 1_000_000, completed_frames: 0, status: 'queued' });
+  });
+});
+
+describe('POST /submit_job streams the file', { timeout: 60_000 }, () => {
+  const MiB = 1024 * 1024;
+
+  it('a 26 MiB .blend, over the old 24 MiB cap, is stored in parts and downloads byte for byte by its hash', async () => {
+    const blend = blendBytes(26 * MiB + 12_345, 'big');
+    const body = await json<SubmitJobResponse>(await submitJob({ start_frame: '1', end_frame: '3' }, blend, 'big.blend'), 201);
+    const blendSha = await sha256(blend);
+    expect(body).toMatchObject({ status: 'queued', total_frames: 3, blend_file: `${blendSha}.blend` });
+    expect(await jobRow(body.job_id)).toMatchObject({ blend_sha256: blendSha, blend_size: blend.length });
+    const download = await call(`/download_blend/${body.blend_file}`);
+    expect(download.headers.get('content-length')).toBe(String(blend.length));
+    expect(await sha256(await download.arrayBuffer())).toBe(blendSha);
+    // One object: the one the blobs row names, nothing left of the upload's parts.
+    expect(await countRows()).toMatchObject({ jobs: 1, r2_objects: 1 });
+  });
+
+  it("curl's order (the file, then the fields): a bad field after a 6 MiB file is a 400 and leaves no object, no job", async () => {
+    const form = new FormData();
+    form.set('blend_file', new File([blendBytes(6 * MiB, 'then-bad')], 'x.blend'));
+    form.set('start_frame', '10');
+    form.set('end_frame', '9');
+    await expectRefusedUnchanged(() => call('/submit_job', { method: 'POST', body: form }), 400, 'start_frame must not be after end_frame');
+    expect((await env.FILES.list()).objects).toEqual([]);
+  });
+
+  it('fields before the file are checked before the file is stored: the same mistake, refused the same way', async () => {
+    const form = new FormData();
+    form.set('start_frame', '1');
+    form.set('end_frame', 'abc');
+    form.set('blend_file', new File([blendBytes(4096, 'fields-first')], 'x.blend'));
+    await expectRefusedUnchanged(() => call('/submit_job', { method: 'POST', body: form }), 400, 'end_frame must be a number');
+  });
+
+  it('the fields may come in any order around the file; text fields are read as text, a second file is ignored', async () => {
+    const blend = blendBytes(5000, 'order');
+    const form = new FormData();
+    form.set('name', 'ordered shot');
+    form.set('start_frame', '5');
+    form.append('blend_file', new File([blend], 'first.blend'));
+    form.append('blend_file', new File([blendBytes(5000, 'other')], 'second.blend'));
+    form.set('end_frame', '8');
+    form.set('priority', '70');
+    const body = await json<SubmitJobResponse>(await call('/submit_job', { method: 'POST', body: form }), 201);
+    expect(body).toMatchObject({ total_frames: 4, blend_file: `${await sha256(blend)}.blend` });
+    expect(await jobRow(body.job_id)).toMatchObject({ name: 'ordered shot', start_frame: 5, end_frame: 8, priority: 70 });
+    expect(await countRows()).toMatchObject({ r2_objects: 1 });
   });
 });
 

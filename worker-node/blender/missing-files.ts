@@ -1,17 +1,20 @@
 /**
- * Missing textures and libraries. Blender 3.4 renders a file whose image texture is missing
- * without a word (the texture comes out magenta) and one whose linked library is missing with
- * only a warning (the linked objects are left out); either way it exits 0. A farm must say so:
- * the node asks Blender to list missing files before rendering and turns what Blender prints into
- * job warnings that read the same on every node.
+ * Missing external files. Blender 3.4 renders a file whose image texture is missing without a
+ * word (the texture comes out magenta) and one whose linked library is missing with only a
+ * warning (the linked objects are left out); either way it exits 0. A farm must say so: the
+ * node asks Blender to list missing files before rendering and turns what Blender prints into
+ * job warnings that read the same on every node, each saying what the missing file does to the
+ * render by what it is (protocol/missing-files.ts: an image, a library, a cache, a font, …).
  */
 import { dirname } from 'node:path';
+import { missingConsequence, missingKindOf, type MissingKind } from '../../protocol/missing-files.ts';
 import type { BlenderEvent } from './output-parser.ts';
 
 /**
  * Run after the file loads: prints `Warning: Path '<path>' not found` for every external file
- * (image, library, sound, font, cache) that is not there. Guarded, so that a Blender where the
- * operator is unavailable still renders.
+ * (image, movie, library, sound, font, volume, Alembic or mesh cache) that is not there. Blender
+ * 3.4 leaves out point-cache and fluid-cache folders; `farm submit` warns about those. Guarded,
+ * so that a Blender where the operator is unavailable still renders.
  */
 export const REPORT_MISSING_FILES_EXPR = [
   'import bpy',
@@ -25,22 +28,23 @@ export const REPORT_MISSING_FILES_EXPR = [
  * The job warning for one of Blender's output events, or null when the event is not about a
  * missing file. Paths next to the .blend are shown relative to it (`//textures/x.png`), as the
  * artist set them, rather than as this node's cache path, so every node reports the same line.
+ *
+ * Blender's lines name a library as one ("Unable to open", "Cannot find lib"); report_missing_files
+ * names only a path, so what it is comes from the path (its extension, or none for a folder).
  */
 export function missingFileWarning(event: BlenderEvent | null, blendPath: string): string | null {
   if (event?.kind !== 'warning' || event.path === undefined) return null;
   const path = relativeToBlend(event.path, blendPath);
   const message = event.message;
-  if (/^Unable to open '/.test(message) || /^Cannot find lib '/.test(message) || isLibrary(message, event.path)) {
-    return `missing library ${path}: what the file links from it is left out of the render`;
-  }
+  if (/^Unable to open '/.test(message) || /^Cannot find lib '/.test(message)) return warning('library', path);
   const linked = /^LIB: (\w+): '([^']*)' missing from '/.exec(message);
   if (linked) return `missing linked ${linked[1]!.toLowerCase()} "${linked[2]}" from ${path}: it is left out of the render`;
-  if (/^Path '/.test(message)) return `missing file ${path}: a missing image renders magenta`;
+  if (/^Path '/.test(message)) return warning(missingKindOf(event.path), path);
   return null;
 }
 
-function isLibrary(message: string, path: string): boolean {
-  return /^Path '/.test(message) && /\.blend$/i.test(path);
+function warning(kind: MissingKind, path: string): string {
+  return `missing ${kind} ${path}: ${missingConsequence(kind)}`;
 }
 
 function relativeToBlend(path: string, blendPath: string): string {
