@@ -5,8 +5,9 @@
  *
  * The master runs from bench/metered-master.ts: the same Worker with meters on what Cloudflare
  * bills (Worker requests, D1 `meta.rows_read` / `rows_written`, R2 operations by class, Durable
- * Object calls), read from the Worker itself; storage commits are counted from the SQLite files
- * as in bench/idle.ts. The benchmark's own requests (its submission, its polling of the job) are
+ * Object calls), read from the Worker itself, with D1's rows also per SQL statement (the job's
+ * statements that write are listed, per frame); storage commits, and the commits among them that
+ * changed data, are watched in the SQLite files as in bench/idle.ts. The benchmark's own requests (its submission, its polling of the job) are
  * counted apart and left out of the farm's figures.
  *
  * 1. A real job: `--frames` frames of a tiny scene, one real render node (real Blender), with the
@@ -24,7 +25,6 @@ import { parseArgs } from 'node:util';
 import type { Meter } from './metered-master.ts';
 import {
   BENCH_MASTER_VARS,
-  countStorageCommits,
   isMain,
   machineInfo,
   makeScene,
@@ -34,6 +34,8 @@ import {
   startNode,
   tempDir,
   waitFor,
+  watchStorage,
+  type StorageWrites,
 } from './lib.ts';
 
 /** Cloudflare's published prices and allowances, as used here (checked 2026-12-04). */
@@ -51,8 +53,8 @@ export const RATES = {
 
 type Unit = keyof Omit<typeof RATES, 'workersPaidBasePerMonth'>;
 
-/** Billed units of one stretch of time. */
-type Units = Record<Exclude<Unit, 'doDurationGbS'>, number> & { commits: number };
+/** Billed units of one stretch of time, and the local storage commits (all, and those that changed data). */
+type Units = Record<Exclude<Unit, 'doDurationGbS'>, number> & { commits: number; dataCommits: number };
 
 const UNIT_NAMES: Record<Unit, string> = {
   requests: 'Worker requests',
@@ -66,7 +68,7 @@ const UNIT_NAMES: Record<Unit, string> = {
 
 const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
 
-function unitsOf(meter: Meter | undefined, commits: number): Units {
+function unitsOf(meter: Meter | undefined, storage?: StorageWrites): Units {
   return {
     requests: meter ? sum(meter.requests) : 0,
     d1Read: meter?.d1.rowsRead ?? 0,
@@ -74,7 +76,8 @@ function unitsOf(meter: Meter | undefined, commits: number): Units {
     r2ClassA: meter?.r2.classA ?? 0,
     r2ClassB: meter?.r2.classB ?? 0,
     doRequests: meter ? sum(meter.durableObjectRequests) : 0,
-    commits,
+    commits: storage?.commits ?? 0,
+    dataCommits: storage?.dataCommits ?? 0,
   };
 }
 
@@ -100,7 +103,9 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
   const blend = join(dir, 'tiny.blend');
   makeScene('make_anim_scene.py', [blend, '--frames', String(frames), '--width', '64', '--height', '48']);
   const master = await startMeteredMaster({ name: 'bench-cost', vars: BENCH_MASTER_VARS });
-  const counter = countStorageCommits(master.persistDir);
+  // The tables are read (a copy of D1 and its WAL) at most 5 times a second: commits between two
+  // reads count once as a data commit; what D1 bills is the rows in the meters anyway.
+  const counter = watchStorage(master.persistDir, { tablesEveryMs: 200 });
   const node = startNode({ name: 'bench-cost', master: master.url });
   const as = (role: string) => ({ 'x-bench-role': role });
   const meterState = async () => (await (await fetch(`${master.url}/__bench/meter`)).json()) as { instance: string; meters: Record<string, Meter> };
@@ -163,21 +168,29 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
     const idleCommits = counter.read();
 
     // What the cron handler wrote is in the commits too; it is apart in the meters (role "cron").
-    const farmJob = unitsOf(jobMeters.farm, jobCommits.commits);
-    const perSubmission = unitsOf(jobMeters.submit, 0);
+    const farmJob = unitsOf(jobMeters.farm, jobCommits);
+    const perSubmission = unitsOf(jobMeters.submit);
     const per1000Frames = scale(farmJob, 1000 / frames);
-    const perIdleNodeHour = scale(unitsOf(idleMeters.farm, idleCommits.commits), 3600 / idleMeasured);
-    const cronPerHour = scale(unitsOf(idleMeters.cron, 0), 60 / cronRuns);
+    const perIdleNodeHour = scale(unitsOf(idleMeters.farm, idleCommits), 3600 / idleMeasured);
+    const cronPerHour = scale(unitsOf(idleMeters.cron), 60 / cronRuns);
 
     console.log(`job: ${frames} frames in ${jobSeconds.toFixed(1)} s; the farm's requests by route:`);
     for (const [route, n] of Object.entries(jobMeters.farm?.requests ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${route.padEnd(48)} ${n}`);
     console.log(`    R2 by operation: ${JSON.stringify(jobMeters.farm?.r2.byOperation ?? {})}; DO calls: ${JSON.stringify(jobMeters.farm?.durableObjectRequests ?? {})}`);
     console.log(`    D1: ${jobMeters.farm?.d1.statements ?? 0} statements in ${jobMeters.farm?.d1.batches ?? 0} batches, ${jobMeters.farm?.d1.unmetered ?? 0} without meta`);
     console.log(`    the submission: ${JSON.stringify(jobMeters.submit?.requests ?? {})}; the benchmark's own polling (left out): ${sum(jobMeters.bench?.requests ?? {})} requests`);
+    console.log(`    D1 statements that wrote rows (the farm's, per frame: calls / rows written / rows read):`);
+    const writers = Object.entries(jobMeters.farm?.d1.bySql ?? {}).filter(([, m]) => m.rowsWritten > 0).sort((a, b) => b[1].rowsWritten - a[1].rowsWritten);
+    for (const [sql, m] of writers) console.log(`    ${(m.calls / frames).toFixed(3).padStart(7)} ${(m.rowsWritten / frames).toFixed(3).padStart(7)} ${(m.rowsRead / frames).toFixed(2).padStart(8)}  ${sql.slice(0, 160)}`);
+    const readOnly = Object.values(jobMeters.farm?.d1.bySql ?? {}).filter((m) => m.rowsWritten === 0);
+    console.log(`    and ${readOnly.reduce((n, m) => n + m.calls, 0)} calls of ${readOnly.length} statements that wrote nothing (${readOnly.reduce((n, m) => n + m.rowsRead, 0)} rows read)`);
+    console.log(`    storage: ${jobCommits.commits} commits, ${jobCommits.dataCommits} changed data, ${jobCommits.rowsChanged} rows changed (R2 metadata and DOs included)`);
     console.log(`idle: ${idleMeasured.toFixed(1)} s, ${cronRuns} cron run(s); the farm's requests by route:`);
     for (const [route, n] of Object.entries(idleMeters.farm?.requests ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${route.padEnd(48)} ${n}`);
-    console.log(`    DO calls: ${JSON.stringify(idleMeters.farm?.durableObjectRequests ?? {})}; cron: ${JSON.stringify(idleMeters.cron ?? {})}`);
-    console.log(`    storage commits ${idleCommits.commits} (cron's included; data_version saw >= ${idleCommits.dataVersionChanges})`);
+    const cronD1 = idleMeters.cron?.d1;
+    console.log(`    DO calls: ${JSON.stringify(idleMeters.farm?.durableObjectRequests ?? {})}; cron: ${cronD1?.statements ?? 0} D1 statements, ${cronD1?.rowsRead ?? 0} rows read, ${cronD1?.rowsWritten ?? 0} written, R2 ${JSON.stringify(idleMeters.cron?.r2.byOperation ?? {})}`);
+    for (const [sql, m] of Object.entries(cronD1?.bySql ?? {}).filter(([, m]) => m.rowsWritten > 0)) console.log(`      cron wrote ${m.rowsWritten} rows in ${m.calls} calls: ${sql.slice(0, 120)}`);
+    console.log(`    storage: ${idleCommits.commits} commits, ${idleCommits.dataCommits} changed data (cron's included)`);
 
     // A 10-node farm rendering 10,000 frames a day, each node idle all day besides (an upper
     // bound: a node rendering is not also idle), 10 jobs of 1,000 frames, the cron every minute.
@@ -202,7 +215,8 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
       const measured = u === 'doDurationGbS' ? ['-', '-', `${cell(doHeldGbSPerHour)} (estimate: held all hour, per farm)`, '-'] : [per1000Frames, perSubmission, perIdleNodeHour, cronPerHour].map((x) => cell(x[u]));
       console.log(row([UNIT_NAMES[u], ...measured, cell(farmPerDay[u]), `${cell(RATES[u].freePerDay)}${farmPerDay[u] > RATES[u].freePerDay ? ' EXCEEDED' : ''}`, paidPerMonth[i]!.toFixed(2)]));
     });
-    console.log(row(['storage commits (not billed as such)', ...[per1000Frames, perSubmission, perIdleNodeHour, cronPerHour].map((x) => cell(x.commits)), cell(farmPerDay.commits), '-', '-']));
+    console.log(row(['local storage commits (one per D1 query; not billed as such)', ...[per1000Frames, '-', perIdleNodeHour, '-'].map((x) => (typeof x === 'string' ? x : cell(x.commits))), '-', '-', '-']));
+    console.log(row(['of them, commits that changed data', ...[per1000Frames, '-', perIdleNodeHour, '-'].map((x) => (typeof x === 'string' ? x : cell(x.dataCommits))), '-', '-', '-']));
     console.log('');
     report('10-node farm, 10,000 frames/day on Free', overFree.length === 0 ? 'fits' : `does not fit: ${overFree.map((u) => UNIT_NAMES[u]).join(', ')}`);
     report('same farm on Workers Paid', paidPerMonthUsd, '$/month', `$${RATES.workersPaidBasePerMonth} base included; Workers CPU time and R2 storage not counted`);

@@ -7,15 +7,15 @@
  * machine that other work is slowing down.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, createWriteStream, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join, relative } from 'node:path';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Pool, WebSocket } from 'undici';
-import { freePort, killGroup, OUTPUT_DIR, ROOT, tempDir, waitFor, type Master } from '../test/e2e/harness.ts';
+import { authHeaders, freePort, killGroup, OUTPUT_DIR, ROOT, tempDir, waitFor, type Master } from '../test/e2e/harness.ts';
 
 export type { RenderNode } from '../test/e2e/harness.ts';
-export { BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
+export { authHeaders, BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
+export { reportWritesByKind, watchStorage, type StorageWrites } from '../test/e2e/storage-watch.ts';
 
 /** A 1x1 PNG: the smallest real frame, as simulated nodes upload it. */
 export const TINY_PNG = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64');
@@ -318,204 +318,16 @@ export async function startBareWorker(opts: { dir: string; name: string; main: s
   return { url, port, child, stop: () => killGroup(child) };
 }
 
-/** One SQLite file of the local master's state (D1, a Durable Object, R2's metadata), watched for commits. */
-interface WatchedFile {
-  /** The path under the persist dir's `v3/`, e.g. `d1/miniflare-D1DatabaseObject/<hash>.sqlite`. */
-  label: string;
-  db: import('node:sqlite').DatabaseSync;
-  shmPath: string;
-  dataVersion: number;
-  /** The WAL index's commit counter at the last poll; null before the file has a -shm. */
-  iChange: number | null;
-  commits: number;
-  dataVersionChanges: number;
-}
-
-export interface StorageCommits {
-  /** Commits to the master's own storage (D1, Durable Objects, R2), from the WAL index's commit counter. */
-  commits: number;
-  /** Polls that saw `PRAGMA data_version` change in those files: a lower bound (two commits within one poll count once). */
-  dataVersionChanges: number;
-  /** Commits to files only a local `wrangler dev` has (its trace store, miniflare's own metadata): not counted above. */
-  localOnlyCommits: number;
-  /** Per file that changed, with its kind (`storageKind`). */
-  byFile: { label: string; kind: string; localOnly: boolean; commits: number; dataVersionChanges: number }[];
-}
-
-export interface StorageCommitCounter {
-  /** The commits since the counter started (or since the last `reset`). */
-  read(): StorageCommits;
-  /** Starts counting again from zero. */
-  reset(): void;
-  stop(): void;
-}
-
-// node:sqlite is flagged experimental on Node 22 and warns once when loaded; the warning says nothing to a benchmark reader.
-function loadSqlite(): typeof import('node:sqlite') {
-  const emitWarning = process.emitWarning;
-  process.emitWarning = (() => {}) as typeof process.emitWarning;
-  try {
-    return createRequire(import.meta.url)('node:sqlite') as typeof import('node:sqlite');
-  } finally {
-    process.emitWarning = emitWarning;
-  }
-}
-
-/** The WAL index header's `iChange` (bytes 8-11 of the -shm file, native byte order): +1 per commit. */
-function readWalCommitCounter(shmPath: string): number | null {
-  let fd: number | undefined;
-  try {
-    fd = openSync(shmPath, 'r');
-    const header = Buffer.alloc(96);
-    if (readSync(fd, header, 0, 96, 0) < 96) return null;
-    // SQLite writes the header twice (copy 2 first); readers trust it when both copies agree.
-    if (!header.subarray(0, 48).equals(header.subarray(48, 96)) || header[12] !== 1) return null;
-    return header.readUInt32LE(8);
-  } catch {
-    return null;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-function sqliteFiles(dir: string): string[] {
-  try {
-    return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.sqlite')).map((f) => join(dir, f));
-  } catch {
-    return [];
-  }
-}
-
-/**
- * Counts the storage commits (transactions that wrote something) the local master makes, in
- * every SQLite file under `<persistDir>/v3`: D1, each Durable Object, R2's metadata. Each file
- * is polled every `everyMs` from a read-only connection of its own, two ways:
- *
- * - the WAL index's commit counter (`iChange` in the -shm file's header), which SQLite bumps
- *   once per commit in WAL mode (workerd keeps these files in WAL mode): exact, whatever the
- *   poll interval, since it is a counter and not a flag;
- * - `PRAGMA data_version`, which changes when another connection committed since the last poll:
- *   two commits within one poll count once, so it is a lower bound, kept as a cross-check.
- *
- * Files that appear while it runs (a Durable Object's first write) are found by a rescan every
- * half second and counted from their first commit.
- */
-export function countStorageCommits(persistDir: string, everyMs = 25): StorageCommitCounter {
-  const { DatabaseSync } = loadSqlite();
-  const root = join(persistDir, 'v3');
-  const files = new Map<string, WatchedFile>();
-  // Files there at the start are counted from now; files created later, from their first commit.
-  const initial = new Set(sqliteFiles(root));
-  // Reads are synchronous: a busy file is skipped (never waited for) and read again at the next poll.
-  const readDataVersion = (db: import('node:sqlite').DatabaseSync): number | null => {
-    try {
-      return (db.prepare('PRAGMA data_version').get() as { data_version: number }).data_version;
-    } catch {
-      return null;
-    }
-  };
-  const watch = (path: string) => {
-    if (files.has(path)) return;
-    let db: import('node:sqlite').DatabaseSync;
-    try {
-      db = new DatabaseSync(path, { readOnly: true });
-    } catch {
-      return; // being created: the next rescan tries again
-    }
-    const shmPath = `${path}-shm`;
-    // A file without a -shm yet starts its counter at 0 when it gets one.
-    const iChange = !initial.has(path) || !existsSync(shmPath) ? 0 : readWalCommitCounter(shmPath);
-    files.set(path, { label: relative(root, path), db, shmPath, dataVersion: readDataVersion(db) ?? 0, iChange, commits: 0, dataVersionChanges: 0 });
-  };
-  for (const path of initial) watch(path);
-  const poll = () => {
-    for (const file of files.values()) {
-      const dataVersion = readDataVersion(file.db);
-      if (dataVersion !== null) {
-        if (dataVersion !== file.dataVersion) file.dataVersionChanges++;
-        file.dataVersion = dataVersion;
-      }
-      const iChange = readWalCommitCounter(file.shmPath);
-      if (iChange === null) continue;
-      // The counter restarts when the WAL index is rebuilt (every connection closed): count from there.
-      if (file.iChange !== null) file.commits += iChange >= file.iChange ? iChange - file.iChange : iChange;
-      file.iChange = iChange;
-    }
-  };
-  const pollTimer = setInterval(poll, everyMs);
-  const scanTimer = setInterval(() => {
-    for (const path of sqliteFiles(root)) watch(path);
-  }, 500);
-  return {
-    read() {
-      poll();
-      const byFile = [...files.values()]
-        .filter((f) => f.commits > 0 || f.dataVersionChanges > 0)
-        .map(({ label, commits, dataVersionChanges }) => ({ label, kind: storageKind(label), localOnly: storageKind(label).startsWith('local'), commits, dataVersionChanges }));
-      const sum = (files: typeof byFile, key: 'commits' | 'dataVersionChanges') => files.reduce((total, f) => total + f[key], 0);
-      const billed = byFile.filter((f) => !f.localOnly);
-      return {
-        commits: sum(billed, 'commits'),
-        dataVersionChanges: sum(billed, 'dataVersionChanges'),
-        localOnlyCommits: sum(byFile.filter((f) => f.localOnly), 'commits'),
-        byFile,
-      };
-    },
-    reset() {
-      poll();
-      for (const file of files.values()) {
-        file.commits = 0;
-        file.dataVersionChanges = 0;
-      }
-    },
-    stop() {
-      clearInterval(pollTimer);
-      clearInterval(scanTimer);
-      for (const file of files.values()) file.db.close();
-    },
-  };
-}
-
-/**
- * What one of the master's SQLite files is: `d1`, `durable object <class>`, `r2 metadata`, or
- * `local: ...` for files a deployed master does not have (miniflare's own bookkeeping, the local
- * trace store that records every request).
- */
-export function storageKind(label: string): string {
-  const [kind, namespace, file] = label.split(/[\\/]/);
-  if (file === 'metadata.sqlite') return `local: miniflare metadata (${kind})`;
-  if (kind === 'd1') return 'd1';
-  if (kind === 'r2') return 'r2 metadata';
-  if (kind === 'do') return `durable object ${namespace?.replace(/^.*-/, '') ?? ''}`;
-  return `local: ${kind}`;
-}
-
-/** Prints the commits of `StorageCommits.byFile`, summed by kind of storage. */
-export function reportCommitsByKind(commits: StorageCommits, indent = '    '): void {
-  const byKind = new Map<string, { commits: number; dataVersionChanges: number }>();
-  for (const f of commits.byFile) {
-    const sum = byKind.get(f.kind) ?? { commits: 0, dataVersionChanges: 0 };
-    sum.commits += f.commits;
-    sum.dataVersionChanges += f.dataVersionChanges;
-    byKind.set(f.kind, sum);
-  }
-  if (byKind.size === 0) console.log(`${indent}no commits`);
-  for (const [kind, sum] of byKind) {
-    // A file created during the run changes data_version once as it is set up; say nothing of those.
-    if (sum.commits === 0 && kind.startsWith('local')) continue;
-    console.log(`${indent}${kind.padEnd(42)} ${String(sum.commits).padStart(6)} commits   (data_version changed in ${sum.dataVersionChanges} polls)`);
-  }
-}
-
 /**
  * Waits for a submitted job's first claim and the claiming node's `running` report, polling the
  * job's tasks every 10 ms (a task row exists once a node claimed it; its message turns to
- * "rendering" when the node reports it runs). Times are in ms from `since` (a `performance.now()`).
+ * "rendering" when the node reports it runs). Times are in ms from `since` (a `performance.now()`);
+ * `token` is a submitter token for a master that requires one.
  */
-export async function waitForPickup(masterUrl: string, jobId: string, since: number, timeoutMs = 60_000): Promise<{ claimedMs: number; runningMs: number }> {
+export async function waitForPickup(masterUrl: string, jobId: string, since: number, timeoutMs = 60_000, token?: string): Promise<{ claimedMs: number; runningMs: number }> {
   let claimedMs: number | undefined;
   for (;;) {
-    const { tasks } = (await (await fetch(`${masterUrl}/jobs/${jobId}/tasks`)).json()) as { tasks: { message: string | null; status: string }[] };
+    const { tasks } = (await (await fetch(`${masterUrl}/jobs/${jobId}/tasks`, { headers: authHeaders(token) })).json()) as { tasks: { message: string | null; status: string }[] };
     if (tasks.length > 0) claimedMs ??= performance.now() - since;
     if (tasks.some((t) => t.message === 'rendering' || t.status === 'completed')) {
       const runningMs = performance.now() - since;

@@ -7,7 +7,8 @@
  * - D1 rows read and written: the sums of `meta.rows_read` / `meta.rows_written` of every result
  *   the master gets back, which is what D1 bills. `first()` is run as `all()` to see its meta
  *   (D1's `first()` runs the whole query too and only returns the first row, so the rows are the
- *   same); `raw()` and `exec()` return no meta and are counted as unmetered calls.
+ *   same); `raw()` and `exec()` return no meta and are counted as unmetered calls. The same
+ *   figures are kept per SQL text (`d1.bySql`), so a benchmark can say which statement writes.
  * - R2 operations by class: A (put, list, multipart create / part / complete), B (get, head),
  *   free (delete, abort).
  * - Durable Object requests: every call on a stub (each RPC call or fetch is one billed request).
@@ -23,14 +24,22 @@ import type { Env } from '../edge/env.ts';
 
 export interface Meter {
   requests: Record<string, number>;
-  d1: { statements: number; batches: number; rowsRead: number; rowsWritten: number; unmetered: number };
+  d1: {
+    statements: number;
+    batches: number;
+    rowsRead: number;
+    rowsWritten: number;
+    unmetered: number;
+    /** Per SQL text (whitespace collapsed): calls and rows. */
+    bySql: Record<string, { calls: number; rowsRead: number; rowsWritten: number }>;
+  };
   r2: { classA: number; classB: number; free: number; byOperation: Record<string, number> };
   durableObjectRequests: Record<string, number>;
 }
 
 const newMeter = (): Meter => ({
   requests: {},
-  d1: { statements: 0, batches: 0, rowsRead: 0, rowsWritten: 0, unmetered: 0 },
+  d1: { statements: 0, batches: 0, rowsRead: 0, rowsWritten: 0, unmetered: 0, bySql: {} },
   r2: { classA: 0, classB: 0, free: 0, byOperation: {} },
   durableObjectRequests: {},
 });
@@ -56,32 +65,38 @@ function routeOf(request: Request): string {
   return `${request.method} ${path}`;
 }
 
-function addMeta(result: { meta?: Partial<D1Meta> } | undefined): void {
+function addMeta(sql: string, result: { meta?: Partial<D1Meta> } | undefined): void {
   const m = meter().d1;
+  const read = result?.meta?.rows_read ?? 0;
+  const written = result?.meta?.rows_written ?? 0;
   m.statements++;
-  m.rowsRead += result?.meta?.rows_read ?? 0;
-  m.rowsWritten += result?.meta?.rows_written ?? 0;
+  m.rowsRead += read;
+  m.rowsWritten += written;
+  const bySql = (m.bySql[sql] ??= { calls: 0, rowsRead: 0, rowsWritten: 0 });
+  bySql.calls++;
+  bySql.rowsRead += read;
+  bySql.rowsWritten += written;
 }
 
-const unwrapped = new WeakMap<object, D1PreparedStatement>();
+const unwrapped = new WeakMap<object, { statement: D1PreparedStatement; sql: string }>();
 
-function meterStatement(statement: D1PreparedStatement): D1PreparedStatement {
+function meterStatement(statement: D1PreparedStatement, sql: string): D1PreparedStatement {
   const metered = {
-    bind: (...values: unknown[]) => meterStatement(statement.bind(...values)),
+    bind: (...values: unknown[]) => meterStatement(statement.bind(...values), sql),
     async first(column?: string) {
       const result = await statement.all<Record<string, unknown>>();
-      addMeta(result);
+      addMeta(sql, result);
       const row = result.results[0] ?? null;
       return column === undefined ? row : (row?.[column] ?? null);
     },
     async all() {
       const result = await statement.all();
-      addMeta(result);
+      addMeta(sql, result);
       return result;
     },
     async run() {
       const result = await statement.run();
-      addMeta(result);
+      addMeta(sql, result);
       return result;
     },
     raw(options?: { columnNames?: boolean }) {
@@ -89,19 +104,19 @@ function meterStatement(statement: D1PreparedStatement): D1PreparedStatement {
       return statement.raw(options as { columnNames: true });
     },
   };
-  unwrapped.set(metered, statement);
+  unwrapped.set(metered, { statement, sql });
   return metered as unknown as D1PreparedStatement;
 }
 
 function meterD1(db: D1Database): D1Database {
   return new Proxy(db, {
     get(target, property) {
-      if (property === 'prepare') return (query: string) => meterStatement(target.prepare(query));
+      if (property === 'prepare') return (query: string) => meterStatement(target.prepare(query), query.replace(/\s+/g, ' ').trim());
       if (property === 'batch') {
         return async (statements: D1PreparedStatement[]) => {
           meter().d1.batches++;
-          const results = await target.batch(statements.map((s) => unwrapped.get(s) ?? s));
-          for (const result of results) addMeta(result);
+          const results = await target.batch(statements.map((s) => unwrapped.get(s)?.statement ?? s));
+          results.forEach((result, i) => addMeta(unwrapped.get(statements[i]!)?.sql ?? '(unknown)', result));
           return results;
         };
       }

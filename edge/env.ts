@@ -15,6 +15,8 @@ export interface Env {
   LEASE_MS?: string;
   /** Wall time an adaptive chunk (a job without chunk_size) aims to last, in ms. */
   TARGET_CHUNK_MS?: string;
+  /** Most frames in one adaptive chunk. */
+  MAX_CHUNK_FRAMES?: string;
   MAX_FRAMES_PER_JOB?: string;
   MAX_UPLOAD_BYTES?: string;
   MAX_JSON_BYTES?: string;
@@ -47,6 +49,8 @@ export interface FarmConfig {
   leaseMs: number;
   /** Wall time an adaptive chunk aims for: frames per task = this / the job's mean frame time. */
   targetChunkMs: number;
+  /** Most frames one adaptive chunk may have, whatever the measured frame times say. */
+  maxChunkFrames: number;
   maxFramesPerJob: number;
   /**
    * Largest body of one upload request (frames, logs, blob parts, the multipart `POST /submit_job`
@@ -78,6 +82,12 @@ export interface FarmConfig {
   deleteCallsPerRun: number;
 }
 
+/**
+ * MAX_CHUNK_FRAMES unless set: a task of 100 frames is lost whole when its node dies, and a
+ * chunk larger than that gains nothing in Blender start-up time.
+ */
+export const DEFAULT_MAX_CHUNK_FRAMES = 100;
+
 function intVar(value: string | undefined, fallback: number): number {
   const n = Number(value);
   return value !== undefined && value !== '' && Number.isFinite(n) && n > 0 ? Math.floor(n) : fallback;
@@ -92,6 +102,7 @@ export function readConfig(env: Env): FarmConfig {
     webhookSecret: env.FARM_WEBHOOK_SECRET?.trim() || null,
     leaseMs: intVar(env.LEASE_MS, 60_000),
     targetChunkMs: intVar(env.TARGET_CHUNK_MS, 120_000),
+    maxChunkFrames: intVar(env.MAX_CHUNK_FRAMES, DEFAULT_MAX_CHUNK_FRAMES),
     maxFramesPerJob: intVar(env.MAX_FRAMES_PER_JOB, 1_000_000),
     maxUploadBytes: intVar(env.MAX_UPLOAD_BYTES, 100 * 1024 * 1024),
     maxJsonBytes: intVar(env.MAX_JSON_BYTES, 256 * 1024),

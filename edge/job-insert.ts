@@ -2,7 +2,7 @@
  * Creating a job: one row whatever its frame count (tasks are created as nodes claim ranges).
  * A split still is the exception: its tile tasks (at most MAX_TILES) are created with the job.
  */
-import type { DeviceRequirement, InputKind } from '../protocol/schemas.ts';
+import { DEFAULT_MAX_NODE_LOSSES, type DeviceRequirement, type InputKind } from '../protocol/schemas.ts';
 
 export interface NewJob {
   name: string;
@@ -11,6 +11,8 @@ export interface NewJob {
   endFrame: number;
   chunkSize: number | null;
   maxAttempts: number;
+  /** max_node_losses; DEFAULT_MAX_NODE_LOSSES unless given. */
+  maxNodeLosses?: number;
   /** What nodes download: `<sha256>.blend` or `<sha256>.zip`. */
   blendFile: string;
   sha256: string;
@@ -35,8 +37,8 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
     .prepare(
       `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
          blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state,
-         device, tags, tiles, preview_video)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         device, tags, tiles, preview_video, max_node_losses)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       jobId,
@@ -62,6 +64,7 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       JSON.stringify(job.tags ?? []),
       tiles,
       job.previewVideo ? 1 : 0,
+      job.maxNodeLosses ?? DEFAULT_MAX_NODE_LOSSES,
     );
   const tileTasks = Array.from({ length: tiles ?? 0 }, (_, index) =>
     db

@@ -19,6 +19,7 @@ export interface JobRow {
   blend_size: number;
   max_attempts: number;
   max_node_failures: number;
+  max_node_losses: number;
   completed_frames: number;
   frame_time_ms_total: number;
   frames_timed: number;
@@ -102,6 +103,7 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
     eta_seconds:
       avgFrameMs !== null && activeStates.includes(job.status) ? Math.round((remaining * avgFrameMs) / parallel / 1000) : null,
     max_attempts: job.max_attempts,
+    max_node_losses: job.max_node_losses,
   };
 }
 

@@ -2,8 +2,8 @@
  * Handing out work. A claim is one D1 batch (a single transaction), so two nodes can never be
  * given the same frames:
  *
- *  1. expired leases of tasks that used up their attempts fail those tasks (and their jobs, but
- *     for a preview video's: that job completes without its video);
+ *  1. expired leases of tasks that lost their node max_node_losses times in a row fail those
+ *     tasks (and their jobs, but for a preview video's: that job completes without its video);
  *  2. otherwise-claimable tasks (released, or leased but expired) are re-leased, best job first;
  *  3. if nothing was re-leased, the best job's frame cursor is advanced by one chunk and
  *  4. a task row is inserted for the range the cursor just passed.
@@ -17,10 +17,14 @@
  */
 import { MAX_WAIT_MS, type TaskAssignment } from '../protocol/schemas.ts';
 import type { ClaimedTask } from './claim-redelivery.ts';
-import { expiredLeaseSql } from './lease-expiry.ts';
+import { DEFAULT_MAX_CHUNK_FRAMES } from './env.ts';
+import { expiredLeaseSql, RELEASE_COUNTS } from './lease-expiry.ts';
 import { seenIsStale } from './workers-registry.ts';
 
 const RUNNABLE = `('queued', 'running')`;
+
+/** The shortest mean frame time an adaptive chunk is sized from, in ms (see CHUNK). */
+const MIN_FRAME_MS = 1_000;
 
 /** Jobs this worker may take at all: it is enabled, not blocklisted for the job, and carries the job's tags. `a` is the jobs alias, ?1 the worker id. */
 const jobFits = (a: string) => `EXISTS (SELECT 1 FROM workers we WHERE we.id = ?1 AND we.enabled = 1)
@@ -43,13 +47,16 @@ const TASK_FITS = `${jobFits('j')}
 /**
  * Frames per new task (D1 binds JS numbers as REAL, hence the casts to keep whole frames): the job's fixed chunk_size, or, when it has none, enough frames to last
  * about ?6 ms at the job's measured mean frame time, but never more than the remaining frames
- * divided by the nodes online, so that near the end every node gets a share. The nodes online
- * are ?7 when the caller knows them, else counted here (enabled and online, see onlineWindowMs), which
- * saves the claim a round trip to D1.
+ * divided by the nodes online, so that near the end every node gets a share, nor more than ?9
+ * (MAX_CHUNK_FRAMES). The mean frame time used is at least MIN_FRAME_MS: a node that reports
+ * frames rendered in no time (render_ms 0) must not size the next chunk at the whole job. The
+ * nodes online are ?7 when the caller knows them, else counted here (enabled and online, see
+ * onlineWindowMs), which saves the claim a round trip to D1.
  */
 const CHUNK = `COALESCE(j.chunk_size,
   CASE WHEN j.frames_timed = 0 THEN 1
-  ELSE CAST(MAX(1, MIN(CAST(?6 AS INTEGER) * j.frames_timed / MAX(1, j.frame_time_ms_total),
+  ELSE CAST(MAX(1, MIN(CAST(?9 AS INTEGER),
+                  CAST(?6 AS INTEGER) / MAX(${MIN_FRAME_MS}.0, CAST(j.frame_time_ms_total AS REAL) / j.frames_timed),
                   (j.end_frame - j.next_frame + 1) / MAX(1, COALESCE(CAST(?7 AS INTEGER),
                     (SELECT COUNT(*) FROM workers w WHERE w.enabled = 1 AND w.last_seen_at >= ?2 - ?8 - ${MAX_WAIT_MS}))))) AS INTEGER) END)`;
 
@@ -62,6 +69,8 @@ export interface ClaimOptions {
   leaseMs: number;
   /** Target wall time of one adaptive chunk. */
   targetChunkMs: number;
+  /** Most frames in one adaptive chunk (MAX_CHUNK_FRAMES); DEFAULT_MAX_CHUNK_FRAMES unless set. */
+  maxChunkFrames?: number;
   /**
    * How many nodes share the work, for shrinking chunks near the end; when left out, the claim
    * counts the enabled nodes seen within `leaseMs` itself.
@@ -127,7 +136,8 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
   const leaseId = opts.leaseId ?? crypto.randomUUID();
   const taskId = crypto.randomUUID();
   const expires = opts.now + opts.leaseMs;
-  const params = [opts.workerId, opts.now, leaseId, taskId, expires, opts.targetChunkMs, opts.activeNodes ?? null, opts.leaseMs];
+  const params = [opts.workerId, opts.now, leaseId, taskId, expires, opts.targetChunkMs, opts.activeNodes ?? null, opts.leaseMs,
+    opts.maxChunkFrames ?? DEFAULT_MAX_CHUNK_FRAMES];
   // D1 wants exactly as many values as the highest ?N a statement uses.
   const bind = (sql: string) => {
     const highest = Math.max(...[...sql.matchAll(/\?(\d+)/g)].map((m) => Number(m[1])));
@@ -140,12 +150,13 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     // ... and it is seen now, written only when the stored time is stale (half a lease old), so an
     // idle node's polls write nothing: an empty claim changes no row.
     bind(`UPDATE workers SET last_seen_at = ?2 WHERE ${seenIsStale('?1', '?2', '?8')}`),
-    // 1. Leases that ran out on a task's last attempt: the task fails, and so does its job (but a
+    // 1. Leases that ran out on a task lost too often: the task fails, and so does its job (but a
     //    preview video's completes); the rule is shared with the cron (lease-expiry.ts).
     ...expiredLeaseSql('?2').map(bind),
-    // 2. Re-lease a released or expired task, unless a job of higher priority has fresh frames.
+    // 2. Re-lease a released or expired task, unless a job of higher priority has fresh frames;
+    //    an expired lease counts as a node lost, not as an attempt (lease-expiry.ts).
     bind(`UPDATE tasks SET status = 'running', worker_id = ?1, lease_id = ?3, lease_expires_at = ?5,
-            attempts = attempts + 1, updated_at = ?2, message = NULL, current_frame = NULL
+            ${RELEASE_COUNTS}, updated_at = ?2, message = NULL, current_frame = NULL
           WHERE id = (
             SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
             WHERE j.status IN ${RUNNABLE}

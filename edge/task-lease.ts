@@ -15,6 +15,8 @@ export interface TaskRow {
   lease_id: string | null;
   lease_expires_at: number | null;
   attempts: number;
+  /** The lease whose failure report was applied last (see failTask). */
+  failed_lease: string | null;
   log_key: string | null;
   kind: TaskKind;
   tile_index: number | null;

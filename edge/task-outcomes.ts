@@ -1,7 +1,7 @@
 /**
  * What happens when a node finishes a task: completion (only once every frame is stored),
- * failure (retried until the job's attempts run out, and counted against the node), and the
- * job-level consequences of both. Each outcome is one D1 batch, so it applies whole or not at all.
+ * failure (retried until the job's attempts run out, and counted against the node, once per
+ * lease), and the job-level consequences of both. Each outcome is one D1 batch, so it applies whole or not at all.
  */
 import { fail } from './errors.ts';
 import { assertLease, loadTask } from './task-lease.ts';
@@ -152,20 +152,30 @@ export interface FailTaskInput {
 /**
  * Records a failed attempt. The task goes back to the queue while attempts remain; on the last
  * one it fails, and so does its job, with the reason and where to read the log. The node's
- * failures on this job count towards its blocklisting for the job.
+ * failures on this job count towards its blocklisting for the job. A failure ends a run of node
+ * losses (lease-expiry.ts).
  * A video task is the exception: its last failure leaves a warning, and the job completes without it.
+ *
+ * Applied once per lease: the task records the lease whose failure it applied (`failed_lease`),
+ * and the counters are bumped only by the batch whose task UPDATE applied it (`failure_uncounted`,
+ * cleared by the batch's last statement). The same report again (a node retrying a report whose
+ * answer was lost, or the group commit running the batch again after an error whose outcome it
+ * could not know, see batch-together.ts) counts nothing and gets the first answer.
  * @returns the task's new status and its job's id
  */
 export async function failTask(db: D1Database, input: FailTaskInput): Promise<{ status: 'queued' | 'failed'; jobId: string }> {
   const { taskId, workerId, leaseId, now, message, reason, logTail } = input;
   const firstLine = message.split('\n')[0]!.slice(0, 500);
+  // The task's failure applied by this batch and not counted yet: ?T is the task, ?L the lease.
+  const uncounted = (t: string, l: string) => `SELECT 1 FROM tasks WHERE id = ${t} AND failed_lease = ${l} AND failure_uncounted = 1`;
   const [updated] = await db.batch([
     db
       .prepare(
         `UPDATE tasks SET
            status = CASE WHEN attempts >= (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id) THEN 'failed' ELSE 'queued' END,
            lease_id = CASE WHEN attempts >= (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id) THEN lease_id ELSE NULL END,
-           lease_expires_at = NULL, failure_reason = ?1, message = ?2, log_tail = ?3, updated_at = ?4
+           lease_expires_at = NULL, failure_reason = ?1, message = ?2, log_tail = ?3, updated_at = ?4,
+           node_losses = 0, failed_lease = ?6, failure_uncounted = 1
          WHERE id = ?5 AND lease_id = ?6 AND worker_id = ?7 AND status = 'running'
          RETURNING status, job_id, kind`,
       )
@@ -173,37 +183,40 @@ export async function failTask(db: D1Database, input: FailTaskInput): Promise<{ 
     db
       .prepare(
         `INSERT INTO job_blocklist (job_id, worker_id, failures, last_reason, updated_at)
-         SELECT job_id, ?1, 1, ?2, ?3 FROM tasks WHERE id = ?4 AND worker_id = ?1 AND updated_at = ?3
-           AND status IN ('queued', 'failed') AND failure_reason = ?2
+         SELECT job_id, ?1, 1, ?2, ?3 FROM tasks WHERE EXISTS (${uncounted('?4', '?5')}) AND id = ?4
          ON CONFLICT (job_id, worker_id) DO UPDATE SET failures = failures + 1, last_reason = excluded.last_reason,
            updated_at = excluded.updated_at`,
       )
-      .bind(workerId, reason, now, taskId),
+      .bind(workerId, reason, now, taskId, leaseId),
     db
-      .prepare(
-        `UPDATE workers SET failures = failures + 1
-         WHERE id = ?1 AND EXISTS (SELECT 1 FROM tasks WHERE id = ?2 AND updated_at = ?3 AND status IN ('queued', 'failed'))`,
-      )
-      .bind(workerId, taskId, now),
+      .prepare(`UPDATE workers SET failures = failures + 1 WHERE id = ?1 AND EXISTS (${uncounted('?2', '?3')})`)
+      .bind(workerId, taskId, leaseId),
     db
       .prepare(
         `UPDATE jobs SET status = 'failed', finished_at = ?1, updated_at = ?1,
            error = (SELECT 'frames ' || t.start_frame || '-' || t.end_frame || ' failed after ' || t.attempts
              || ' attempt(s): ' || ?2 || ' (log: /jobs/' || t.job_id || '/tasks/' || t.id || '/log)' FROM tasks t WHERE t.id = ?3)
-         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND updated_at = ?1 AND kind <> 'video')
+         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND kind <> 'video' AND EXISTS (${uncounted('?3', '?4')}))
            AND status IN ('queued', 'running', 'paused')`,
       )
-      .bind(now, firstLine, taskId),
+      .bind(now, firstLine, taskId, leaseId),
     // A preview video that cannot be made does not fail the job: it says so among its warnings.
     db
       .prepare(
         `UPDATE jobs SET warnings = json_insert(warnings, '$[#]', 'the preview video could not be made: ' || ?2), updated_at = ?1
-         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND updated_at = ?1 AND kind = 'video')`,
+         WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND kind = 'video' AND EXISTS (${uncounted('?3', '?4')}))`,
       )
-      .bind(now, firstLine, taskId),
+      .bind(now, firstLine, taskId, leaseId),
+    // Counted: the same batch run again finds nothing to count.
+    db.prepare(`UPDATE tasks SET failure_uncounted = 0 WHERE id = ?1 AND failure_uncounted = 1`).bind(taskId),
   ]);
   const row = updated!.results[0] as { status: 'queued' | 'failed'; job_id: string } | undefined;
-  if (!row) assertLease(await loadTask(db, taskId), taskId, workerId, leaseId, true);
-  if (!row) fail(409, `task ${taskId} changed while this request ran; fetch new work`);
-  return { status: row.status, jobId: row.job_id };
+  if (row) return { status: row.status, jobId: row.job_id };
+  const task = await loadTask(db, taskId);
+  // This lease's failure was applied already: the same answer, nothing counted again.
+  if (task && task.failed_lease === leaseId && (task.status === 'queued' || task.status === 'failed')) {
+    return { status: task.status, jobId: task.job_id };
+  }
+  assertLease(task, taskId, workerId, leaseId, true);
+  fail(409, `task ${taskId} changed while this request ran; fetch new work`);
 }

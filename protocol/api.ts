@@ -81,6 +81,8 @@ export const taskInfoSchema = z.object({
   status: z.enum(TASK_STATUSES),
   worker_id: z.string().nullable(),
   attempts: z.number(),
+  /** Leases in a row that ended with their node lost (ran out, or the node restarted). */
+  node_losses: z.number(),
   message: z.string().nullable(),
   failure_reason: z.string().nullable(),
   current_frame: z.number().nullable(),

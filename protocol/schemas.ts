@@ -156,6 +156,18 @@ function checkPlacement(f: { start_frame: number; end_frame: number; tiles?: num
   }
 }
 
+/** max_node_losses of a job submitted without it. */
+export const DEFAULT_MAX_NODE_LOSSES = 5;
+
+/**
+ * Times in a row a task's node may be lost (its lease ran out, or it restarted mid-task) before
+ * the job fails: a lost node is not a failed render and uses none of `max_attempts`.
+ */
+const maxNodeLossesSchema = positiveInt('max_node_losses', 100).meta({
+  description: `Times in a row the node rendering a task may vanish (lease ran out, node restarted) before the job fails; default ${DEFAULT_MAX_NODE_LOSSES}.`,
+});
+
+
 /** The text fields of `POST /submit_job` (the file travels beside them). */
 export const submitJobFieldsSchema = z
   .object({
@@ -168,6 +180,7 @@ export const submitJobFieldsSchema = z
       .optional(),
     name: displayName('name', 200).optional(),
     max_attempts: positiveInt('max_attempts', 20).optional(),
+    max_node_losses: maxNodeLossesSchema.optional(),
     webhook_url: webhookUrlSchema.optional(),
     ...jobPlacementFields,
   })
@@ -213,6 +226,8 @@ export const jobStatusSchema = z.object({
   avg_frame_ms: z.number().nullable(),
   eta_seconds: z.number().nullable(),
   max_attempts: z.number(),
+  /** A task whose node was lost (its lease ran out, or it restarted) this many times in a row fails the job. */
+  max_node_losses: z.number(),
   device: z.enum(DEVICE_REQUIREMENTS),
   tags: z.array(z.string()),
   /** Tiles of a split still; null for a job rendered whole. */
@@ -238,6 +253,12 @@ export const registerWorkerSchema = z.object({
   threads: z.number().int().min(0).max(4096).optional(),
   /** A node that restarts sends the id it was given before, so it keeps its identity. */
   worker_id: idSchema('worker_id').optional(),
+  /**
+   * Random, new at each start of the node's process (the same for all its render slots): a
+   * known node registering with a new one restarted, and the tasks its earlier life held are
+   * handed back at once instead of when their leases run out. Optional (the seed's curl).
+   */
+  boot_id: idSchema('boot_id').optional(),
   /** What the node can render with, shown in the node list. */
   devices: z.array(deviceSchema).max(64, { message: 'at most 64 devices' }).optional(),
   /** Jobs with tags go only to nodes that carry all of them. */
@@ -500,6 +521,7 @@ export const createJobSchema = z
       .optional(),
     name: displayName('name', 200).optional(),
     max_attempts: positiveInt('max_attempts', 20).optional(),
+    max_node_losses: maxNodeLossesSchema.optional(),
     /** Shown with the job's status: e.g. the files `farm submit` could not find. */
     warnings: z.array(z.string().max(1000)).max(200, { message: 'at most 200 warnings' }).optional(),
     webhook_url: webhookUrlSchema.optional(),

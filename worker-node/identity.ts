@@ -1,6 +1,15 @@
 /** The node's identity, kept in its work dir so that a restarted node is the same node. */
+import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+
+/**
+ * This process's life: random, made once when the node starts and sent with every registration
+ * (by each render slot alike). The master, seeing a known node register with a new one, knows the
+ * node restarted and hands back at once the tasks its earlier life held, instead of waiting for
+ * their leases to run out. Never saved: the next start is a new life.
+ */
+export const BOOT_ID: string = randomUUID();
 
 interface Identity {
   worker_id: string;

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Device, RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment, TaskKind } from '../protocol/schemas.ts';
 import type { NodeConfig } from './config.ts';
-import { forgetCredential, loadCredential, loadWorkerId, saveCredential, saveWorkerId } from './identity.ts';
+import { BOOT_ID, forgetCredential, loadCredential, loadWorkerId, saveCredential, saveWorkerId } from './identity.ts';
 import type { Logger } from './logger.ts';
 import { MasterError, type MasterClient } from './master-client.ts';
 import type { TaskRunner } from './task-runner.ts';
@@ -54,6 +54,8 @@ export async function register(deps: PollLoopDeps, stop: AbortSignal, reuse = tr
     threads: config.threads,
     // Sent even when empty, so tags removed from the node's configuration are removed on the master.
     tags: config.tags ?? [],
+    // A restart hands back what the earlier life held (see identity.ts BOOT_ID).
+    boot_id: BOOT_ID,
     ...(deps.devices ? { devices: deps.devices } : {}),
     ...(deps.taskKinds ? { task_kinds: deps.taskKinds } : {}),
   };

@@ -40,6 +40,7 @@ export interface SubmitOptions {
   priority?: number;
   name?: string;
   maxAttempts?: number;
+  maxNodeLosses?: number;
   main?: string;
   blender: string;
   deps: boolean;
@@ -225,6 +226,7 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
       ...(options.priority !== undefined ? { priority: options.priority } : {}),
       name: options.name ?? basename(path).replace(/\.(blend\d*|zip)$/i, ''),
       ...(options.maxAttempts !== undefined ? { max_attempts: options.maxAttempts } : {}),
+      ...(options.maxNodeLosses !== undefined ? { max_node_losses: options.maxNodeLosses } : {}),
       ...(warnings.length > 0 ? { warnings: warnings.slice(0, 200).map((w) => w.slice(0, 1000)) } : {}),
       ...(options.device !== undefined ? { device: options.device } : {}),
       ...(options.tags?.length ? { tags: options.tags } : {}),
@@ -261,6 +263,7 @@ export function register(program: Command): void {
     .option('--priority <n>', 'higher runs first, 0-100 (default 50)', wholeNumber('--priority', 0, 100))
     .option('--name <name>', 'job name (default: the file name)')
     .option('--max-attempts <n>', 'tries per task before the job fails (default 3)', wholeNumber('--max-attempts', 1, 20))
+    .option('--max-node-losses <n>', 'times in a row a task may lose its node before the job fails (default 5)', wholeNumber('--max-node-losses', 1, 100))
     .option('--main <path>', 'for a .zip: the .blend to render, relative to the archive root (default: the only top-level .blend)')
     .option('--blender <path>', 'Blender used to list dependencies (env BLENDER)', process.env.BLENDER ?? 'blender')
     .option('--no-deps', 'upload the .blend alone, without asking Blender what it needs')

@@ -34,6 +34,11 @@ export const jobs = sqliteTable(
     maxAttempts: integer('max_attempts').notNull().default(3),
     /** A node that failed this many tasks of the job gets no more of its work. */
     maxNodeFailures: integer('max_node_failures').notNull().default(2),
+    /**
+     * A task whose lease ran out (its node vanished or lost its link) this many times in a row
+     * fails the job: a .blend that kills the machines rendering it (edge/lease-expiry.ts).
+     */
+    maxNodeLosses: integer('max_node_losses').notNull().default(5),
     completedFrames: integer('completed_frames').notNull().default(0),
     frameTimeMsTotal: integer('frame_time_ms_total').notNull().default(0),
     framesTimed: integer('frames_timed').notNull().default(0),
@@ -86,7 +91,23 @@ export const tasks = sqliteTable(
     workerId: text('worker_id'),
     leaseId: text('lease_id'),
     leaseExpiresAt: integer('lease_expires_at'),
+    /** Renders tried: counted when a node is given the task, except after a node loss. */
     attempts: integer('attempts').notNull().default(0),
+    /**
+     * Leases in a row that ended with their node lost (ran out, or the node restarted): counted
+     * when the task is leased again, reset when a lease ends any other way (lease-expiry.ts).
+     */
+    nodeLosses: integer('node_losses').notNull().default(0),
+    /**
+     * The lease whose failure report was applied (task-outcomes.ts failTask): the same report
+     * again (a retry whose answer was lost, a group commit that re-ran it) changes nothing.
+     */
+    failedLease: text('failed_lease'),
+    /**
+     * 1 while the batch that applied `failed_lease`'s failure has yet to count it (the node's
+     * blocklist and failure counters), 0 once counted: a batch run twice counts it once.
+     */
+    failureUncounted: integer('failure_uncounted').notNull().default(0),
     message: text('message'),
     failureReason: text('failure_reason'),
     logTail: text('log_tail'),
@@ -156,6 +177,11 @@ export const workers = sqliteTable(
     backends: text('backends').notNull().default('["cpu"]'),
     tags: text('tags').notNull().default('[]'),
     taskKinds: text('task_kinds').notNull().default('["render"]'),
+    /**
+     * Random id of the node process's life, sent with each registration: a new one means the
+     * process restarted, and what its earlier life held is handed back at once (routes/workers.ts).
+     */
+    bootId: text('boot_id'),
   },
   (t) => [uniqueIndex('workers_credential').on(t.credentialHash)],
 );

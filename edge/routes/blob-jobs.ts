@@ -50,6 +50,7 @@ export const blobJobRoutes = new Hono<AppEnv>().post('/jobs', async (c) => {
     endFrame: body.end_frame,
     chunkSize: body.chunk_size ?? null,
     maxAttempts: body.max_attempts ?? 3,
+    maxNodeLosses: body.max_node_losses,
     blendFile,
     sha256: blob.sha256,
     size: blob.size,

@@ -155,7 +155,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     await requireJobRow(c.env.DB, jobId);
     const { results } = await c.env.DB.prepare(
-      `SELECT id, start_frame, end_frame, status, worker_id, attempts, message, failure_reason, log_key, current_frame,
+      `SELECT id, start_frame, end_frame, status, worker_id, attempts, node_losses, message, failure_reason, log_key, current_frame,
          peak_mem_mb, lease_expires_at, created_at, updated_at, kind, tile_index FROM tasks WHERE job_id = ?
        ORDER BY kind = 'video', start_frame, CASE kind WHEN 'tile' THEN 0 WHEN 'render' THEN 1 ELSE 2 END, tile_index LIMIT 5000`,
     )
@@ -208,7 +208,7 @@ export const jobRoutes = new Hono<AppEnv>()
       c.env.DB.prepare(
         // Also tasks left running on a lease that ran out while the job was failed: their nodes
         // were told to stop, and an old attempt count must not fail the job again at once.
-        `UPDATE tasks SET status = 'queued', attempts = 0, lease_id = NULL, worker_id = NULL, updated_at = ?1
+        `UPDATE tasks SET status = 'queued', attempts = 0, node_losses = 0, lease_id = NULL, worker_id = NULL, updated_at = ?1
          WHERE job_id = ?2 AND (status = 'failed' OR (status = 'running' AND lease_expires_at < ?1)) RETURNING id`,
       ).bind(now, jobId),
       c.env.DB.prepare(`DELETE FROM job_blocklist WHERE job_id = ?`).bind(jobId),

@@ -10,7 +10,7 @@ import { storeStream, type StreamedObject } from '../request-body.ts';
 import { blendFileName, submittedBlobKey } from '../storage-keys.ts';
 import { multipartError, openMultipart, parseOr400, partText } from '../validation.ts';
 
-const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'];
+const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'max_node_losses', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'];
 
 /** The form's fields, checked, and the job's frame count checked against MAX_FRAMES_PER_JOB. */
 function checkFields(raw: Record<string, string>, maxFramesPerJob: number) {
@@ -89,6 +89,7 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     endFrame: fields.end_frame,
     chunkSize: fields.chunk_size ?? null,
     maxAttempts: fields.max_attempts ?? 3,
+    maxNodeLosses: fields.max_node_losses,
     blendFile: blendFileName(sha256),
     sha256,
     size: blob.size,

@@ -76,6 +76,7 @@ export const taskRoutes = new Hono<AppEnv>()
             now: Date.now(),
             leaseMs: config.leaseMs,
             targetChunkMs: config.targetChunkMs,
+            maxChunkFrames: config.maxChunkFrames,
             // The node's claim id becomes the lease id, unless a task already had it (then a retry
             // whose answer was lost gets that claim again, see claim-redelivery.ts).
             leaseId,
@@ -127,6 +128,9 @@ export const taskRoutes = new Hono<AppEnv>()
     switch (body.status) {
       case 'running': {
         c.set('noJobFinished', true);
+        // Renewed while the lease is the task's, even past its expiry: a holder back from a
+        // dropped link keeps its work unless another node took the task meanwhile (then the lease
+        // id differs: 409, and the node stops Blender). See lease-expiry.ts.
         const [touched, , renewed] = await db.batch([
           ...touch,
           db.prepare(
@@ -181,11 +185,12 @@ export const taskRoutes = new Hono<AppEnv>()
         break;
       }
       case 'released': {
-        // A node shutting down hands its task back; a graceful stop does not use up an attempt.
+        // A node shutting down hands its task back; a graceful stop does not use up an attempt,
+        // and ends a run of node losses (lease-expiry.ts).
         const row = await db
           .prepare(
             `UPDATE tasks SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
-               attempts = MAX(0, attempts - 1), updated_at = ?1, message = ?2
+               attempts = MAX(0, attempts - 1), node_losses = 0, updated_at = ?1, message = ?2
              WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' RETURNING job_id`,
           )
           .bind(now, body.message ?? 'released by the node', body.task_id, body.lease_id, body.worker_id)

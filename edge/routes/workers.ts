@@ -1,11 +1,22 @@
 /** Render node registration (the node list and node control are in node-control.ts). */
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
 import { registerWorkerSchema, type RegisterWorkerResponse } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { credentialHash, newNodeCredential } from '../auth.ts';
 import { fail } from '../errors.ts';
 import { readJson } from '../validation.ts';
 import { recordCapabilities } from '../node-capabilities.ts';
+import { bootRestartStatements } from '../lease-expiry.ts';
+
+/**
+ * After a registration: a node whose boot id changed restarted, so the tasks its earlier life
+ * held are handed back now (lease-expiry.ts) and the nodes waiting for work are woken.
+ */
+async function handBackEarlierLife(c: Context<AppEnv>, workerId: string, bootId: string | undefined, now: number): Promise<void> {
+  if (bootId === undefined) return;
+  const [handedBack] = await c.env.DB.batch(bootRestartStatements(c.env.DB, workerId, bootId, now));
+  if (handedBack!.results.length > 0) c.get('wake')();
+}
 
 export const workerRoutes = new Hono<AppEnv>()
   .post('/register_worker', async (c) => {
@@ -26,6 +37,7 @@ export const workerRoutes = new Hono<AppEnv>()
         .bind(...info, principal.workerId)
         .run();
       await recordCapabilities(c.env.DB, principal.workerId, body);
+      await handBackEarlierLife(c, principal.workerId, body.boot_id, now);
       const response: RegisterWorkerResponse = { worker_id: principal.workerId, name: body.name, lease_ms: config.leaseMs };
       return c.json(response, 201);
     }
@@ -51,6 +63,7 @@ export const workerRoutes = new Hono<AppEnv>()
       fail(409, `worker ${workerId} is enrolled already and has its own credential: register with that credential, or without worker_id to enrol as a new node`);
     }
     await recordCapabilities(c.env.DB, workerId, body);
+    await handBackEarlierLife(c, workerId, body.boot_id, now);
     const response: RegisterWorkerResponse = { worker_id: workerId, name: body.name, lease_ms: config.leaseMs, node_token: nodeToken };
     return c.json(response, 201);
   });

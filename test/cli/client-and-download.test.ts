@@ -27,7 +27,7 @@ function jobStatus(over: Partial<JobStatusResponse> = {}): JobStatusResponse {
     job_id: JOB_ID, name: 'shot 10', status: 'running', priority: 50, start_frame: 1, end_frame: 3, chunk_size: null,
     total_frames: 3, completed_frames: 3, failed_frames: 0, running_frames: 0, queued_frames: 0, progress: 1,
     blend_file: 'x.blend', blend_sha256: 'a'.repeat(64), error: null, failure_reason: null, warnings: [], created_at: new Date().toISOString(),
-    started_at: null, finished_at: null, avg_frame_ms: null, eta_seconds: null, max_attempts: 3,
+    started_at: null, finished_at: null, avg_frame_ms: null, eta_seconds: null, max_attempts: 3, max_node_losses: 5,
     device: 'any', tags: [], tiles: null, preview_video: null, ...over,
   };
 }

@@ -6,12 +6,12 @@
  * no task left running, and the counts in job_status equal to the frames in storage.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
 import { FaultProxy } from './fault-proxy.ts';
-import { jobStatus, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { blenderChildren, jobStatus, killGroupNow, makeScene, processExists, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
 import { decodePng } from './png.ts';
 
 const FRAMES = 60;
@@ -29,6 +29,7 @@ interface TaskView {
   end_frame: number;
   status: string;
   attempts: number;
+  node_losses: number;
   worker_id: string | null;
 }
 
@@ -37,41 +38,6 @@ interface FrameView {
   url: string;
   sha256: string;
   size: number;
-}
-
-/** The ids of a node process's Blender children (each leads its own process group). */
-function blenderChildren(nodePid: number): number[] {
-  const found: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-    } catch {
-      continue; // exited while we looked
-    }
-    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    if (ppid === nodePid && comm.includes('blender')) found.push(Number(entry));
-  }
-  return found;
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function killGroupNow(pgid: number): void {
-  try {
-    process.kill(-pgid, 'SIGKILL');
-  } catch {
-    // Already gone.
-  }
 }
 
 /** Everything a node printed, for asserting that it saw the faults and retried. */
@@ -147,7 +113,8 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
       const status = await jobStatus(master.url, jobId);
       if (status.status === 'failed') throw new Error(`the job failed: ${status.error}`);
       if (status.completed_frames < frames) return false;
-      return (await tasksOf(jobId)).every((t) => t.attempts < 2 || t.status === 'completed');
+      // Retried: tried again after a failure (attempts) or after its node was lost (node_losses).
+      return (await tasksOf(jobId)).every((t) => (t.attempts < 2 && t.node_losses === 0) || t.status === 'completed');
     }, 120_000, 100);
     return jobStatus(master.url, jobId);
   };

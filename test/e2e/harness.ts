@@ -4,7 +4,7 @@
  * the committed generators. Every process leads its own process group and is killed with it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -189,4 +189,41 @@ export function waitForJob(master: string, jobId: string, states: string[], time
     const status = await jobStatus(master, jobId, token);
     return states.includes(status.status) ? status : null;
   }, timeoutMs, 250);
+}
+
+/** The ids of a node process's Blender children (each leads its own process group). */
+export function blenderChildren(nodePid: number): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (ppid === nodePid && comm.includes('blender')) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** Whether a process with this id is still there. */
+export function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGKILLs a process group at once (no grace): a machine that dies. */
+export function killGroupNow(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
 }

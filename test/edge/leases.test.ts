@@ -71,7 +71,8 @@ describe('lease expiry', () => {
     expect(taken.task_id).toBe(lost.task_id);
     expect(taken.frames).toEqual(lost.frames);
     expect(taken.lease_id).not.toBe(lost.lease_id);
-    expect(taken.attempt).toBe(2);
+    // A node lost is not an attempt used: counted as a node loss instead (lease-expiry.ts).
+    expect(taken.attempt).toBe(1);
     const rowAfterReclaim = await taskRow(lost.task_id);
     expect(rowAfterReclaim).toMatchObject({ worker_id: alive, lease_id: taken.lease_id, status: 'running' });
     const countsAfterReclaim = await countRows();
@@ -107,13 +108,14 @@ describe('lease expiry', () => {
 
     expect(answers.map((r) => r.status).sort()).toEqual([200, 204]);
     const winner = (await answers.find((r) => r.status === 200)!.json()) as TaskAssignment;
-    expect(winner).toMatchObject({ task_id: first.task_id, frames: [1], attempt: 2 });
+    expect(winner).toMatchObject({ task_id: first.task_id, frames: [1], attempt: 1 });
+    expect(await taskRow(first.task_id)).toMatchObject({ node_losses: 1 });
   });
 });
 
-describe('a lease that runs out on the last attempt', () => {
+describe('a lease that runs out on the last node loss allowed (max_node_losses)', () => {
   it('fails the task and its job instead of handing the frames out again', async () => {
-    const job = await submitOk({ start_frame: 7, end_frame: 8, chunk_size: 2, max_attempts: 1 });
+    const job = await submitOk({ start_frame: 7, end_frame: 8, chunk_size: 2, max_node_losses: 1 });
     const dead = await registerWorker('dead');
     const other = await registerWorker('other');
     const task = await claim(dead);
@@ -125,7 +127,7 @@ describe('a lease that runs out on the last attempt', () => {
     expect(await taskRow(task.task_id)).toMatchObject({ status: 'failed', failure_reason: 'lease_expired' });
     const row = await jobRow(job.job_id);
     expect(row).toMatchObject({ status: 'failed' });
-    expect(row!.error).toContain('frames 7-8 failed: the node rendering them stopped answering');
+    expect(row!.error).toContain('nodes kept disappearing while rendering frames 7-8');
   });
 });
 

@@ -13,7 +13,7 @@ import type { RegisterWorkerRequest } from '../../protocol/schemas.ts';
 import { BlendCache } from '../../worker-node/blend-cache.ts';
 import type { NodeConfig } from '../../worker-node/config.ts';
 import type { CyclesDevice, CyclesDeviceReport } from '../../worker-node/gpu/detect-devices.ts';
-import { CREDENTIAL_FILE } from '../../worker-node/identity.ts';
+import { BOOT_ID, CREDENTIAL_FILE } from '../../worker-node/identity.ts';
 import type { Logger } from '../../worker-node/logger.ts';
 import { planNodeSlots, runNodeSlot } from '../../worker-node/node-slots.ts';
 
@@ -148,6 +148,10 @@ describe('slots registering with the master', () => {
       expect(registration.devices!.filter((d) => d.type !== 'CPU')).toEqual([{ type: 'CUDA', name: 'NVIDIA RTX A4000 (16 GiB)' }]);
       expect(registration).toMatchObject({ tags: ['gpu', 'big-mem'], task_kinds: ['render', 'tile', 'stitch', 'video'] });
     }
+    // One process, one life: both slots send its boot id, so a restart hands back both slots' tasks.
+    const bootIds = master.registrations.map((r) => r.boot_id);
+    expect(bootIds[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set(bootIds)).toEqual(new Set([BOOT_ID]));
     const saved = [0, 1].map((i) => JSON.parse(readFileSync(join(config.workDir, `slot-${i}`, CREDENTIAL_FILE), 'utf8')) as { worker_id: string });
     expect(new Set(saved.map((s) => s.worker_id)).size).toBe(2);
     // The node's own folder holds no identity of its own: only its slots do.
