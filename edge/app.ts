@@ -6,9 +6,11 @@ import { authenticate } from './auth.ts';
 import { groupCommitting } from './batch-together.ts';
 import { executionContext } from './execution-context.ts';
 import { readConfig } from './env.ts';
+import { addonRoutes } from './routes/addon.ts';
 import { blendRoutes } from './routes/blends.ts';
 import { blobJobRoutes } from './routes/blob-jobs.ts';
 import { blobRoutes } from './routes/blobs.ts';
+import { manifestRoutes } from './routes/manifests.ts';
 import { dashboardRoutes } from './routes/dashboard.ts';
 import { jobControlRoutes } from './routes/job-control.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -51,12 +53,14 @@ export const app = new Hono<AppEnv>()
   .route('/', blendRoutes)
   .route('/', blobRoutes)
   .route('/', blobJobRoutes)
+  .route('/', manifestRoutes)
   .route('/', jobRoutes)
   .route('/', storageRoutes)
   .route('/', jobControlRoutes)
   .route('/', nodeControlRoutes)
   .route('/', previewRoutes)
-  .route('/', dashboardRoutes);
+  .route('/', dashboardRoutes)
+  .route('/', addonRoutes);
 
 app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
 

@@ -70,8 +70,12 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'GET /dashboard.css': 'public',
   'GET /openapi.json': 'public',
   'GET /docs': 'public',
+  // The Blender add-on: the same code for everyone, no data.
+  'GET /addon.zip': 'public',
   // Nodes fetch the blend of a task they hold; submitters may fetch any blend they sent.
   'GET /download_blend/:name': 'node-or-submitter',
+  // ...and the files of a project manifest the same way (routes/manifests.ts).
+  'GET /manifests/:sha256/files/:blob': 'node-or-submitter',
 };
 
 /** The access rule of a registered route. */

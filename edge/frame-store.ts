@@ -8,7 +8,7 @@
  */
 import { FRAME_CONTENT_TYPES, FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
-import { assertLease, loadTask } from './task-lease.ts';
+import { assertLease, assertTaskFrame, loadTask } from './task-lease.ts';
 import { frameKey } from './storage-keys.ts';
 import { seenOr404, touchStatement } from './workers-registry.ts';
 
@@ -46,9 +46,7 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   if (task.kind === 'tile' || task.kind === 'video') {
     fail(409, `task ${upload.taskId} is a ${task.kind} task: it uploads its output (PUT /tasks/${upload.taskId}/output), not frames`);
   }
-  if (upload.frame < task.start_frame || upload.frame > task.end_frame) {
-    fail(400, `frame ${upload.frame} is not in task ${upload.taskId} (frames ${task.start_frame}-${task.end_frame})`);
-  }
+  assertTaskFrame(task, upload.frame);
   // Keyed by the lease: a retry of this upload (say, after the master restarted between storing
   // the object and recording it) writes the same key instead of leaving an orphan behind, while an
   // upload on a lost lease can still never overwrite what the task's new holder stored.

@@ -37,9 +37,14 @@ export async function markJobDeleted(db: D1Database, jobId: string, now: number)
          WHERE job_id = ?2 AND status = 'running' AND (SELECT status FROM jobs WHERE id = ?2) = 'deleted'`,
       )
       .bind(now, jobId),
-    // The input's retention starts now (it is deleted after it only if no other job uses it).
+    // The input's retention starts now (it is deleted after it only if no other job uses it), and
+    // so does that of every file its manifest names, for a project stored file by file.
     db
-      .prepare(`UPDATE blobs SET last_used_at = ?1 WHERE sha256 = (SELECT blend_sha256 FROM jobs WHERE id = ?2 AND status = 'deleted')`)
+      .prepare(
+        `UPDATE blobs SET last_used_at = ?1 WHERE sha256 IN (SELECT blend_sha256 FROM jobs WHERE id = ?2 AND status = 'deleted'
+           UNION SELECT mf.blob_sha256 FROM manifest_files mf JOIN jobs j ON mf.manifest_sha256 = j.blend_sha256
+             WHERE j.id = ?2 AND j.status = 'deleted' AND j.input_kind = 'manifest')`,
+      )
       .bind(now, jobId),
   ]);
   return marked!.results.length > 0;

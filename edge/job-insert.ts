@@ -9,11 +9,13 @@ export interface NewJob {
   priority: number;
   startFrame: number;
   endFrame: number;
+  /** A frame list's stored ranges (edge/frame-ranges.ts, newJobFrames); null or absent: every frame. */
+  frameRanges?: string | null;
   chunkSize: number | null;
   maxAttempts: number;
   /** max_node_losses; DEFAULT_MAX_NODE_LOSSES unless given. */
   maxNodeLosses?: number;
-  /** What nodes download: `<sha256>.blend` or `<sha256>.zip`. */
+  /** What nodes download: `<sha256>.blend`, `<sha256>.zip` or `<sha256>.manifest`. */
   blendFile: string;
   sha256: string;
   size: number;
@@ -27,6 +29,8 @@ export interface NewJob {
   /** Split the job's one frame into this many tiles. */
   tiles?: number | null;
   previewVideo?: boolean;
+  /** For a manifest: bytes of the blobs its submission uploaded. */
+  inputSentBytes?: number | null;
 }
 
 /** Inserts a queued job (and a split still's tile tasks, in the same batch) and returns its id. */
@@ -37,8 +41,8 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
     .prepare(
       `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
          blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state,
-         device, tags, tiles, preview_video, max_node_losses)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         device, tags, tiles, preview_video, max_node_losses, input_sent_bytes, frame_ranges)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       jobId,
@@ -65,6 +69,8 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       tiles,
       job.previewVideo ? 1 : 0,
       job.maxNodeLosses ?? DEFAULT_MAX_NODE_LOSSES,
+      job.inputSentBytes ?? null,
+      job.frameRanges ?? null,
     );
   const tileTasks = Array.from({ length: tiles ?? 0 }, (_, index) =>
     db

@@ -3,7 +3,9 @@
  * the job's tasks (one row per claimed chunk), never from a scan of every frame.
  */
 import type { DeviceRequirement, JobStatus, JobStatusResponse, TaskStatus } from '../protocol/schemas.ts';
+import { countFrames, formatFrameList } from '../protocol/frame-list.ts';
 import { fail } from './errors.ts';
+import { framesListedSql, jobRowRanges } from './frame-ranges.ts';
 
 export interface JobRow {
   id: string;
@@ -14,9 +16,14 @@ export interface JobRow {
   end_frame: number;
   chunk_size: number | null;
   next_frame: number;
+  /** A frame list's stored ranges (edge/frame-ranges.ts); null: every frame from start_frame to end_frame. */
+  frame_ranges: string | null;
   blend_file: string;
   blend_sha256: string;
   blend_size: number;
+  input_kind: string;
+  /** For a manifest job: bytes its submission uploaded. */
+  input_sent_bytes: number | null;
   max_attempts: number;
   max_node_failures: number;
   max_node_losses: number;
@@ -39,10 +46,10 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 
 /** Frames of running / failed tasks not yet uploaded, per job, in one query. */
 const TASK_FRAMES_SQL = `SELECT t.status AS status,
-    COALESCE(SUM(t.end_frame - t.start_frame + 1 - (SELECT COUNT(*) FROM frames f
+    COALESCE(SUM(${framesListedSql('j', 't.start_frame', 't.end_frame')} - (SELECT COUNT(*) FROM frames f
       WHERE f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame)), 0) AS frames,
     COUNT(DISTINCT t.worker_id) AS nodes
-  FROM tasks t WHERE t.job_id = ?1 AND t.status IN ('running', 'failed') AND t.kind IN ('render', 'stitch')
+  FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.job_id = ?1 AND t.status IN ('running', 'failed') AND t.kind IN ('render', 'stitch')
     AND (t.status = 'failed' OR t.lease_expires_at >= ?2)
   GROUP BY t.status`;
 
@@ -63,7 +70,8 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
   const running = results.find((r) => r.status === 'running');
   const runningFrames = running?.frames ?? 0;
   const failedFrames = results.find((r) => r.status === 'failed')?.frames ?? 0;
-  const total = job.end_frame - job.start_frame + 1;
+  const ranges = jobRowRanges(job);
+  const total = countFrames(ranges);
   const avgFrameMs = job.frames_timed > 0 ? Math.round(job.frame_time_ms_total / job.frames_timed) : null;
   const remaining = total - job.completed_frames;
   const activeStates: JobStatus[] = ['queued', 'running'];
@@ -84,6 +92,7 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
     priority: job.priority,
     start_frame: job.start_frame,
     end_frame: job.end_frame,
+    frames: job.frame_ranges === null ? null : formatFrameList(ranges),
     chunk_size: job.chunk_size,
     total_frames: total,
     completed_frames: job.completed_frames,

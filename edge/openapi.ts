@@ -20,6 +20,7 @@ import {
   workerInfoSchema,
   workerListResponseSchema,
 } from '../protocol/api.ts';
+import { manifestResponseSchema, manifestSchema } from '../protocol/manifest.ts';
 import {
   HEADER_LEASE_ID,
   HEADER_RENDER_MS,
@@ -86,12 +87,12 @@ export const OPERATIONS: OperationDoc[] = [
   // ---- Jobs: submit and read
   {
     method: 'post', path: '/submit_job', tag: 'Jobs', summary: 'Submit a .blend and a frame range (multipart)',
-    description: 'The seed API. The file is streamed into storage as it arrives, in any order of the parts; a body is capped by MAX_UPLOAD_BYTES (the plan\'s request body limit, 100 MB on Free and Pro). Larger files go through /blobs and POST /jobs (`farm submit`).',
+    description: 'The seed API. The file is streamed into storage as it arrives, in any order of the parts; a body is capped by MAX_UPLOAD_BYTES (the plan\'s request body limit, 100 MB on Free and Pro). Larger files go through /blobs and POST /jobs (`farm submit`). `frames` (a frame list: 1-100x5, 1,5,10-20) replaces start_frame and end_frame, which may then be left out.',
     body: { multipart: submitJobFieldsSchema, files: { blend_file: 'the .blend file' }, required: ['blend_file', 'start_frame', 'end_frame'] },
     responses: { 201: { description: 'the job was queued', schema: submitJobResponseSchema } },
   },
   {
-    method: 'post', path: '/jobs', tag: 'Jobs', summary: 'Create a job from an uploaded blob (.blend or project .zip)',
+    method: 'post', path: '/jobs', tag: 'Jobs', summary: 'Create a job from an uploaded blob (.blend, project .zip or project manifest)',
     body: { json: createJobSchema },
     responses: { 201: { description: 'the job was queued', schema: submitJobResponseSchema } },
   },
@@ -282,6 +283,16 @@ export const OPERATIONS: OperationDoc[] = [
     method: 'delete', path: '/blobs/:sha256/uploads/:upload_id', tag: 'Blobs', summary: 'Abort an upload',
     responses: { 200: { description: 'aborted' } },
   },
+  {
+    method: 'post', path: '/manifests', tag: 'Blobs', summary: 'Store a project manifest; answers the blobs the master lacks',
+    description: 'A project file by file: its files (path, SHA-256, size) and the .blend to render, stored by the hash of its canonical text. Upload the missing blobs, then POST /jobs with kind "manifest" and blob_sha256 the manifest_sha256.',
+    body: { json: manifestSchema },
+    responses: { 200: { description: 'the manifest hash and the missing blobs', schema: manifestResponseSchema } },
+  },
+  {
+    method: 'get', path: '/manifests/:sha256/files/:blob', tag: 'Render node protocol', summary: 'One file a manifest lists, by its SHA-256, with Range',
+    responses: { 200: { description: 'the file', contentType: 'application/octet-stream' } },
+  },
   // ---- The master itself
   {
     method: 'get', path: '/time', tag: 'Meta', summary: "The master's clock",
@@ -292,6 +303,10 @@ export const OPERATIONS: OperationDoc[] = [
   { method: 'get', path: '/dashboard.css', tag: 'Meta', summary: "The dashboard's style sheet", responses: { 200: { description: 'the styles', contentType: 'text/css' } } },
   { method: 'get', path: '/openapi.json', tag: 'Meta', summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', contentType: 'application/json' } } },
   { method: 'get', path: '/docs', tag: 'Meta', summary: 'This document as a web page', responses: { 200: { description: 'the page', contentType: 'text/html' } } },
+  {
+    method: 'get', path: '/addon.zip', tag: 'Meta', summary: 'The Blender add-on (install in Preferences > Add-ons > Install)',
+    responses: { 200: { description: 'a zip with render_farm/ at its root', contentType: 'application/zip' } },
+  },
 ];
 
 /** `/jobs/:job_id` -> `/jobs/{job_id}`. */

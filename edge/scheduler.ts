@@ -15,9 +15,10 @@
  * one of its backends meets (from its registration, see node-capabilities.ts), and tasks of the
  * kinds it said it runs. Stitch and video tasks need no render device, only the kind.
  */
-import { MAX_WAIT_MS, type TaskAssignment } from '../protocol/schemas.ts';
+import { MAX_WAIT_MS, type InputKind, type TaskAssignment } from '../protocol/schemas.ts';
 import type { ClaimedTask } from './claim-redelivery.ts';
 import { DEFAULT_MAX_CHUNK_FRAMES } from './env.ts';
+import { cursorAfterSql, framesListedSql, lastBeforeCursorSql, taskFrames } from './frame-ranges.ts';
 import { expiredLeaseSql, RELEASE_COUNTS } from './lease-expiry.ts';
 import { seenIsStale } from './workers-registry.ts';
 
@@ -57,11 +58,11 @@ const CHUNK = `COALESCE(j.chunk_size,
   CASE WHEN j.frames_timed = 0 THEN 1
   ELSE CAST(MAX(1, MIN(CAST(?9 AS INTEGER),
                   CAST(?6 AS INTEGER) / MAX(${MIN_FRAME_MS}.0, CAST(j.frame_time_ms_total AS REAL) / j.frames_timed),
-                  (j.end_frame - j.next_frame + 1) / MAX(1, COALESCE(CAST(?7 AS INTEGER),
+                  ${framesListedSql('j', 'j.next_frame', 'j.end_frame')} / MAX(1, COALESCE(CAST(?7 AS INTEGER),
                     (SELECT COUNT(*) FROM workers w WHERE w.enabled = 1 AND w.last_seen_at >= ?2 - ?8 - ${MAX_WAIT_MS}))))) AS INTEGER) END)`;
 
 /** The job columns a node's assignment carries (see buildAssignment). */
-const ASSIGNMENT_JOB_COLUMNS = `name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles`;
+const ASSIGNMENT_JOB_COLUMNS = `name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges`;
 
 export interface ClaimOptions {
   workerId: string;
@@ -90,10 +91,12 @@ interface AssignmentJobRow {
   blend_file: string;
   blend_sha256: string;
   blend_size: number;
-  input_kind: 'blend' | 'zip';
+  input_kind: InputKind;
   main_blend: string | null;
   device: TaskAssignment['device'];
   tiles: number | null;
+  /** A frame list's stored ranges (edge/frame-ranges.ts); null: every frame. */
+  frame_ranges: string | null;
 }
 
 interface AssignmentRows {
@@ -169,8 +172,9 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
             AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)
           RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
     // 3. Otherwise carve the next chunk off the best job's cursor.
+    //    A frame list's cursor moves on by listed frames (edge/frame-ranges.ts).
     bind(`UPDATE jobs SET claim_token = ?3, claim_start = next_frame,
-            next_frame = MIN(end_frame + 1, next_frame + (SELECT ${CHUNK} FROM jobs j WHERE j.id = jobs.id)),
+            next_frame = ${cursorAfterSql('jobs', `(SELECT ${CHUNK} FROM jobs j WHERE j.id = jobs.id)`)},
             status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
           WHERE id = (
             SELECT j.id FROM jobs j WHERE j.status IN ${RUNNABLE} AND j.next_frame <= j.end_frame AND ${ELIGIBLE}
@@ -179,7 +183,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     // 4. The task for that chunk.
     bind(`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, worker_id, lease_id, lease_expires_at,
             attempts, created_at, updated_at)
-          SELECT ?4, id, claim_start, next_frame - 1, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
+          SELECT ?4, id, claim_start, ${lastBeforeCursorSql('jobs')}, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
             -- A claim id used before left its token on that job: only a new carve inserts.
             AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)
           RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
@@ -209,7 +213,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
       (row.job_status === 'queued' || row.job_status === 'running');
     if (!live) return { outcome: 'claim_id_used', jobsEnded };
   }
-  const { id, job_id, start_frame, end_frame, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles } = row;
+  const { id, job_id, start_frame, end_frame, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges } = row;
   const uploadedFrames = (results[10]!.results as unknown as { frame: number }[]).map((r) => r.frame);
   return {
     outcome: 'claimed',
@@ -218,7 +222,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     claimed: {
       id, job_id, start_frame, end_frame, attempts, kind, tile_index,
       prefetched: {
-        job: { name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles },
+        job: { name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges },
         uploadedFrames,
         lease: { lease_id: row.lease_id, lease_expires_at },
       },
@@ -233,8 +237,7 @@ export function describeClaim(claimed: ClaimedRow, leaseMs: number): Omit<TaskAs
   // A render or stitch skips frames already stored; a tile renders its frame's tile, and a
   // video is made of every frame (all stored by then).
   const done = claimed.kind === 'render' || claimed.kind === 'stitch' ? new Set(rows.uploadedFrames) : new Set<number>();
-  const frames: number[] = [];
-  for (let f = claimed.start_frame; f <= claimed.end_frame; f++) if (!done.has(f)) frames.push(f);
+  const frames = taskFrames(job.frame_ranges, claimed.start_frame, claimed.end_frame).filter((f) => !done.has(f));
   const tileCount = job.tiles ?? 0;
   return {
     task_id: claimed.id,

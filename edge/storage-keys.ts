@@ -2,16 +2,22 @@
  * Where things live in R2. Every key is built here from validated parts (hashes, ids, frame
  * numbers), so no name from a request ever becomes a key unchecked.
  */
-import { frameFileName } from '../protocol/schemas.ts';
+import { frameFileName, type InputKind } from '../protocol/schemas.ts';
 
 export const blendFileName = (sha256: string) => `${sha256}.blend`;
 export const blendKey = (sha256: string) => `jobs/${blendFileName(sha256)}`;
 
 /** `download_blend` names: exactly what `blendFileName` or `inputFileName` produce. */
-export const BLEND_FILE_NAME = /^[0-9a-f]{64}\.(blend|zip)$/;
+export const BLEND_FILE_NAME = /^[0-9a-f]{64}\.(blend|zip|manifest)$/;
 
-/** A job's input as nodes download it: `<sha256>.blend`, or `<sha256>.zip` for a project. */
-export const inputFileName = (sha256: string, kind: 'blend' | 'zip') => `${sha256}.${kind}`;
+/**
+ * A job's input as nodes download it: `<sha256>.blend`, `<sha256>.zip` for a project archive, or
+ * `<sha256>.manifest` for a project stored file by file (its files come from /manifests/...).
+ */
+export const inputFileName = (sha256: string, kind: InputKind) => `${sha256}.${kind}`;
+
+/** A manifest's canonical text (it is a blob; the blobs row names this key). */
+export const manifestKey = (sha256: string) => `blobs/${sha256}/manifest`;
 
 /**
  * A blob uploaded in parts completes to a key of its own upload, and the blobs row names the key

@@ -4,6 +4,7 @@
  */
 import type { TaskKind } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
+import { taskFrames } from './frame-ranges.ts';
 
 export interface TaskRow {
   id: string;
@@ -20,11 +21,13 @@ export interface TaskRow {
   log_key: string | null;
   kind: TaskKind;
   tile_index: number | null;
+  /** The job's frame list (edge/frame-ranges.ts); null: the task covers every frame of its range. */
+  frame_ranges: string | null;
 }
 
 /** A batch of one, so that under load the read joins other requests' D1 batches (batch-together.ts). */
 export async function loadTask(db: D1Database, taskId: string): Promise<TaskRow | null> {
-  const [read] = await db.batch<TaskRow>([db.prepare(`SELECT * FROM tasks WHERE id = ?`).bind(taskId)]);
+  const [read] = await db.batch<TaskRow>([db.prepare(`SELECT t.*, j.frame_ranges FROM tasks t LEFT JOIN jobs j ON j.id = t.job_id WHERE t.id = ?`).bind(taskId)]);
   return read!.results[0] ?? null;
 }
 
@@ -38,6 +41,15 @@ export function assertLease(task: TaskRow | null, taskId: string, workerId: stri
     fail(409, `task ${taskId} is ${task.status}, not running: stop working on it`);
   }
   return task;
+}
+
+/** Answers 400 unless `frame` is one of the frames task `task` renders (of a frame list, a listed one). */
+export function assertTaskFrame(task: TaskRow, frame: number): void {
+  const inRange = frame >= task.start_frame && frame <= task.end_frame;
+  if (!inRange || (task.frame_ranges !== null && taskFrames(task.frame_ranges, frame, frame).length === 0)) {
+    const listed = task.frame_ranges === null ? '' : ', those of the job\'s frame list';
+    fail(400, `frame ${frame} is not in task ${task.id} (frames ${task.start_frame}-${task.end_frame}${listed})`);
+  }
 }
 
 /** Explains why a conditional UPDATE on a leased task changed nothing. */

@@ -4,19 +4,20 @@
  * lease), and the job-level consequences of both. Each outcome is one D1 batch, so it applies whole or not at all.
  */
 import { fail } from './errors.ts';
+import { framesListedSql, taskFrames } from './frame-ranges.ts';
 import { assertLease, loadTask } from './task-lease.ts';
 
 const UPLOADED_IN_RANGE = `(SELECT COUNT(*) FROM frames f WHERE f.job_id = tasks.job_id
   AND f.frame BETWEEN tasks.start_frame AND tasks.end_frame)`;
 
-/** What a task must have delivered to be completed: its frames, or for a tile or video, its output. */
+/** What a task must have delivered to be completed: its (listed) frames, or for a tile or video, its output. */
 const DELIVERED = `CASE WHEN kind IN ('tile', 'video') THEN output_key IS NOT NULL
-  ELSE ${UPLOADED_IN_RANGE} = end_frame - start_frame + 1 END`;
+  ELSE ${UPLOADED_IN_RANGE} = (SELECT ${framesListedSql('jt', 'tasks.start_frame', 'tasks.end_frame')} FROM jobs jt WHERE jt.id = tasks.job_id) END`;
 
 const OPEN = `('queued', 'running', 'paused')`;
 
-/** Every frame of the job is stored. */
-const FRAMES_DONE = `completed_frames >= end_frame - start_frame + 1`;
+/** Every frame of the job is stored (of a frame list, every listed frame). */
+const FRAMES_DONE = `completed_frames >= ${framesListedSql('jobs', 'jobs.start_frame', 'jobs.end_frame')}`;
 
 export interface JobProgress {
   /** The job is completed now (by this call or before). */
@@ -134,8 +135,7 @@ export async function completeTask(
     .bind(held.job_id, held.start_frame, held.end_frame)
     .all<{ frame: number }>();
   const have = new Set(stored.results.map((r) => r.frame));
-  const missing: number[] = [];
-  for (let f = held.start_frame; f <= held.end_frame && missing.length < 20; f++) if (!have.has(f)) missing.push(f);
+  const missing = taskFrames(held.frame_ranges, held.start_frame, held.end_frame).filter((f) => !have.has(f)).slice(0, 20);
   fail(409, `frame(s) ${missing.join(', ')} of task ${taskId} were not uploaded: upload every frame before reporting completed`);
 }
 

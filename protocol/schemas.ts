@@ -4,6 +4,7 @@
  * Nothing here may depend on Workers or Node APIs: both sides import this file.
  */
 import { z } from 'zod';
+import { countFrames, parseFrameList, type FrameRange } from './frame-list.ts';
 
 /** The longest long poll a node may ask for (`get_job`'s `wait_ms`), in ms. */
 export const MAX_WAIT_MS = 30_000;
@@ -103,6 +104,13 @@ export type DeviceRequirement = (typeof DEVICE_REQUIREMENTS)[number];
 export const TASK_KINDS = ['render', 'tile', 'stitch', 'video'] as const;
 export type TaskKind = (typeof TASK_KINDS)[number];
 
+/**
+ * What a job renders from: one .blend, a project .zip, or a project manifest (its files stored
+ * one by one, see protocol/manifest.ts).
+ */
+export const INPUT_KINDS = ['blend', 'zip', 'manifest'] as const;
+export type InputKind = (typeof INPUT_KINDS)[number];
+
 /** Tiles a split still may have. */
 export const MAX_TILES = 64;
 /** A preview video is made of at most this many frames (each is downloaded by one node). */
@@ -146,12 +154,52 @@ const jobPlacementFields = {
     .meta({ description: 'Make an H.264 preview of the frames once they are done (needs a node with ffmpeg).' }),
 };
 
-/** Checks that need the frame range: tiles are for one frame, videos for at most so many. */
-function checkPlacement(f: { start_frame: number; end_frame: number; tiles?: number; preview_video?: boolean }, ctx: z.RefinementCtx): void {
-  if (f.tiles !== undefined && f.start_frame !== f.end_frame) {
+/**
+ * `frames`: a frame list (protocol/frame-list.ts), parsed into ranges. When given, it replaces
+ * start_frame and end_frame (which may then be left out).
+ */
+const frameListField = z
+  .string({ error: 'frames must be a frame list such as 1-100, 1-100x5 or 1,5,10-20' })
+  .transform((text, ctx) => {
+    try {
+      return parseFrameList(text);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `frames: ${(err as Error).message}` });
+      return z.NEVER;
+    }
+  })
+  .meta({ description: 'Frames to render, replacing start_frame/end_frame: 1-100, 1-100x5 (every 5th), 1,5,10-20.' });
+
+interface FrameFields {
+  start_frame?: number;
+  end_frame?: number;
+  frames?: FrameRange[];
+}
+
+/** A job's frames as ranges: its `frames` list, else start_frame to end_frame (checked present first). */
+export function jobFrameRanges(f: FrameFields): FrameRange[] {
+  return f.frames ?? [[f.start_frame!, f.end_frame!, 1]];
+}
+
+/** Checks of the frames: a list or a range, counting up. */
+function checkFrames(f: FrameFields, ctx: z.RefinementCtx): void {
+  if (f.frames) return;
+  for (const field of ['start_frame', 'end_frame'] as const) {
+    if (f[field] === undefined) {
+      ctx.addIssue({ code: 'custom', path: [field], message: `${field} is required (or frames, a frame list such as 1-100x5)` });
+      return;
+    }
+  }
+  if (f.start_frame! > f.end_frame!) ctx.addIssue({ code: 'custom', path: ['start_frame'], message: 'start_frame must not be after end_frame' });
+}
+
+/** Checks that need the frames: tiles are for one frame, videos for at most so many. */
+function checkPlacement(f: FrameFields & { tiles?: number; preview_video?: boolean }, ctx: z.RefinementCtx): void {
+  const ranges = jobFrameRanges(f);
+  if (f.tiles !== undefined && countFrames(ranges) !== 1) {
     ctx.addIssue({ code: 'custom', path: ['tiles'], message: 'tiles splits one frame: start_frame and end_frame must be the same frame' });
   }
-  if (f.preview_video && f.end_frame - f.start_frame + 1 > MAX_PREVIEW_VIDEO_FRAMES) {
+  if (f.preview_video && countFrames(ranges) > MAX_PREVIEW_VIDEO_FRAMES) {
     ctx.addIssue({ code: 'custom', path: ['preview_video'], message: `preview_video is for jobs of at most ${MAX_PREVIEW_VIDEO_FRAMES} frames` });
   }
 }
@@ -171,8 +219,9 @@ const maxNodeLossesSchema = positiveInt('max_node_losses', 100).meta({
 /** The text fields of `POST /submit_job` (the file travels beside them). */
 export const submitJobFieldsSchema = z
   .object({
-    start_frame: frameNumber('start_frame'),
-    end_frame: frameNumber('end_frame'),
+    start_frame: frameNumber('start_frame').optional(),
+    end_frame: frameNumber('end_frame').optional(),
+    frames: frameListField.optional(),
     chunk_size: positiveInt('chunk_size', 10_000).optional(),
     priority: z.coerce
       .number({ error: 'priority must be a number' })
@@ -184,7 +233,7 @@ export const submitJobFieldsSchema = z
     webhook_url: webhookUrlSchema.optional(),
     ...jobPlacementFields,
   })
-  .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] })
+  .superRefine(checkFrames)
   .superRefine(checkPlacement);
 export type SubmitJobFields = z.infer<typeof submitJobFieldsSchema>;
 
@@ -203,6 +252,8 @@ export const jobStatusSchema = z.object({
   priority: z.number(),
   start_frame: z.number(),
   end_frame: z.number(),
+  /** The frame list the job was submitted with (`1-9x4,12`); null: every frame from start_frame to end_frame. */
+  frames: z.string().nullable().optional(),
   chunk_size: z.number().nullable(),
   total_frames: z.number(),
   completed_frames: z.number(),
@@ -236,6 +287,18 @@ export const jobStatusSchema = z.object({
   preview_video: z
     .object({ status: z.enum(['waiting', ...TASK_STATUSES]), url: z.string().nullable(), size: z.number().nullable() })
     .nullable(),
+  /**
+   * The job's inputs (only in `GET /jobs/{id}` and `GET /job_status/{id}`): its files, their bytes, and the bytes its
+   * submission actually sent (blobs the master lacked; null where not measured: blend, zip).
+   */
+  inputs: z
+    .object({
+      kind: z.enum(INPUT_KINDS),
+      files: z.array(z.object({ path: z.string(), sha256: z.string(), size: z.number() })),
+      total_bytes: z.number(),
+      sent_bytes: z.number().nullable(),
+    })
+    .optional(),
 });
 export type JobStatusResponse = z.infer<typeof jobStatusSchema>;
 
@@ -309,11 +372,14 @@ export const taskAssignmentSchema = z.object({
   frames: z.array(frameOnNode).min(1).max(100_000),
   start_frame: frameOnNode,
   end_frame: frameOnNode,
-  blend_file: z.string().regex(/^[0-9a-f]{64}\.(blend|zip)$/, { message: 'blend_file must be <sha256>.blend or <sha256>.zip' }),
+  blend_file: z.string().regex(/^[0-9a-f]{64}\.(blend|zip|manifest)$/, { message: 'blend_file must be <sha256>.blend, <sha256>.zip or <sha256>.manifest' }),
   blend_sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: 'blend_sha256 must be a hex SHA-256' }),
   blend_size: z.number().int().min(0),
-  /** `blend`: blend_file is the .blend to render; `zip`: a project archive to unpack first. */
-  input_kind: z.enum(['blend', 'zip']).default('blend'),
+  /**
+   * `blend`: blend_file is the .blend to render; `zip`: a project archive to unpack first;
+   * `manifest`: a project stored file by file (protocol/manifest.ts), laid out from the node's cache.
+   */
+  input_kind: z.enum(INPUT_KINDS).default('blend'),
   /** For a zip: the .blend to render, relative to the archive's root; null: the only top-level .blend. */
   main_blend: z.string().nullable().default(null),
   lease_expires_at: z.string(),
@@ -449,8 +515,6 @@ export const sha256Schema = (field: string) =>
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
 
-export const INPUT_KINDS = ['blend', 'zip'] as const;
-export type InputKind = (typeof INPUT_KINDS)[number];
 
 /** What the master knows of a stored blob (`GET /blobs/{sha256}?info`, `POST .../complete`). */
 export const blobInfoSchema = z.object({ sha256: z.string(), size: z.number() });
@@ -491,7 +555,8 @@ export function unsafeRelativePath(path: string): string | null {
   if (path.length === 0) return 'is empty';
   if (path.length > 1024) return 'is longer than 1024 characters';
   if (path.includes('\\')) return 'contains a backslash (use / between folders)';
-  if (path.includes('\0')) return 'contains a NUL character';
+  // A newline or escape in a file name forges log lines and breaks tools that read lists of paths.
+  if (/[\u0000-\u001f\u007f]/.test(path)) return 'contains a control character (such as NUL or a newline)';
   if (path.startsWith('/') || /^[a-zA-Z]:/.test(path)) return 'is absolute (it must be relative to the archive root)';
   const parts = path.split('/');
   if (parts.some((p) => p === '..')) return 'goes up with ".." (it must stay inside the archive)';
@@ -512,8 +577,9 @@ export const createJobSchema = z
         else if (!/\.blend$/i.test(p)) ctx.addIssue({ code: 'custom', message: 'main_blend must name a .blend file' });
       })
       .optional(),
-    start_frame: frameNumber('start_frame'),
-    end_frame: frameNumber('end_frame'),
+    start_frame: frameNumber('start_frame').optional(),
+    end_frame: frameNumber('end_frame').optional(),
+    frames: frameListField.optional(),
     chunk_size: positiveInt('chunk_size', 10_000).optional(),
     priority: z
       .number({ error: 'priority must be a number' })
@@ -528,7 +594,9 @@ export const createJobSchema = z
     ...jobPlacementFields,
   })
   .strict()
-  .refine((f) => f.start_frame <= f.end_frame, { message: 'start_frame must not be after end_frame', path: ['start_frame'] })
-  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, { message: 'main_blend is only for kind "zip"', path: ['main_blend'] })
+  .superRefine(checkFrames)
+  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, { message: 'main_blend is only for kind "zip" (a manifest names its own)', path: ['main_blend'] })
   .superRefine(checkPlacement);
 export type CreateJobRequest = z.infer<typeof createJobSchema>;
+/** A `POST /jobs` body as a client writes it (`frames` as text, before parsing). */
+export type CreateJobBody = z.input<typeof createJobSchema>;

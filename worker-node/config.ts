@@ -8,6 +8,7 @@ import { hostname, cpus, totalmem } from 'node:os';
 import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { tagsSchema } from '../protocol/schemas.ts';
+import { DEFAULT_CACHE_BYTES, parseCacheSize } from './project-files.ts';
 
 export interface NodeConfig {
   masterUrl: string;
@@ -32,6 +33,8 @@ export interface NodeConfig {
   tags: string[];
   /** `per-gpu`: one render slot (a registered worker with its own Blender) per GPU; `single`: one for all. */
   gpuSlots: GpuSlotsMode;
+  /** Most bytes the cache of project files keeps (`--cache-size`); DEFAULT_CACHE_BYTES if unset. */
+  cacheBytes?: number;
 }
 
 export const GPU_SLOTS_MODES = ['per-gpu', 'single'] as const;
@@ -57,6 +60,8 @@ export const USAGE = `Usage: npm run worker -- --master URL [options]
   --hot-max-frames N   restart the hot Blender after N frames, 0 = never (env FARM_HOT_MAX_FRAMES) [default: 500]
   --hot-max-mem-mb MB  restart it when it holds more than MB after a task, 0 = never (env FARM_HOT_MAX_MEM_MB) [default: half the RAM]
   --tags a,b        tags this node carries, for jobs that ask for them (env FARM_NODE_TAGS)
+  --cache-size SIZE  most the cache of project files keeps, e.g. 50G; least recently used out first
+                    (env FARM_CACHE_SIZE)                               [default: 20G]
   --gpu-slots MODE  per-gpu: one render slot per GPU, each its own node; single: one slot for all GPUs
                     (env FARM_GPU_SLOTS)                                [default: per-gpu]
   --help            this text`;
@@ -114,6 +119,7 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         'hot-max-mem-mb': { type: 'string' },
         tags: { type: 'string' },
         'gpu-slots': { type: 'string' },
+        'cache-size': { type: 'string' },
         help: { type: 'boolean' },
       },
       strict: true,
@@ -165,6 +171,10 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
         `or point the node at it with --blender /path/to/blender or BLENDER=/path/to/blender.`,
     );
   }
+  const cacheSizeRaw = (values['cache-size'] as string | undefined) ?? env.FARM_CACHE_SIZE;
+  const cacheBytes = cacheSizeRaw === undefined ? DEFAULT_CACHE_BYTES : parseCacheSize(cacheSizeRaw);
+  if (cacheBytes === null) throw new ConfigError(`--cache-size "${cacheSizeRaw}" is not a size (e.g. 50G, 500M or a number of bytes)`);
+
   let version: string;
   try {
     version = await blenderVersion(blender);
@@ -187,6 +197,7 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
     hotMaxMemMb,
     tags,
     gpuSlots: gpuSlots as GpuSlotsMode,
+    cacheBytes,
   };
 }
 

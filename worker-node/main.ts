@@ -55,7 +55,7 @@ async function main(): Promise<number> {
   for (const slot of slots) log.info(`${slots.length > 1 ? `slot ${slot.name}: ` : ''}${slot.label}; devices: ${slot.devices.map((d) => `${d.type} ${d.name}`).join('; ')}`);
 
   // One cache for every slot: a blend two slots need is downloaded once.
-  const cache = new BlendCache(config.workDir, undefined);
+  const cache = new BlendCache(config.workDir, undefined, undefined, config.cacheBytes);
   await Promise.all(
     slots.map((slot) =>
       runNodeSlot(slot, {

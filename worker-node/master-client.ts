@@ -297,8 +297,18 @@ export class MasterClient {
 
   /** Streams a stored blend to `dest`, hashing as it goes; returns the hex SHA-256. */
   async downloadBlend(blendFile: string, dest: string): Promise<string> {
-    return this.retrying(`downloading ${blendFile}`, TASK_RETRY, async () => {
-      const response = await this.send('GET', `/download_blend/${encodeURIComponent(blendFile)}`);
+    return this.download(`downloading ${blendFile}`, `/download_blend/${encodeURIComponent(blendFile)}`, dest);
+  }
+
+  /** Downloads one file a project manifest lists (by its hash) to `dest`; returns its SHA-256. */
+  async downloadManifestFile(manifestSha256: string, fileSha256: string, dest: string): Promise<string> {
+    return this.download(`downloading file ${fileSha256.slice(0, 12)}`, `/manifests/${manifestSha256}/files/${fileSha256}`, dest);
+  }
+
+  /** Streams `path` to `dest` through SHA-256 (retried whole on a failure); returns the hash. */
+  private async download(what: string, path: string, dest: string): Promise<string> {
+    return this.retrying(what, TASK_RETRY, async () => {
+      const response = await this.send('GET', path);
       const hash = createHash('sha256');
       const hasher = new Transform({
         transform(chunk, _enc, done) {

@@ -20,6 +20,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
+import { projectPathConflict } from '../protocol/manifest.ts';
 import { unsafeRelativePath } from '../protocol/schemas.ts';
 
 export interface UnpackLimits {
@@ -94,7 +95,6 @@ function planExtraction(entries: yauzl.Entry[], limits: UnpackLimits): PlannedEn
     throw new UnsafeArchiveError(`the archive has ${entries.length} entries, over the limit of ${limits.maxFiles}`);
   }
   const planned: PlannedEntry[] = [];
-  const seen = new Map<string, 'file' | 'dir'>();
   let declaredBytes = 0;
   for (const entry of entries) {
     const name = entry.fileName.replace(/\/+$/, '');
@@ -106,22 +106,15 @@ function planExtraction(entries: yauzl.Entry[], limits: UnpackLimits): PlannedEn
     if (kind === 'file' && !entry.canDecodeFileData()) {
       throw new UnsafeArchiveError(`entry "${entry.fileName}" uses compression method ${entry.compressionMethod}; only stored and deflated entries can be read`);
     }
-    if (seen.has(name)) throw new UnsafeArchiveError(`entry "${entry.fileName}" appears twice`);
-    seen.set(name, kind);
     declaredBytes += kind === 'file' ? entry.uncompressedSize : 0;
     if (declaredBytes > limits.maxBytes) {
       throw new UnsafeArchiveError(`the archive unpacks to more than ${limits.maxBytes} bytes (the limit), by the sizes it declares`);
     }
     planned.push({ entry, path: name, kind });
   }
-  // A file may not stand where another entry needs a folder ("a" as a file and "a/b").
-  for (const [name] of seen) {
-    const parts = name.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/');
-      if (seen.get(parent) === 'file') throw new UnsafeArchiveError(`entry "${name}" is inside "${parent}", which is a file`);
-    }
-  }
+  // One name twice, or a file where another entry needs a folder ("a" as a file and "a/b").
+  const conflict = projectPathConflict(planned);
+  if (conflict) throw new UnsafeArchiveError(`entry ${conflict}`);
   return planned;
 }
 

@@ -3,32 +3,34 @@
  *
  *  1. Asks Blender (headless, `--disable-autoexec`) which files the .blend needs: textures with
  *     UDIM tiles, linked libraries (recursively), sounds, caches. Missing ones are warnings.
- *  2. A .blend that needs nothing else is uploaded as it is; otherwise the files are bundled into
- *     a .zip at their relative paths (cli/bundle.ts). Files outside the .blend's folder (through
- *     `..` or a symbolic link) are left out with a warning, unless --include-outside.
- *  3. The file is uploaded with the chunked API by SHA-256 (cli/upload/blob-upload.ts): what the
- *     master already has is not sent again, and an interrupted upload resumes where it stopped.
+ *  2. A .blend that needs nothing else is uploaded as it is; otherwise the project's files, at
+ *     their paths relative to a common root (cli/bundle.ts), are sent file by file as a manifest
+ *     (cli/project-upload.ts), or with --zip bundled into one .zip. Files outside the .blend's
+ *     folder (through `..` or a symbolic link) are left out with a warning, unless --include-outside.
+ *  3. Files are uploaded with the chunked API by SHA-256 (cli/upload/blob-upload.ts): what the
+ *     master already has is not sent again (for a manifest, file by file: a resubmission after a
+ *     tweak sends only what changed), and an interrupted upload resumes where it stopped.
  *  4. `POST /jobs` creates the job, with the warnings attached.
  */
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, relative, resolve } from 'node:path';
 import { InvalidArgumentError, type Command } from 'commander';
+import { countFrames, formatFrameList, isPlainRange, parseFrameList, type FrameRange } from '../../protocol/frame-list.ts';
 import {
   DEVICE_REQUIREMENTS,
-  FRAME_MAX,
-  FRAME_MIN,
   MAX_PREVIEW_VIDEO_FRAMES,
   MAX_TILES,
   tagsSchema,
   unsafeRelativePath,
   webhookUrlSchema,
-  type CreateJobRequest,
+  type CreateJobBody,
   type DeviceRequirement,
   type InputKind,
   type SubmitJobResponse,
 } from '../../protocol/schemas.ts';
-import { outsideWarnings, planBundle, sha256OfFile, splitByProject, writeBundle } from '../bundle.ts';
+import { outsideWarnings, planBundle, sha256OfFile, splitByProject, writeBundle, type BundlePlan } from '../bundle.ts';
+import { uploadProject } from '../project-upload.ts';
 import { dependencyWarnings, listDependencies, type DependencyReport } from '../deps/list-deps.ts';
 import { uploadBlob, type UploadResult } from '../upload/blob-upload.ts';
 import { callJson, connect, FarmHttpError } from '../upload/http.ts';
@@ -46,6 +48,8 @@ export interface SubmitOptions {
   deps: boolean;
   /** Send files outside the .blend's folder too, widening the bundle root. */
   includeOutside?: boolean;
+  /** Send a project as one .zip rather than file by file. */
+  zip?: boolean;
   strict?: boolean;
   dryRun?: boolean;
   parallel: number;
@@ -75,15 +79,23 @@ export interface SubmitResult extends SubmitJobResponse {
 /** A user's mistake: printed without a stack, exit status 2. */
 class UsageError extends Error {}
 
-/** "1-250" or "7" -> the range; anything else is a UsageError. */
-export function parseFrames(text: string): { start: number; end: number } {
-  const match = /^\s*(\d+)\s*(?:[-:]|\.\.)\s*(\d+)\s*$/.exec(text) ?? /^\s*(\d+)\s*$/.exec(text);
-  if (!match) throw new UsageError(`--frames must look like 1-250 or 7 (got "${text}")`);
-  const start = Number(match[1]);
-  const end = Number(match[2] ?? match[1]);
-  if (start > end) throw new UsageError(`--frames ${text}: the first frame is after the last`);
-  if (start < FRAME_MIN || end > FRAME_MAX) throw new UsageError(`--frames must be within ${FRAME_MIN}-${FRAME_MAX}`);
-  return { start, end };
+/** A frame list ("1-250", "7", "1-100x5", "1,5,10-20", see protocol/frame-list.ts) -> its ranges; a bad one is a UsageError. */
+export function parseFrames(text: string): FrameRange[] {
+  try {
+    return parseFrameList(text);
+  } catch (err) {
+    throw new UsageError(`--frames: ${(err as Error).message}`);
+  }
+}
+
+/** The scene's frames: its range, every `frame_step`th frame (the scene's Frame Step). */
+function sceneFrames(scene: DependencyReport['scene']): FrameRange[] {
+  return parseFrameList(`${scene.frame_start}-${Math.max(scene.frame_start, scene.frame_end)}x${Math.max(1, scene.frame_step ?? 1)}`);
+}
+
+/** The job's frames as `POST /jobs` takes them: the seed's start and end for a plain range, else a frame list. */
+function framesBody(ranges: FrameRange[]): { start_frame: number; end_frame: number } | { frames: string } {
+  return isPlainRange(ranges) ? { start_frame: ranges[0]![0], end_frame: ranges[0]![1] } : { frames: formatFrameList(ranges) };
 }
 
 const wholeNumber = (flag: string, min: number, max: number) => (value: string) => {
@@ -136,9 +148,9 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
       throw new UsageError(`--strict: ${unsendable} dependenc(ies) cannot be sent; fix them or submit without --strict`);
     }
   }
-  let frames: { start: number; end: number };
+  let frames: FrameRange[];
   if (options.frames !== undefined) frames = parseFrames(options.frames);
-  else if (report) frames = { start: report.scene.frame_start, end: report.scene.frame_end };
+  else if (report) frames = sceneFrames(report.scene);
   else throw new UsageError('--frames is required when Blender is not asked for the scene (--no-deps, or a .zip)');
 
   // 2. What to upload: the .blend alone, a bundle, or the user's own zip.
@@ -149,14 +161,17 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
   let tempDir: string | null = null;
   const conn = connect(global.master, global.token);
   try {
+    let projectPlan: BundlePlan | null = null;
     if (bundled.length > 0) {
       const plan = planBundle(path, bundled);
       fileCount = plan.entries.length;
-      kind = 'zip';
+      kind = options.zip ? 'zip' : 'manifest';
       mainBlend = plan.mainBlend;
       say(`bundle: ${plan.entries.length} files under ${plan.root}, main .blend ${plan.mainBlend}`);
       if (options.dryRun) {
         for (const entry of plan.entries) say(`  ${entry.name}`);
+      } else if (kind === 'manifest') {
+        projectPlan = plan;
       } else {
         tempDir = await mkdtemp(join(options.bundleDir ?? tmpdir(), 'farm-bundle-'));
         uploadPath = join(tempDir, 'project.zip');
@@ -172,7 +187,7 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
       return {
         job_id: '',
         status: 'queued',
-        total_frames: frames.end - frames.start + 1,
+        total_frames: countFrames(frames),
         blend_file: '',
         blob_sha256: '',
         kind,
@@ -185,7 +200,22 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
       };
     }
 
-    // 3. Upload by hash.
+    // 3. Upload by hash: a project file by file, else the one file.
+    if (projectPlan) {
+      const sent = await uploadProject({ conn, plan: projectPlan, parallel: options.parallel, signal, progress: options.progress, say });
+      const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', jobBody(sent.manifestSha256, 'manifest', null), signal);
+      return {
+        ...job,
+        blob_sha256: sent.manifestSha256,
+        kind,
+        main_blend: mainBlend,
+        size: sent.totalBytes,
+        uploaded_bytes: sent.sentBytes,
+        skipped_bytes: sent.totalBytes - sent.sentBytes,
+        files: fileCount,
+        warnings,
+      };
+    }
     const { size } = await stat(uploadPath);
     const hashing = createProgress('hashing', size, options.progress && kind === 'blend');
     const sha256 = await sha256OfFile(uploadPath, (bytes) => hashing.update(bytes, bytes));
@@ -216,25 +246,7 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
     );
 
     // 4. The job.
-    const body: CreateJobRequest = {
-      blob_sha256: sha256,
-      kind,
-      ...(kind === 'zip' && mainBlend !== null ? { main_blend: mainBlend } : {}),
-      start_frame: frames.start,
-      end_frame: frames.end,
-      ...(options.chunkSize !== undefined ? { chunk_size: options.chunkSize } : {}),
-      ...(options.priority !== undefined ? { priority: options.priority } : {}),
-      name: options.name ?? basename(path).replace(/\.(blend\d*|zip)$/i, ''),
-      ...(options.maxAttempts !== undefined ? { max_attempts: options.maxAttempts } : {}),
-      ...(options.maxNodeLosses !== undefined ? { max_node_losses: options.maxNodeLosses } : {}),
-      ...(warnings.length > 0 ? { warnings: warnings.slice(0, 200).map((w) => w.slice(0, 1000)) } : {}),
-      ...(options.device !== undefined ? { device: options.device } : {}),
-      ...(options.tags?.length ? { tags: options.tags } : {}),
-      ...(options.tiles !== undefined ? { tiles: options.tiles } : {}),
-      ...(wantsVideo(options, frames) ? { preview_video: true } : {}),
-      ...(options.webhook !== undefined ? { webhook_url: options.webhook } : {}),
-    };
-    const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', body, signal);
+    const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', jobBody(sha256, kind, mainBlend), signal);
     return {
       ...job,
       blob_sha256: sha256,
@@ -250,6 +262,27 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
     await conn.dispatcher.destroy().catch(() => {});
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
   }
+
+  /** `POST /jobs`' body for the uploaded input. */
+  function jobBody(sha256: string, kind: InputKind, mainBlend: string | null): CreateJobBody {
+    return {
+      blob_sha256: sha256,
+      kind,
+      ...(kind === 'zip' && mainBlend !== null ? { main_blend: mainBlend } : {}),
+      ...framesBody(frames),
+      ...(options.chunkSize !== undefined ? { chunk_size: options.chunkSize } : {}),
+      ...(options.priority !== undefined ? { priority: options.priority } : {}),
+      name: options.name ?? basename(path).replace(/\.(blend\d*|zip)$/i, ''),
+      ...(options.maxAttempts !== undefined ? { max_attempts: options.maxAttempts } : {}),
+      ...(options.maxNodeLosses !== undefined ? { max_node_losses: options.maxNodeLosses } : {}),
+      ...(warnings.length > 0 ? { warnings: warnings.slice(0, 200).map((w) => w.slice(0, 1000)) } : {}),
+      ...(options.device !== undefined ? { device: options.device } : {}),
+      ...(options.tags?.length ? { tags: options.tags } : {}),
+      ...(options.tiles !== undefined ? { tiles: options.tiles } : {}),
+      ...(wantsVideo(options, frames) ? { preview_video: true } : {}),
+      ...(options.webhook !== undefined ? { webhook_url: options.webhook } : {}),
+    };
+  }
 }
 
 /** Adds `farm submit` to the program. */
@@ -258,7 +291,7 @@ export function register(program: Command): void {
     .command('submit')
     .description('upload a .blend with its textures, libraries and caches (or a project .zip) and queue a render job')
     .argument('<file>', 'the .blend to render, or a .zip project')
-    .option('--frames <range>', "frames to render, like 1-250 or 7 (default: the scene's frame range)")
+    .option('--frames <list>', "frames to render, like 1-250, 7, 1-100x5 (every 5th) or 1,5,10-20 (default: the scene's range and frame step)")
     .option('--chunk-size <n>', 'frames per task (default: sized by the master)', wholeNumber('--chunk-size', 1, 10_000))
     .option('--priority <n>', 'higher runs first, 0-100 (default 50)', wholeNumber('--priority', 0, 100))
     .option('--name <name>', 'job name (default: the file name)')
@@ -268,6 +301,7 @@ export function register(program: Command): void {
     .option('--blender <path>', 'Blender used to list dependencies (env BLENDER)', process.env.BLENDER ?? 'blender')
     .option('--no-deps', 'upload the .blend alone, without asking Blender what it needs')
     .option('--include-outside', "also send files outside the .blend's folder (through .. or a symbolic link), widening the bundle root")
+    .option('--zip', 'send a project as one .zip instead of file by file (a resubmission then sends it all again)')
     .option('--strict', 'stop before uploading when a dependency is missing, has an absolute path or is left out')
     .option('--dry-run', 'list what would be uploaded; upload nothing')
     .option('--parallel <n>', 'parts uploaded at once', wholeNumber('--parallel', 1, 16), 3)
@@ -318,7 +352,7 @@ export function register(program: Command): void {
 }
 
 /** An animation gets its preview video unless asked not to (a still or a split still has none). */
-function wantsVideo(options: SubmitOptions, frames: { start: number; end: number }): boolean {
-  const count = frames.end - frames.start + 1;
+function wantsVideo(options: SubmitOptions, frames: FrameRange[]): boolean {
+  const count = countFrames(frames);
   return options.previewVideo && options.tiles === undefined && count >= 2 && count <= MAX_PREVIEW_VIDEO_FRAMES;
 }

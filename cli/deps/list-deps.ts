@@ -7,10 +7,12 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { missingConsequence, missingKindOf } from '../../protocol/missing-files.ts';
 
-const SCRIPT = join(import.meta.dirname, 'list_deps.py');
+// From ../deps/ so that the built CLI (cli/dist/farm.mjs, see package.json's build:cli) finds it too.
+const SCRIPT = fileURLToPath(new URL('../deps/list_deps.py', import.meta.url));
 
 const dependencySchema = z.object({
   /** image, udim tile, library, sound, point cache, … */
@@ -31,7 +33,7 @@ export type Dependency = z.infer<typeof dependencySchema>;
 export const dependencyReportSchema = z.object({
   blender_version: z.string(),
   main: z.string(),
-  scene: z.object({ name: z.string(), frame_start: z.number(), frame_end: z.number(), has_camera: z.boolean(), engine: z.string() }),
+  scene: z.object({ name: z.string(), frame_start: z.number(), frame_end: z.number(), frame_step: z.number().optional(), has_camera: z.boolean(), engine: z.string() }),
   /** Files to bundle. */
   files: z.array(dependencySchema),
   /** Referenced by a `//` path but not on disk. */

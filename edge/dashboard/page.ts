@@ -21,6 +21,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <a href="#/">Jobs</a>
     <a href="#/nodes">Nodes</a>
     <a href="/docs">API</a>
+    <a href="/addon.zip" download title="Install in Blender: Preferences > Add-ons > Install">Blender add-on</a>
   </nav>
   <button type="button" id="token-button" aria-controls="token-panel">Token</button>
 </header>

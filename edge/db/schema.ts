@@ -24,6 +24,11 @@ export const jobs = sqliteTable(
     chunkSize: integer('chunk_size'),
     /** The first frame no task has covered yet; the job is fully handed out past end_frame. */
     nextFrame: integer('next_frame').notNull(),
+    /**
+     * A frame list's ranges, JSON `[[start, end, step, first_index], ...]` (edge/frame-ranges.ts);
+     * null: every frame from start_frame to end_frame.
+     */
+    frameRanges: text('frame_ranges'),
     blendFile: text('blend_file').notNull(),
     blendSha256: text('blend_sha256').notNull(),
     blendSize: integer('blend_size').notNull(),
@@ -68,6 +73,8 @@ export const jobs = sqliteTable(
     tiles: integer('tiles'),
     /** Whether a video task makes an H.264 preview once every frame is stored. */
     previewVideo: integer('preview_video', { mode: 'boolean' }).notNull().default(false),
+    /** For a manifest job: bytes of the blobs its submission uploaded (those the master lacked). */
+    inputSentBytes: integer('input_sent_bytes'),
   },
   (t) => [
     index('jobs_runnable').on(t.status, t.priority, t.createdAt),
@@ -277,3 +284,30 @@ export const sweepCursors = sqliteTable('sweep_cursors', {
   nextPassAt: integer('next_pass_at').notNull().default(0),
   updatedAt: integer('updated_at').notNull(),
 });
+
+/**
+ * Projects stored file by file (protocol/manifest.ts): a manifest is a blob named by the hash of
+ * its canonical text; these rows list its files, so the master answers which blobs it lacks, shows
+ * a job's files, and keeps every blob a live job's manifest names (edge/input-retention.ts).
+ */
+export const manifests = sqliteTable('manifests', {
+  sha256: text('sha256').primaryKey(),
+  mainBlend: text('main_blend').notNull(),
+  fileCount: integer('file_count').notNull(),
+  totalBytes: integer('total_bytes').notNull(),
+  createdAt: integer('created_at').notNull(),
+  /** The latest `POST /manifests` of it: blobs stored since were sent by that submission. */
+  checkedAt: integer('checked_at').notNull(),
+});
+
+export const manifestFiles = sqliteTable(
+  'manifest_files',
+  {
+    manifestSha256: text('manifest_sha256').notNull(),
+    path: text('path').notNull(),
+    blobSha256: text('blob_sha256').notNull(),
+    size: integer('size').notNull(),
+  },
+  // Whether any manifest still names a blob (edge/input-retention.ts).
+  (t) => [primaryKey({ columns: [t.manifestSha256, t.path] }), index('manifest_files_blob').on(t.blobSha256)],
+);

@@ -6,6 +6,7 @@ import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { frameUrl } from '../frame-store.ts';
 import { describeJob, requireJobRow, type JobRow } from '../job-status.ts';
+import { jobInputs } from '../manifest-store.ts';
 import { parseOr400, requireId } from '../validation.ts';
 import { previewUrl } from './previews.ts';
 import { zipStream, type ZipEntry } from '../zip-stream.ts';
@@ -59,7 +60,7 @@ function parseFrameParam(value: string): number {
 export const jobRoutes = new Hono<AppEnv>()
   .get('/job_status/:job_id', async (c) => {
     const job = await requireJobRow(c.env.DB, requireId(c.req.param('job_id'), 'job_id'));
-    return c.json(await describeJob(c.env.DB, job));
+    return c.json({ ...(await describeJob(c.env.DB, job)), inputs: await jobInputs(c.env.DB, job) });
   })
   .get('/jobs', async (c) => {
     const query = parseOr400(listJobsQuerySchema, c.req.query());
@@ -86,7 +87,8 @@ export const jobRoutes = new Hono<AppEnv>()
   })
   .get('/jobs/:job_id', async (c) => {
     const job = await requireJobRow(c.env.DB, requireId(c.req.param('job_id'), 'job_id'));
-    return c.json(await describeJob(c.env.DB, job));
+    // The file list is only in the answers about one job: a manifest may name thousands of files.
+    return c.json({ ...(await describeJob(c.env.DB, job)), inputs: await jobInputs(c.env.DB, job) });
   })
   .get('/jobs/:job_id/frames', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');

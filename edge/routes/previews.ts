@@ -18,7 +18,7 @@ import { fail } from '../errors.ts';
 import { requireJobRow } from '../job-status.ts';
 import { failIfCutShort, watchBody } from '../request-body.ts';
 import { previewKey } from '../storage-keys.ts';
-import { assertLease, loadTask } from '../task-lease.ts';
+import { assertLease, assertTaskFrame, loadTask } from '../task-lease.ts';
 import { assertBodySize, contentLength, requireId } from '../validation.ts';
 
 const PREVIEW_TYPES: Record<string, 'jpg' | 'png'> = { 'image/jpeg': 'jpg', 'image/png': 'png' };
@@ -51,9 +51,7 @@ export const previewRoutes = new Hono<AppEnv>()
     // task) the moment its last frame was stored, while that frame's preview was being made.
     const task = assertLease(await loadTask(c.env.DB, taskId), taskId, workerId, leaseId, false);
     if (task.status !== 'running' && task.status !== 'completed') fail(409, `task ${taskId} is ${task.status}: stop working on it`);
-    if (frame < task.start_frame || frame > task.end_frame) {
-      fail(400, `frame ${frame} is not in task ${taskId} (frames ${task.start_frame}-${task.end_frame})`);
-    }
+    assertTaskFrame(task, frame);
     const existing = await c.env.DB.prepare(`SELECT preview_key FROM frames WHERE job_id = ? AND frame = ?`)
       .bind(task.job_id, frame)
       .first<{ preview_key: string | null }>();

@@ -1,25 +1,22 @@
-/** `POST /submit_job`: the seed's multipart submission of a .blend and a frame range. */
+/** `POST /submit_job`: the seed's multipart submission of a .blend and a frame range (or a frame list, `frames`). */
 import { Hono } from 'hono';
 import { submitJobFieldsSchema, type SubmitJobResponse } from '../../protocol/schemas.ts';
 import { checkBlendHeader } from '../blend-header.ts';
 import { findBlob, recordBlobStatement, type StoredBlob } from '../blob-store.ts';
 import { fail } from '../errors.ts';
+import { newJobFrames } from '../frame-ranges.ts';
 import { insertJob } from '../job-insert.ts';
 import type { AppEnv } from '../app-env.ts';
 import { storeStream, type StreamedObject } from '../request-body.ts';
 import { blendFileName, submittedBlobKey } from '../storage-keys.ts';
 import { multipartError, openMultipart, parseOr400, partText } from '../validation.ts';
 
-const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'chunk_size', 'priority', 'name', 'max_attempts', 'max_node_losses', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'];
+const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'frames', 'chunk_size', 'priority', 'name', 'max_attempts', 'max_node_losses', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'];
 
-/** The form's fields, checked, and the job's frame count checked against MAX_FRAMES_PER_JOB. */
+/** The form's fields, checked, and the job's frames (checked against MAX_FRAMES_PER_JOB). */
 function checkFields(raw: Record<string, string>, maxFramesPerJob: number) {
   const fields = parseOr400(submitJobFieldsSchema, raw);
-  const totalFrames = fields.end_frame - fields.start_frame + 1;
-  if (totalFrames > maxFramesPerJob) {
-    fail(413, `the job has ${totalFrames} frames, over the limit of ${maxFramesPerJob} per job (MAX_FRAMES_PER_JOB)`);
-  }
-  return { fields, totalFrames };
+  return { fields, frames: newJobFrames(fields, maxFramesPerJob) };
 }
 
 /**
@@ -55,7 +52,7 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
         if (part.filename === undefined) fail(400, 'blend_file must be a file upload, not a text field (use -F "blend_file=@path")');
         if (file) continue; // a second one is skipped: the first counts, as in a FormData
         // Fields sent before the file are checked before any of it is stored.
-        if (raw.start_frame !== undefined && raw.end_frame !== undefined) checkFields(raw, config.maxFramesPerJob);
+        if (raw.frames !== undefined || (raw.start_frame !== undefined && raw.end_frame !== undefined)) checkFields(raw, config.maxFramesPerJob);
         const stored = await storeStream(bucket, submittedBlobKey(crypto.randomUUID()), part.body, {
           httpMetadata: { contentType: 'application/x-blender' },
           checkHead: (head) => (head.length === 0 ? fail(400, 'blend_file is empty') : checkBlendHeader(head, 'blend_file')),
@@ -73,7 +70,7 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     if (file) await bucket.delete(file.key).catch((e) => console.error(`deleting refused upload ${file!.key}:`, e));
     multipartError(err);
   }
-  const { fields, totalFrames } = checked;
+  const { fields, frames } = checked;
   const blob = await keepBlob(c.env.DB, bucket, file);
   const sha256 = blob.sha256;
 
@@ -85,8 +82,9 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
   const jobId = await insertJob(c.env.DB, {
     name,
     priority: fields.priority ?? 50,
-    startFrame: fields.start_frame,
-    endFrame: fields.end_frame,
+    startFrame: frames.startFrame,
+    endFrame: frames.endFrame,
+    frameRanges: frames.frameRanges,
     chunkSize: fields.chunk_size ?? null,
     maxAttempts: fields.max_attempts ?? 3,
     maxNodeLosses: fields.max_node_losses,
@@ -103,6 +101,6 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
     previewVideo: fields.preview_video ?? false,
   });
   c.get('wake')();
-  const body: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: totalFrames, blend_file: blendFileName(sha256) };
+  const body: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: frames.totalFrames, blend_file: blendFileName(sha256) };
   return c.json(body, 201);
 });

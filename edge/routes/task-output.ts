@@ -15,7 +15,7 @@ import { digestObject, hex } from '../frame-store.ts';
 import { objectResponse } from '../object-response.ts';
 import { failIfCutShort, watchBody } from '../request-body.ts';
 import { taskOutputKey } from '../storage-keys.ts';
-import { assertLease, loadTask } from '../task-lease.ts';
+import { assertLease, assertTaskFrame, loadTask } from '../task-lease.ts';
 import { assertBodySize, contentLength, parseOr400, requireId } from '../validation.ts';
 import { requireJobRow } from '../job-status.ts';
 
@@ -100,7 +100,7 @@ export const taskOutputRoutes = new Hono<AppEnv>()
         .first();
       if (!source) fail(404, `tile ${n} of job ${task.job_id} is not stored`);
     } else if (task.kind === 'video') {
-      if (n < task.start_frame || n > task.end_frame) fail(400, `frame ${n} is not in task ${taskId} (frames ${task.start_frame}-${task.end_frame})`);
+      assertTaskFrame(task, n);
       source = await db
         .prepare(`SELECT r2_key AS key, content_type AS contentType FROM frames WHERE job_id = ? AND frame = ?`)
         .bind(task.job_id, n)

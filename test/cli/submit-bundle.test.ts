@@ -289,13 +289,12 @@ describe('only the project is sent', () => {
 });
 
 describe('--frames', () => {
-  it('reads ranges and single frames, and refuses anything else', () => {
-    expect(parseFrames('1-250')).toEqual({ start: 1, end: 250 });
-    expect(parseFrames('7')).toEqual({ start: 7, end: 7 });
-    expect(parseFrames(' 10 .. 20 ')).toEqual({ start: 10, end: 20 });
-    expect(() => parseFrames('20-10')).toThrow('first frame is after the last');
-    expect(() => parseFrames('1,2,3')).toThrow('--frames must look like 1-250 or 7');
-    expect(() => parseFrames('-5')).toThrow('--frames must look like');
-    expect(() => parseFrames('0-2000000')).toThrow('--frames must be within 0-1048574');
+  it('reads ranges, single frames and frame lists (protocol/frame-list.ts), and refuses anything else', () => {
+    expect(parseFrames('1-250')).toEqual([[1, 250, 1]]);
+    expect(parseFrames('7')).toEqual([[7, 7, 1]]);
+    expect(parseFrames('1-9x4,12')).toEqual([[1, 9, 4], [12, 12, 1]]);
+    expect(() => parseFrames('20-10')).toThrow('--frames: "20-10" counts down: write the lower frame first (10-20)');
+    expect(() => parseFrames('-5')).toThrow('--frames: "-5" is not a frame');
+    expect(() => parseFrames('0-2000000')).toThrow('--frames: frame 2000000 in "0-2000000" is outside 0-1048574');
   });
 });

@@ -14,6 +14,8 @@ import { decodePng, type DecodedImage } from './png.ts';
 import { runFarm } from './upload-measure.ts';
 
 const MAGENTA = [255, 0, 255];
+/** The CLI's line once it knows what to upload: a single file's, or a project manifest's. */
+const UPLOAD_LINE = /^(uploaded|the master already has|the master lacks|the master has all)/m;
 
 /** Runs a scene generator that writes a folder, and returns the colours it printed. */
 function makeProject(script: string, outDir: string): { blend: string; colors: Record<string, number[]> } {
@@ -78,7 +80,8 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
   it('a scene with external textures and UDIM tiles renders in the textures’ colours, not magenta', async () => {
     const scene = makeProject('make_texture_scene.py', join(dir, 'texture'));
     const { result, stderr } = await farmSubmit(master, scene.blend, ['--name', 'textured']);
-    expect(result).toMatchObject({ kind: 'zip', main_blend: 'scene.blend', files: 4, warnings: [] });
+    // Sent file by file (a manifest), the node lays the project out from its file cache.
+    expect(result).toMatchObject({ kind: 'manifest', main_blend: 'scene.blend', files: 4, warnings: [] });
     expect(stderr).toContain('3 file(s) besides the .blend');
 
     const status = await waitForJob(master.url, result.job_id, ['completed', 'failed'], 120_000);
@@ -101,7 +104,8 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
   it('a shot linking a library from ../assets, which links another and has its own texture, renders whole', async () => {
     const scene = makeProject('make_linked_scene.py', join(dir, 'linked'));
     // ../assets is outside the .blend's folder: sent only when asked, and the widening is said.
-    const { result, stderr } = await farmSubmit(master, scene.blend, ['--include-outside']);
+    // As one .zip (--zip), which the node unpacks.
+    const { result, stderr } = await farmSubmit(master, scene.blend, ['--include-outside', '--zip']);
     // Bundled from the common folder of shots/ and assets/, so `//../assets/lib.blend` resolves.
     expect(result).toMatchObject({ kind: 'zip', main_blend: 'shots/main.blend', files: 4 });
     expect(result.warnings).toHaveLength(1);
@@ -133,7 +137,7 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
     expect(warnings.join('\n')).toContain('missing image //tex/color.png');
     expect(warnings.join('\n')).toContain('missing udim tile //tex/udim.1002.png');
     // Printed before the upload started.
-    expect(stderr.indexOf('warning: ')).toBeLessThan(stderr.search(/^(uploaded|the master already has)/m));
+    expect(stderr.indexOf('warning: ')).toBeLessThan(stderr.search(UPLOAD_LINE));
     expect(result.files).toBe(2);
     const status: JobStatusResponse = await jobStatus(master.url, result.job_id);
     expect(status.warnings).toEqual(result.warnings);
@@ -144,6 +148,6 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
     const run = await runFarm(['--master', master.url, 'submit', join(dir, 'broken', 'scene.blend'), '--frames', '1-1', '--strict', '--no-progress'], { env: { BLENDER } });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--strict: 2 dependenc(ies) cannot be sent');
-    expect(run.stderr).not.toMatch(/^(uploaded|the master already has)/m);
+    expect(run.stderr).not.toMatch(UPLOAD_LINE);
   });
 });

@@ -183,3 +183,31 @@ describe('which blends a node may download', () => {
     await expectError(await send(`/download_blend/${wanted.blend_file}`, {}, node.credential), 403, 'holds no task');
   });
 });
+
+describe('which files of a project manifest a node may download', () => {
+  it('only those of a manifest whose job it holds a task of; a submitter may download any', async () => {
+    const blend = blendBytes(2000, 'manifest-held');
+    const blendSha = await sha256(blend);
+    const manifest = { version: 1, main_blend: 'scene.blend', files: [{ path: 'scene.blend', sha256: blendSha, size: blend.length }] };
+    const answer = await json<{ manifest_sha256: string }>(await send('/manifests', jsonInit(manifest), SUBMIT_TOKEN), 200);
+    const upload = await json<{ upload_id: string }>(await send(`/blobs/${blendSha}/uploads`, jsonInit({ size: blend.length }), SUBMIT_TOKEN), 201);
+    const part = { method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(blend.length) }, body: blend };
+    expect((await send(`/blobs/${blendSha}/uploads/${upload.upload_id}/parts/1`, part, SUBMIT_TOKEN)).status).toBe(200);
+    expect((await send(`/blobs/${blendSha}/uploads/${upload.upload_id}/complete`, { method: 'POST' }, SUBMIT_TOKEN)).status).toBe(201);
+    const jobBody = { blob_sha256: answer.manifest_sha256, kind: 'manifest', start_frame: 1, end_frame: 1 };
+    await json(await send('/jobs', jsonInit(jobBody), SUBMIT_TOKEN), 201);
+    const node = await enrol('manifest-downloader');
+    const idle = await enrol('manifest-idle');
+    const file = `/manifests/${answer.manifest_sha256}/files/${blendSha}`;
+
+    await expectError(await send(file, {}, node.credential), 403, 'holds no task');
+    const task = await claimAs(node);
+    expect(task.input_kind).toBe('manifest');
+    const got = await send(file, {}, node.credential);
+    expect(got.status).toBe(200);
+    expect(await sha256(new Uint8Array(await got.arrayBuffer()))).toBe(blendSha);
+    await expectError(await send(file, {}, idle.credential), 403, 'holds no task');
+    expect((await send(file, {}, SUBMIT_TOKEN)).status).toBe(200);
+    await expectError(await send(file), 401, /token|credential/i);
+  });
+});

@@ -18,6 +18,8 @@ export const PUBLIC_ROUTES = new Set([
   'GET /dashboard.css',
   'GET /openapi.json',
   'GET /docs',
+  // The Blender add-on: code, no data.
+  'GET /addon.zip',
 ]);
 
 export const SAMPLE_ID = '0b7d6a8e-3f1c-4c52-9a43-5d2e8f0a1b2c';

@@ -125,6 +125,9 @@ function jsonCases(method: string, path: (f: Fixture) => string, valid: (f: Fixt
   return cases;
 }
 
+/** A manifest the master would accept (its one file need not be uploaded to be posted). */
+const VALID_MANIFEST = { version: 1, main_blend: 'scene.blend', files: [{ path: 'scene.blend', sha256: 'a'.repeat(64), size: 1 }] };
+
 /** Stand-in used only to list a valid body's field names before the fixture exists. */
 const PLACEHOLDER: Fixture = {
   job: { job_id: UNKNOWN_ID, status: 'queued', total_frames: 1, blend_file: `${'0'.repeat(64)}.blend` },
@@ -251,6 +254,7 @@ const ROUTES: Record<string, {
   'GET /dashboard.css': { cases: [] },
   'GET /openapi.json': { cases: [] },
   'GET /docs': { cases: [] },
+  'GET /addon.zip': { cases: [] },
 
   'POST /submit_job': {
     cases: [
@@ -418,6 +422,21 @@ const ROUTES: Record<string, {
         postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'zip', main_blend: main, start_frame: 1, end_frame: 2 }))),
       ...BAD_NAMES.map((name) => bad(`a job name with a path trick (${JSON.stringify(name)})`, (fx) =>
         postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: 2, name }))),
+    ],
+  },
+  'POST /manifests': {
+    cases: [
+      ...jsonCases('POST', () => '/manifests', () => VALID_MANIFEST),
+      ...BAD_NAMES.map((path) => bad(`a file path with a path trick (${JSON.stringify(path)})`, () =>
+        postJson('/manifests', { ...VALID_MANIFEST, files: [...VALID_MANIFEST.files, { path, sha256: 'b'.repeat(64), size: 1 }] }))),
+      bad('a path twice', () => postJson('/manifests', { ...VALID_MANIFEST, files: [...VALID_MANIFEST.files, ...VALID_MANIFEST.files] })),
+      bad('a main_blend it does not list', () => postJson('/manifests', { ...VALID_MANIFEST, main_blend: 'other.blend' })),
+    ],
+  },
+  'GET /manifests/:sha256/files/:blob': {
+    cases: [
+      bad('a file hash in upper case', (fx) => call(`/manifests/${fx.blobSha}/files/${fx.blobSha.toUpperCase()}`)),
+      bad('a manifest that lists no such file', (fx) => call(`/manifests/${fx.blobSha}/files/${fx.blobSha}`)),
     ],
   },
   'GET /jobs': {

@@ -322,3 +322,37 @@ describe('list queries refuse', () => {
     await expectError(await call('/jobs?status=sleeping'), 400, 'status must be one of');
   });
 });
+
+// Projects stored file by file: manifest paths are checked as project archive entries are.
+describe('POST /manifests refuses', () => {
+  const file = (path: string) => ({ path, sha256: 'a'.repeat(64), size: 10 });
+  const base = { version: 1, main_blend: 'scene.blend' };
+  const cases: [string, unknown, number, string | RegExp][] = [
+    ['a ".." path', { ...base, files: [file('scene.blend'), file('../etc/passwd')] }, 400, 'goes up with ".."'],
+    ['an absolute path', { ...base, files: [file('scene.blend'), file('/etc/passwd')] }, 400, 'is absolute'],
+    ['a drive letter', { ...base, files: [file('scene.blend'), file('C:/x.png')] }, 400, 'is absolute'],
+    ['a backslash', { ...base, files: [file('scene.blend'), file('tex\\a.png')] }, 400, 'backslash'],
+    ['a path twice', { ...base, files: [file('scene.blend'), file('a.png'), file('a.png')] }, 400, '"a.png" appears twice'],
+    ['a file where a folder must be', { ...base, files: [file('scene.blend'), file('tex'), file('tex/a.png')] }, 400, 'inside "tex", which is a file'],
+    ['a main .blend it does not list', { ...base, files: [file('other.blend')] }, 400, 'is not one of the manifest'],
+    ['a main file that is no .blend', { ...base, main_blend: 'a.png', files: [file('a.png')] }, 400, 'must name a .blend'],
+    ['no files', { ...base, files: [] }, 400, 'at least one file'],
+    ['a bad hash', { ...base, files: [{ path: 'scene.blend', sha256: 'xyz', size: 1 }] }, 400, 'SHA-256'],
+    ['a negative size', { ...base, files: [{ path: 'scene.blend', sha256: 'a'.repeat(64), size: -1 }] }, 400, 'negative'],
+    ['an unknown field', { ...base, files: [file('scene.blend')], extra: 1 }, 400, /extra|unrecognized/i],
+    ['an empty file with a hash of content', { ...base, files: [file('scene.blend'), { path: 'e', sha256: 'a'.repeat(64), size: 0 }] }, 400, 'does not go with'],
+    ['another version', { ...base, version: 2, files: [file('scene.blend')] }, 400, 'version must be 1'],
+  ];
+  for (const [what, body, status, phrase] of cases) {
+    it(`refuses ${what}`, async () => {
+      await expectRefusedUnchanged(() => postJson('/manifests', body), status, phrase);
+    });
+  }
+
+  it('refuses a manifest over the file and byte limits with 413', async () => {
+    const many = Array.from({ length: 50_001 }, (_, i) => ({ path: `f${i}`, sha256: 'a'.repeat(64), size: 1 }));
+    await expectRefusedUnchanged(() => postJson('/manifests', { ...base, files: [file('scene.blend'), ...many] }), 413, 'over the limit of 50000');
+    const huge = { path: 'big.bin', sha256: 'b'.repeat(64), size: 21 * 1024 ** 3 };
+    await expectRefusedUnchanged(() => postJson('/manifests', { ...base, files: [file('scene.blend'), huge] }), 413, /over (this master's|the) limit/);
+  });
+});

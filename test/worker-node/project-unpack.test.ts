@@ -188,10 +188,10 @@ describe('the blend cache with a project archive', () => {
     expect(tree(box.root)).toEqual(['node/', 'node/blend_files/', 'project.zip']);
   });
 
-  it('refuses names from the master that are not <sha256>.blend or <sha256>.zip', async () => {
+  it('refuses names from the master that are not <sha256>.blend, <sha256>.zip or <sha256>.manifest', async () => {
     const cache = new BlendCache(mkdtempSync(join(tmpdir(), 'farm-cache-')), fakeClient('/dev/null').client, LIMITS);
     const sha = 'a'.repeat(64);
-    await expect(cache.ensure(`${sha}.tar`, sha)).rejects.toThrow('not <sha256>.blend or <sha256>.zip');
+    await expect(cache.ensure(`${sha}.tar`, sha)).rejects.toThrow('not <sha256>.blend, <sha256>.zip or <sha256>.manifest');
     await expect(cache.ensure(`${'b'.repeat(64)}.zip`, sha)).rejects.toThrow('refusing blend file name');
     await expect(cache.ensure(`../${sha}.zip`, sha)).rejects.toThrow('refusing blend file name');
   });

@@ -1,0 +1,35 @@
+"""Render Farm: submit the open .blend to the farm's master from Output Properties.
+
+Served by the master at `GET /addon.zip`; installs as the module `render_farm` (Blender 3.4 with
+`bl_info`, Blender 4.2+ as an extension with blender_manifest.toml). See README, "Submitting from
+Blender".
+"""
+
+import bpy
+
+from . import operators, panel, settings
+
+bl_info = {
+    "name": "Render Farm",
+    "author": "blender-edge-farm",
+    "version": (0, 1, 0),
+    "blender": (3, 4, 0),
+    "location": "Properties > Output > Render Farm",
+    "description": "Submit the open .blend with its textures, libraries and caches to the render farm",
+    "category": "Render",
+}
+
+CLASSES = (*settings.CLASSES, *operators.CLASSES, *panel.CLASSES)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.render_farm = bpy.props.PointerProperty(type=settings.RenderFarmSettings)
+
+
+def unregister():
+    operators.stop()
+    del bpy.types.Scene.render_farm
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

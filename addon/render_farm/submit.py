@@ -1,0 +1,179 @@
+"""A submission in two steps, as `farm submit` does it (cli/commands/submit.ts):
+
+  1. `prepare` (Blender's main thread, it reads bpy): lists what the open file needs (deps.py),
+     leaves out what lies outside the project folder, and saves a copy of the file as the artist
+     sees it, unsaved changes included, into a temporary folder; the .blend on disk is untouched.
+  2. `send` (any thread, no bpy): bundles the copy with its dependencies into a deterministic .zip
+     at their paths relative to the .blend's folder (or sends the copy alone when it needs nothing
+     else), uploads it by SHA-256 with the resumable blob API and creates the job (`POST /jobs`).
+"""
+
+import os
+import re
+import shutil
+import tempfile
+import zipfile
+
+import bpy
+
+from . import deps
+from .client import sha256_of_file
+
+# Every entry carries this time, so that the same files give the same archive and hash.
+FIXED_DATE = (2000, 1, 1, 0, 0, 0)
+# Formats compressed already: stored, as cli/bundle.ts does.
+STORED_EXTENSIONS = {
+    "png", "jpg", "jpeg", "webp", "exr", "gz", "zip", "zst", "7z", "mp4", "mov", "mkv", "avi", "webm",
+    "mp3", "ogg", "flac", "aac", "m4a", "jp2", "tx", "vdb", "bphys",
+}
+SIMPLE_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+FRAME_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*(?:x\s*(\d+)\s*)?)?$")
+MAX_WARNINGS, MAX_WARNING_CHARS = 200, 1000
+MAX_PREVIEW_VIDEO_FRAMES = 10_000
+
+
+class SubmitError(Exception):
+    """Something the artist can fix, said in words."""
+
+
+def frame_count(text):
+    """How many frames a list like `1-100x5,120` names, or None when it does not parse here
+    (the master has the last word on frame lists)."""
+    total = 0
+    for part in text.split(","):
+        match = FRAME_PART.match(part)
+        if not match:
+            return None
+        start = int(match.group(1))
+        end = int(match.group(2) or start)
+        step = int(match.group(3) or 1)
+        if end < start or step < 1:
+            return None
+        total += (end - start) // step + 1
+    return total
+
+
+def frames_fields(rf, scene):
+    """The job's frames: `start_frame`/`end_frame` for one plain range, else a `frames` list."""
+    text = rf.frames.strip()
+    if not text:
+        if scene.frame_step > 1:
+            text = "%d-%dx%d" % (scene.frame_start, scene.frame_end, scene.frame_step)
+        else:
+            return {"start_frame": scene.frame_start, "end_frame": scene.frame_end}, scene.frame_end - scene.frame_start + 1
+    match = SIMPLE_RANGE.match(text)
+    if match:
+        start, end = int(match.group(1)), int(match.group(2) or match.group(1))
+        if end < start:
+            raise SubmitError("frames %s: the first frame is after the last" % text)
+        return {"start_frame": start, "end_frame": end}, end - start + 1
+    return {"frames": text}, frame_count(text)
+
+
+def check(report, main_blend):
+    """What will travel and what will not: the Check button's lists and the job's warnings."""
+    files = [f["path"] for f in report["files"]]
+    project, inside, outside = deps.split_by_project(main_blend, files)
+    rel = lambda p: os.path.relpath(p, project)
+    warnings = []
+    for dep in report["missing"]:
+        warnings.append("missing %s %s%s, needed by %s: not found at %s" % (
+            dep["kind"], dep["ref"], " (%s)" % dep["id"] if dep["id"] else "", dep["from"], dep["path"]))
+    for dep in report["unportable"]:
+        warnings.append("%s %s%s in %s is an absolute path: render nodes will not find it. "
+                        "Make paths relative in Blender (File > External Data > Make Paths Relative) and submit again" % (
+                            dep["kind"], dep["ref"], " (%s)" % dep["id"] if dep["id"] else "", dep["from"]))
+    for path, real in outside:
+        where = path if real == path else "%s, a link to %s" % (path, real)
+        warnings.append("left out %s: it is outside the .blend's folder %s, so the render goes without it" % (where, project))
+    if not report["scene"]["has_camera"]:
+        warnings.append('scene "%s" has no active camera: Blender will not render it' % report["scene"]["name"])
+    return {
+        "project": project,
+        "inside": inside,
+        "travel": [rel(p) for p in inside],
+        "missing": [d["path"] for d in report["missing"]] + [d["path"] for d in report["unportable"]],
+        "outside": [p for p, _real in outside],
+        "warnings": warnings,
+    }
+
+
+def job_options(rf, scene, main_blend):
+    fields, count = frames_fields(rf, scene)
+    options = dict(fields)
+    if rf.chunk_size > 0:
+        options["chunk_size"] = rf.chunk_size
+    options["priority"] = rf.priority
+    options["name"] = rf.name.strip() or os.path.splitext(os.path.basename(main_blend))[0]
+    if rf.device != "any":
+        options["device"] = rf.device
+    tags = [t.strip() for t in rf.tags.split(",") if t.strip()]
+    if tags:
+        options["tags"] = tags
+    if rf.preview_video and count is not None and 2 <= count <= MAX_PREVIEW_VIDEO_FRAMES:
+        options["preview_video"] = True
+    return options
+
+
+def prepare(context):
+    """Main thread: the plan `send` carries out. Raises SubmitError for what the artist must fix."""
+    main_blend = bpy.data.filepath
+    if not main_blend:
+        raise SubmitError("save the .blend first: its relative paths (//) need a folder to mean something")
+    scene = context.scene
+    rf = scene.render_farm
+    report = deps.list_dependencies()
+    checked = check(report, main_blend)
+    options = job_options(rf, scene, main_blend)
+    options["warnings"] = [w[:MAX_WARNING_CHARS] for w in checked["warnings"][:MAX_WARNINGS]]
+    tmp = tempfile.mkdtemp(prefix="render-farm-")
+    copy = os.path.join(tmp, os.path.basename(main_blend))
+    # copy=True leaves bpy.data.filepath and the file on disk alone; relative_remap=False keeps
+    # the `//` paths as written, relative to the original's folder, where the bundle puts them.
+    bpy.ops.wm.save_as_mainfile(filepath=copy, copy=True, relative_remap=False, compress=False)
+    return {"tmp": tmp, "copy": copy, "main_blend": main_blend, "checked": checked, "options": options}
+
+
+def _write_zip(plan, out, on_status):
+    project = plan["checked"]["project"]
+    entries = [(os.path.relpath(plan["main_blend"], project), plan["copy"])]
+    entries += [(os.path.relpath(p, project), p) for p in plan["checked"]["inside"]]
+    entries = sorted({name.replace(os.sep, "/"): source for name, source in entries}.items())
+    with zipfile.ZipFile(out, "w") as archive:
+        for i, (name, source) in enumerate(entries):
+            on_status("bundling %d/%d files" % (i + 1, len(entries)))
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            info.external_attr = 0o100644 << 16
+            ext = name.rsplit(".", 1)[-1].lower()
+            info.compress_type = zipfile.ZIP_STORED if ext in STORED_EXTENSIONS else zipfile.ZIP_DEFLATED
+            with open(source, "rb") as src, archive.open(info, "w", force_zip64=True) as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+    return os.path.relpath(plan["main_blend"], project).replace(os.sep, "/")
+
+
+def send(plan, master, on_status=lambda text: None, on_progress=lambda fraction: None):
+    """Any thread: bundles, uploads and creates the job; returns `POST /jobs`'s answer."""
+    try:
+        body = dict(plan["options"])
+        if plan["checked"]["inside"]:
+            upload = os.path.join(plan["tmp"], "project.zip")
+            body["main_blend"] = _write_zip(plan, upload, on_status)
+            body["kind"] = "zip"
+        else:
+            upload = plan["copy"]
+            body["kind"] = "blend"
+        size = os.path.getsize(upload)
+        on_status("hashing %.1f MB" % (size / 1e6))
+        body["blob_sha256"] = sha256_of_file(upload)
+
+        def progress(done, total):
+            on_progress(done / total if total else 1.0)
+            on_status("uploading %.1f of %.1f MB" % (done / 1e6, total / 1e6))
+
+        master.upload_blob(upload, body["blob_sha256"], progress)
+        on_status("creating the job")
+        if not body["warnings"]:
+            del body["warnings"]
+        return master.json("POST", "/jobs", body)
+    finally:
+        shutil.rmtree(plan["tmp"], ignore_errors=True)

@@ -1,0 +1,98 @@
+/**
+ * The Blender add-on end to end: real Blender 3.4, headless, installs the zip a real master serves
+ * at /addon.zip, and `bpy.ops.render_farm.submit()` sends a textured project with an unsaved change
+ * through the resumable blob upload; a real node renders only the frames asked for, frame 1 equals
+ * a local render pixel for pixel, a file outside the project stays behind, and the .blend on disk
+ * is not touched.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FrameInfo } from '../../protocol/schemas.ts';
+import { BLENDER, ROOT, startMaster, startNode, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { decodePng } from './png.ts';
+
+const execFileAsync = promisify(execFile);
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+/** A frame list (issue 16): the add-on passes it through to POST /jobs. */
+const FRAMES = '1-5x2';
+const EXPECTED_FRAMES = [1, 3, 5];
+
+describe('the Blender add-on served by the master', () => {
+  const dir = tempDir('e2e-addon');
+  let master: Master;
+  let node: RenderNode;
+
+  beforeAll(async () => {
+    master = await startMaster({ name: 'addon' });
+    node = startNode({ name: 'addon', master: master.url });
+  });
+
+  afterAll(async () => {
+    await node?.stop();
+    await master?.stop();
+    rmSync(dir, { recursive: true, force: true });
+    if (master) rmSync(master.persistDir, { recursive: true, force: true });
+  });
+
+  it('installs from /addon.zip and submits from `blender -b`: the node renders what Blender renders', async () => {
+    const project = join(dir, 'project');
+    execFileSync(BLENDER, ['-b', '--factory-startup', '--python', join(ROOT, 'test', 'scenes', 'make_texture_scene.py'), '--', project], { timeout: 120_000 });
+    const blend = join(project, 'scene.blend');
+    mkdirSync(join(dir, 'outside'));
+    copyFileSync(join(project, 'tex', 'color.png'), join(dir, 'outside', 'secret.png'));
+    const before = sha256(readFileSync(blend));
+    // The reference, rendered meanwhile by Blender from the file on disk.
+    const local = execFileAsync(BLENDER, ['-b', blend, '-o', join(dir, 'local_#'), '-f', '1'], { timeout: 120_000 });
+
+    const response = await fetch(`${master.url}/addon.zip`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/zip');
+    const zip = join(dir, 'render_farm.zip');
+    writeFileSync(zip, Buffer.from(await response.arrayBuffer()));
+
+    const home = join(dir, 'blender-home');
+    const run = await execFileAsync(
+      BLENDER,
+      ['-b', blend, '--python-exit-code', '1', '--python', join(ROOT, 'test', 'e2e', 'addon_submit.py'), '--', zip, FRAMES],
+      {
+        timeout: 120_000,
+        env: { ...process.env, BLENDER_USER_SCRIPTS: join(home, 'scripts'), BLENDER_USER_CONFIG: join(home, 'config'), FARM_MASTER_URL: master.url },
+      },
+    );
+    const lines = run.stdout.split('\n');
+    const jobLine = lines.find((l) => /^job_id=\S+$/.test(l));
+    expect(jobLine, run.stdout).toBeDefined();
+    const jobId = jobLine!.slice('job_id='.length);
+    expect(lines).toContain(`last_job_id=${jobId}`);
+
+    const status = await waitForJob(master.url, jobId, ['completed', 'failed'], 90_000);
+    expect(status, JSON.stringify(status)).toMatchObject({ status: 'completed', total_frames: EXPECTED_FRAMES.length, completed_frames: EXPECTED_FRAMES.length });
+    const { frames } = (await (await fetch(`${master.url}/jobs/${jobId}/frames`)).json()) as { frames: FrameInfo[] };
+    expect(frames.map((f) => f.frame)).toEqual(EXPECTED_FRAMES);
+
+    // Frame 1 equals Blender's own render of the file, pixel for pixel (textures included).
+    await local;
+    const farm = decodePng(Buffer.from(await (await fetch(`${master.url}${frames[0]!.url}`)).arrayBuffer()));
+    const reference = decodePng(readFileSync(join(dir, 'local_1.png')));
+    expect([farm.width, farm.height]).toEqual([96, 32]);
+    expect(farm.pixelHash).toBe(reference.pixelHash);
+
+    // What was uploaded: the project zip with the copy and its textures, not the outside file.
+    expect(status.blend_file).toMatch(/^[0-9a-f]{64}\.zip$/);
+    const blob = Buffer.from(await (await fetch(`${master.url}/blobs/${status.blend_file.slice(0, 64)}`)).arrayBuffer());
+    writeFileSync(join(dir, 'uploaded.zip'), blob);
+    const entries = execFileSync('python3', ['-c', 'import sys, zipfile; print("\\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))', join(dir, 'uploaded.zip')], { encoding: 'utf8' });
+    expect(entries.trim().split('\n')).toEqual(['scene.blend', 'tex/color.png', 'tex/udim.1001.png', 'tex/udim.1002.png']);
+    // Said by the add-on before the upload, and confirmed by the node, which did not find it.
+    expect(status.warnings, JSON.stringify(status.warnings)).toHaveLength(2);
+    expect(status.warnings[0]).toMatch(/^left out .*\/outside\/secret\.png: it is outside the \.blend's folder/);
+    expect(status.warnings[1]).toMatch(/^missing image .*\/outside\/secret\.png: it renders magenta$/);
+
+    // The .blend on disk is as it was: the unsaved change travelled in a copy.
+    expect(sha256(readFileSync(blend))).toBe(before);
+  });
+});
