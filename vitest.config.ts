@@ -1,7 +1,22 @@
+import { readFileSync } from 'node:fs';
+import type { Plugin } from 'vite';
 import { defineConfig } from 'vitest/config';
 import { cloudflareTest, readD1Migrations } from '@cloudflare/vitest-plugin';
 
 const migrations = await readD1Migrations('./edge/migrations');
+
+/**
+ * The master imports the add-on's files as text (wrangler.toml's `[[rules]] type = "Text"`);
+ * tests that import the app in plain Node (the route list of test/e2e/security.test.ts) get the
+ * same through this plugin.
+ */
+const textModules: Plugin = {
+  name: 'farm-text-modules',
+  enforce: 'pre',
+  load(id) {
+    if (/\.(py|toml)$/.test(id)) return `export default ${JSON.stringify(readFileSync(id, 'utf8'))};`;
+  },
+};
 
 export default defineConfig({
   test: {
@@ -53,6 +68,7 @@ export default defineConfig({
       },
       {
         // Real master (wrangler dev) + real render nodes + real Blender.
+        plugins: [textModules],
         test: {
           name: 'e2e',
           environment: 'node',

@@ -5,7 +5,7 @@
 import type { Command } from 'commander';
 import { FarmApiError, FarmClient } from '../protocol/client.ts';
 
-/** Exit statuses of `farm`, documented in README ("CLI"). */
+/** Exit statuses of `farm`, documented in docs/cli.md ("The `farm` CLI"). */
 export const EXIT = {
   ok: 0,
   /** `watch`: the job ended failed or canceled. */

@@ -18,7 +18,7 @@ const program = new Command('farm')
   .option('--master <url>', 'the master (env FARM_MASTER_URL)', process.env.FARM_MASTER_URL ?? 'http://localhost:8000')
   .option('--token <token>', 'API token (env FARM_TOKEN)', process.env.FARM_TOKEN)
   .showHelpAfterError()
-  // Usage errors throw instead of exiting, so they get exit status 2 (see README, CLI).
+  // Usage errors throw instead of exiting, so they get exit status 2 (see docs/cli.md, The `farm` CLI).
   .exitOverride();
 
 // Command modules: each exports register(program).

@@ -219,7 +219,7 @@ function hex(buffer: ArrayBuffer): string {
 
 /**
  * SHA-256 of a stored object, streamed through workerd's DigestStream a range at a time
- * (bounded memory; about 1 s of CPU per few hundred MB, see README on CPU limits).
+ * (bounded memory; about 1 s of CPU per few hundred MB, see docs/api.md, Blob endpoints).
  */
 export async function digestObject(bucket: R2Bucket, key: string): Promise<{ sha256: string; size: number }> {
   const head = await bucket.head(key);

@@ -3,7 +3,7 @@
  * .blend to render. Each file is a blob stored by content (edge/blob-store.ts); the manifest itself
  * is stored by the SHA-256 of its canonical text (`canonicalManifest`), so the CLI, the master and
  * the node all name the same project with the same hash, and a resubmission after a tweak sends
- * only the blobs the master lacks. See README, "Projects and large files".
+ * only the blobs the master lacks. See docs/api.md, "Projects file by file".
  *
  * Paths follow the rules of project archive entries (`unsafeRelativePath`, `projectPathConflict`):
  * the master checks them at submission, the node again before it lays a project out on its disk.

@@ -505,7 +505,7 @@ export function frameFileName(frame: number, ext: string): string {
 
 // ---------------------------------------------------------------------------------------------
 // Blobs: content-addressed files (a .blend or a project .zip) uploaded in parts, and jobs that
-// reference them. See README, "Projects and large files".
+// reference them. See docs/api.md, "Blob endpoints".
 
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 export const sha256Schema = (field: string) =>

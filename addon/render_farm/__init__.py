@@ -1,8 +1,8 @@
 """Render Farm: submit the open .blend to the farm's master from Output Properties.
 
 Served by the master at `GET /addon.zip`; installs as the module `render_farm` (Blender 3.4 with
-`bl_info`, Blender 4.2+ as an extension with blender_manifest.toml). See README, "Submitting from
-Blender".
+`bl_info`, Blender 4.2+ as an extension with blender_manifest.toml). See docs/cli.md, "Submitting
+from Blender".
 """
 
 import bpy

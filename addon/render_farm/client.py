@@ -1,7 +1,7 @@
 """The master's HTTP API from Blender's Python: urllib only, so the add-on needs no package.
 
 Uploads go through the same chunked, content-addressed blob API as `farm submit`
-(cli/upload/blob-upload.ts; README "Blob endpoints"): HEAD says whether the master has the file
+(cli/upload/blob-upload.ts; docs/api.md "Blob endpoints"): HEAD says whether the master has the file
 already, POST starts the upload or resumes the one in progress with the parts it holds, each
 missing part is one PUT read from disk, and complete has the master check the SHA-256.
 """

@@ -28,6 +28,7 @@ import {
   sha256,
   submitOk,
   taskRow,
+  expireLease,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
@@ -51,11 +52,6 @@ async function inputKey(blendFile: string): Promise<string> {
   const key = await env.DB.prepare(`SELECT r2_key FROM blobs WHERE sha256 = ?`).bind(blendFile.split('.')[0]).first<string>('r2_key');
   expect(key).toBeTruthy();
   return key!;
-}
-
-/** Makes the task's lease run out `agoMs` before now. */
-async function expireLease(taskId: string, agoMs = 1_000): Promise<void> {
-  await env.DB.prepare(`UPDATE tasks SET lease_expires_at = ? WHERE id = ?`).bind(Date.now() - agoMs, taskId).run();
 }
 
 describe('expired leases', () => {

@@ -2,7 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { JobStatusResponse, TaskAssignment } from '../../protocol/schemas.ts';
+import type { TaskAssignment } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
@@ -20,6 +20,7 @@ import {
   submitOk,
   update,
   uploadFrame,
+  jobStatus,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
@@ -35,8 +36,6 @@ async function claimAll(workerId: string): Promise<TaskAssignment[]> {
   }
 }
 
-const status = async (jobId: string) => json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
-
 describe('a job with frames 1-9x4,12', () => {
   it('hands out exactly frames 1, 5, 9 and 12, counts 4 frames, completes after those four and zips four', async () => {
     const job = await submitOk({ frames: '1-9x4,12', chunk_size: 2, name: 'listed' });
@@ -46,16 +45,16 @@ describe('a job with frames 1-9x4,12', () => {
     const tasks = await claimAll(worker);
     expect(tasks.map((t) => t.frames)).toEqual([[1, 5], [9, 12]]);
     expect(tasks.map((t) => [t.start_frame, t.end_frame])).toEqual([[1, 5], [9, 12]]);
-    const before = await status(job.job_id);
+    const before = await jobStatus(job.job_id);
     expect(before).toMatchObject({ total_frames: 4, start_frame: 1, end_frame: 12, frames: '1-9x4,12', running_frames: 4, queued_frames: 0 });
 
     // A frame inside a task's range but not in the list is refused.
     await expectError(await uploadFrame(worker, tasks[0]!, 3, pngBytes(3)), 400, 'frame 3 is not in task');
 
     await renderAll(worker, tasks[0]!);
-    expect(await status(job.job_id)).toMatchObject({ status: 'running', completed_frames: 2, progress: 0.5 });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'running', completed_frames: 2, progress: 0.5 });
     await renderAll(worker, tasks[1]!);
-    expect(await status(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 4, total_frames: 4, progress: 1 });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 4, total_frames: 4, progress: 1 });
 
     const zip = unzipSync(new Uint8Array(await (await call(`/jobs/${job.job_id}/frames.zip`)).arrayBuffer()));
     expect(Object.keys(zip).sort()).toEqual(['frame_000001.png', 'frame_000005.png', 'frame_000009.png', 'frame_000012.png']);
@@ -125,6 +124,6 @@ describe('frames beside start_frame and end_frame', () => {
     const listed = await submitOk({ frames: '3-5', start_frame: 1, end_frame: 100 });
     expect(listed.total_frames).toBe(3);
     expect(await jobRow(listed.job_id)).toMatchObject({ start_frame: 3, end_frame: 5, next_frame: 3, frame_ranges: null });
-    expect((await status(listed.job_id)).frames).toBeNull();
+    expect((await jobStatus(listed.job_id)).frames).toBeNull();
   });
 });

@@ -8,6 +8,7 @@ import { env, exports } from 'cloudflare:workers';
 import { zstdCompressSync } from 'node:zlib';
 import { expect } from 'vitest';
 import type {
+  JobStatusResponse,
   RegisterWorkerResponse,
   SubmitJobResponse,
   TaskAssignment,
@@ -228,4 +229,19 @@ export async function expectRefusedUnchanged(send: () => Promise<Response>, stat
   const message = await expectError(await send(), status, phrase);
   expect(await countRows()).toEqual(before);
   return message;
+}
+
+/**
+ * Makes a task's lease run out `agoMs` before now. LEASE_MS is 60 s in wrangler.toml and the
+ * Worker reads the clock itself, so waiting for a real expiry would take a minute: moving
+ * `lease_expires_at` into the past is exactly the state a node that stopped renewing leaves behind.
+ */
+export async function expireLease(taskId: string, agoMs = 1_000): Promise<void> {
+  const { meta } = await env.DB.prepare(`UPDATE tasks SET lease_expires_at = ? WHERE id = ?`).bind(Date.now() - agoMs, taskId).run();
+  expect(meta.changes).toBe(1);
+}
+
+/** `GET /job_status/{id}`, answered 200. */
+export async function jobStatus(jobId: string): Promise<JobStatusResponse> {
+  return json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
 }

@@ -36,11 +36,11 @@ import {
   submitOk,
   taskRow,
   update,
+  jobStatus,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
 
-const status = async (jobId: string) => json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
 const control = (jobId: string, action: string) => call(`/jobs/${jobId}/${action}`, { method: 'POST' });
 const patchJob = (jobId: string, body: unknown) =>
   call(`/jobs/${jobId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -73,14 +73,14 @@ describe('pause and resume', () => {
 
     const paused = await json<JobControlResponse>(await control(job.job_id, 'pause'), 200);
     expect(paused).toMatchObject({ job_id: job.job_id, status: 'paused', previous_status: 'running' });
-    expect((await status(job.job_id)).status).toBe('paused');
+    expect((await jobStatus(job.job_id)).status).toBe('paused');
     // No new work for anyone...
     expect((await getJob(await registerWorker('idle'))).status).toBe(204);
     // ...but the task in hand is renewed without an abort and may complete.
     const renewed = await json<UpdateTaskStatusResponse>(await update(node, first, 'running'), 200);
     expect(renewed.abort).toBe(false);
     await renderAll(node, first);
-    expect(await status(job.job_id)).toMatchObject({ status: 'paused', completed_frames: 2 });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'paused', completed_frames: 2 });
     expect((await getJob(node)).status).toBe(204);
 
     const resumed = await json<JobControlResponse>(await control(job.job_id, 'resume'), 200);
@@ -106,7 +106,7 @@ describe('pause and resume', () => {
     const task = await claim(node);
     await json(await control(job.job_id, 'pause'), 200);
     await renderAll(node, task);
-    expect((await status(job.job_id)).status).toBe('completed');
+    expect((await jobStatus(job.job_id)).status).toBe('completed');
   });
 });
 
@@ -159,7 +159,7 @@ describe('cancel', () => {
     const node = await registerWorker();
     const task = await claim(node);
     await json(await update(node, task, 'failed', { message: 'boom', failure_reason: 'crash' }), 200);
-    expect((await status(job.job_id)).status).toBe('failed');
+    expect((await jobStatus(job.job_id)).status).toBe('failed');
     await expectRefusedUnchanged(() => control(job.job_id, 'resume'), 409, `requeue_failed (farm requeue ${job.job_id})`);
   });
 
@@ -175,7 +175,7 @@ describe('PATCH /jobs/{id}: priority', () => {
     const high = await submitOk({ start_frame: 1, end_frame: 1, priority: 60, name: 'high' });
     const changed = await json<JobControlResponse>(await patchJob(low.job_id, { priority: 90 }), 200);
     expect(changed.priority).toBe(90);
-    expect((await status(low.job_id)).priority).toBe(90);
+    expect((await jobStatus(low.job_id)).priority).toBe(90);
     const node = await registerWorker();
     expect((await claim(node)).job_id).toBe(low.job_id);
     expect((await claim(await registerWorker('second'))).job_id).toBe(high.job_id);
@@ -193,7 +193,7 @@ describe('PATCH /jobs/{id}: priority', () => {
   ])('%j is refused with 400 and changes nothing', async (body, phrase) => {
     const job = await submitOk({ start_frame: 1, end_frame: 1 });
     await expectRefusedUnchanged(() => patchJob(job.job_id, body), 400, phrase);
-    expect((await status(job.job_id)).priority).toBe(50);
+    expect((await jobStatus(job.job_id)).priority).toBe(50);
   });
 
   it('a body that is not JSON is a 415', async () => {
@@ -248,7 +248,7 @@ describe('DELETE /jobs/{id}', () => {
     // The .blend is stored by content and the other job uses the same file.
     const input = await env.DB.prepare(`SELECT r2_key FROM blobs WHERE sha256 = ?`).bind(job.blend_file.split('.')[0]).first<string>('r2_key');
     expect(await env.FILES.head(input!)).not.toBeNull();
-    expect((await status(other.job_id)).status).toBe('running');
+    expect((await jobStatus(other.job_id)).status).toBe('running');
     await expectError(await update(node, task, 'running'), 404, 'no task');
   });
 });
@@ -347,7 +347,7 @@ describe('frame previews', () => {
     const task = await claim(node);
     await json(await putFrame(node, task, 1, pngBytes(1)), 201);
     await json(await update(node, task, 'completed'), 200);
-    expect((await status(job.job_id)).status).toBe('completed');
+    expect((await jobStatus(job.job_id)).status).toBe('completed');
     await json(await putPreview(node, task, 1, jpegBytes('late')), 201);
     expect((await json<FrameListResponse>(await call(`/jobs/${job.job_id}/frames`), 200)).frames[0]!.preview_url).not.toBeNull();
 

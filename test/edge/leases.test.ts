@@ -19,19 +19,10 @@ import {
   taskRow,
   update,
   uploadFrame,
+  expireLease,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
-
-/**
- * Makes a task's lease run out now. LEASE_MS is 60 s in wrangler.toml and the Worker reads the
- * clock itself, so waiting for a real expiry would take a minute: moving `lease_expires_at`
- * into the past is exactly the state a node that stopped renewing leaves behind.
- */
-async function expireLease(taskId: string): Promise<void> {
-  const { meta } = await env.DB.prepare(`UPDATE tasks SET lease_expires_at = 0 WHERE id = ?`).bind(taskId).run();
-  expect(meta.changes).toBe(1);
-}
 
 describe('lease renewal', () => {
   it('a running update renews the lease: lease_expires_at moves later and the progress is recorded', async () => {

@@ -7,14 +7,13 @@
  */
 import { env } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { RegisterWorkerResponse, JobStatusResponse, TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
+import type { RegisterWorkerResponse, TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
 import { createJobSchema } from '../../protocol/schemas.ts';
 import { batchTogether, groupCommitting } from '../../edge/batch-together.ts';
 import { readConfig } from '../../edge/env.ts';
 import { claimTask } from '../../edge/scheduler.ts';
 import { failTask } from '../../edge/task-outcomes.ts';
 import {
-  call,
   claim,
   emptyFarm,
   expectError,
@@ -30,17 +29,11 @@ import {
   submitOk,
   taskRow,
   update,
+  expireLease,
+  jobStatus,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
-
-/** A node whose lease ran out (see leases.test.ts for why the time is set rather than waited for). */
-async function expireLease(taskId: string): Promise<void> {
-  const { meta } = await env.DB.prepare(`UPDATE tasks SET lease_expires_at = 0 WHERE id = ?`).bind(taskId).run();
-  expect(meta.changes).toBe(1);
-}
-
-const status = async (jobId: string) => json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
 
 /** Registers (again) as a node process whose life is `bootId`. */
 async function registerBoot(name: string, bootId: string, workerId?: string): Promise<string> {
@@ -63,7 +56,7 @@ describe('a lease that runs out is a node lost, not an attempt used', () => {
     expect(taken).toMatchObject({ task_id: lost.task_id, frames: [1, 2], attempt: 1 });
     expect(await taskRow(lost.task_id)).toMatchObject({ attempts: 1, node_losses: 1, worker_id: alive, status: 'running' });
     await renderAll(alive, taken);
-    expect(await status(job.job_id)).toMatchObject({ status: 'completed', failed_frames: 0, error: null });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'completed', failed_frames: 0, error: null });
   });
 
   it(`a task lost max_node_losses times in a row fails its job, saying nodes kept disappearing on those frames`, async () => {
@@ -73,14 +66,14 @@ describe('a lease that runs out is a node lost, not an attempt used', () => {
     for (const node of nodes.slice(1, 3)) {
       await expireLease(task.task_id);
       task = await claim(node);
-      expect((await status(job.job_id)).status).toBe('running');
+      expect((await jobStatus(job.job_id)).status).toBe('running');
     }
     expect(await taskRow(task.task_id)).toMatchObject({ node_losses: 2, attempts: 1 });
     await expireLease(task.task_id);
 
     expect((await getJob(nodes[3]!)).status).toBe(204);
 
-    const failed = await status(job.job_id);
+    const failed = await jobStatus(job.job_id);
     expect(failed).toMatchObject({ status: 'failed', failure_reason: 'lease_expired', max_node_losses: 3 });
     expect(failed.error).toContain('nodes kept disappearing while rendering frames 5-6');
     expect(failed.error).toContain('3 times in a row (max_node_losses 3)');
@@ -100,14 +93,14 @@ describe('a lease that runs out is a node lost, not an attempt used', () => {
     task = await claim(b); // one loss again, not two
 
     expect(task.attempt).toBe(2);
-    expect(await status(job.job_id)).toMatchObject({ status: 'running' });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'running' });
   });
 
   it('max_node_losses is a validated submit field (POST /submit_job and POST /jobs), 5 unless given, shown in job_status', async () => {
     const plain = await submitOk({ start_frame: 1, end_frame: 1 });
-    expect(await status(plain.job_id)).toMatchObject({ max_node_losses: 5 });
+    expect(await jobStatus(plain.job_id)).toMatchObject({ max_node_losses: 5 });
     const given = await submitOk({ start_frame: 1, end_frame: 1, max_node_losses: 12 });
-    expect(await status(given.job_id)).toMatchObject({ max_node_losses: 12 });
+    expect(await jobStatus(given.job_id)).toMatchObject({ max_node_losses: 12 });
     for (const bad of ['0', '101', '2.5', 'many']) {
       await expectError(await submitJob({ start_frame: 1, end_frame: 1, max_node_losses: bad }), 400, /max_node_losses must be a (whole number from 1 to 100|number)/);
     }
@@ -143,7 +136,7 @@ describe('a node that restarts', () => {
     // The earlier life's lease is gone: its reports are refused.
     await expectError(await update(restarting, held, 'running'), 409, 'is not the current lease');
     await renderAll(waiting, taken);
-    expect(await status(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 3 });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 3 });
   });
 
   it('a restart counts towards max_node_losses: a node that restarts on every try of the same frames fails the job', async () => {
@@ -155,7 +148,7 @@ describe('a node that restarts', () => {
     await registerBoot('crashy', '33333333-3333-4333-8333-333333333333', node);
 
     expect((await getJob(node)).status).toBe(204);
-    const failed = await status(job.job_id);
+    const failed = await jobStatus(job.job_id);
     expect(failed).toMatchObject({ status: 'failed', failure_reason: 'lease_expired' });
     expect(failed.error).toContain('nodes kept disappearing while rendering frames 1-1');
   });
@@ -178,7 +171,7 @@ describe('a holder that comes back', () => {
     // An upload on a lease past its time is accepted too while the task is still its.
     for (const frame of task.frames) await json(await putFrame(back, task, frame, pngBytes(frame)), 201);
     await json(await update(back, task, 'completed'), 200);
-    expect(await status(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 2 });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 2 });
     expect(await taskRow(task.task_id)).toMatchObject({ attempts: 1, node_losses: 0 });
   });
 
@@ -213,7 +206,7 @@ describe('paused jobs', () => {
     expect(again).toMatchObject({ task_id: task.task_id, frames: [1, 2] });
     await renderAll(b, again);
 
-    expect(await status(job.job_id)).toMatchObject({ status: 'completed', progress: 1, failed_frames: 0 });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'completed', progress: 1, failed_frames: 0 });
   });
 
   it('a task lost once too often while its job is paused waits for the resume, then fails the job instead of stranding it', async () => {
@@ -224,12 +217,12 @@ describe('paused jobs', () => {
     await expireLease(task.task_id);
     expect((await getJob(b)).status).toBe(204);
     expect(await taskRow(task.task_id)).toMatchObject({ status: 'running' });
-    expect((await status(job.job_id)).status).toBe('paused');
+    expect((await jobStatus(job.job_id)).status).toBe('paused');
 
     await json(await postJson(`/jobs/${job.job_id}/resume`, {}), 200);
     expect((await getJob(b)).status).toBe(204);
 
-    expect(await status(job.job_id)).toMatchObject({ status: 'failed', failure_reason: 'lease_expired' });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'failed', failure_reason: 'lease_expired' });
   });
 });
 

@@ -4,9 +4,9 @@
  * rendering: a split still's tiles and stitch, a preview video made once every frame is stored.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { JobStatusResponse, RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment } from '../../protocol/schemas.ts';
+import type { RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment } from '../../protocol/schemas.ts';
 import type { TaskListResponse } from '../../protocol/api.ts';
-import { call, claim, emptyFarm, expectError, getJob, json, pngBytes, postJson, putFrame, renderAll, sha256, submitJob, submitOk, update } from './helpers.ts';
+import { call, claim, emptyFarm, expectError, getJob, json, pngBytes, postJson, putFrame, renderAll, sha256, submitJob, submitOk, update, jobStatus } from './helpers.ts';
 
 beforeEach(emptyFarm);
 
@@ -22,7 +22,6 @@ async function noWork(workerId: string): Promise<void> {
   expect((await getJob(workerId)).status).toBe(204);
 }
 
-const status = async (jobId: string) => json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
 const tasksOf = async (jobId: string) => (await json<TaskListResponse>(await call(`/jobs/${jobId}/tasks`), 200)).tasks;
 
 function putOutput(workerId: string, task: TaskAssignment, bytes: Uint8Array, contentType: string): Promise<Response> {
@@ -49,7 +48,7 @@ describe('device requirements and tags', () => {
     // Nobody here has OptiX: the job waits, queued, with no task.
     await noWork(gpu);
     await noWork(cpu);
-    expect((await status(optixJob.job_id)).status).toBe('queued');
+    expect((await jobStatus(optixJob.job_id)).status).toBe('queued');
     expect(await tasksOf(optixJob.job_id)).toEqual([]);
     // The node list says what each node renders with.
     const nodes = (await json<{ workers: { name: string; backends: string[] }[] }>(await call('/workers'), 200)).workers;
@@ -72,7 +71,7 @@ describe('device requirements and tags', () => {
     const studio = await node('studio', { tags: ['studio-a', 'big-ram'] });
     const half = await node('half', { tags: ['studio-a'] });
     const job = await submitOk({ start_frame: 1, end_frame: 1, tags: 'studio-a, big-ram' });
-    expect((await status(job.job_id)).tags).toEqual(['studio-a', 'big-ram']);
+    expect((await jobStatus(job.job_id)).tags).toEqual(['studio-a', 'big-ram']);
     await noWork(plain);
     await noWork(half);
     expect((await claim(studio)).job_id).toBe(job.job_id);
@@ -94,7 +93,7 @@ describe('split stills: tiles, then a stitch', () => {
     const seedNode = await node('seed-node'); // registered no task kinds: renders only
     const a = await node('a', { task_kinds: ['tile', 'stitch'] });
     const job = await submitOk({ start_frame: 7, end_frame: 7, tiles: 3 });
-    expect((await status(job.job_id)).tiles).toBe(3);
+    expect((await jobStatus(job.job_id)).tiles).toBe(3);
     await noWork(seedNode);
 
     const tiles = [await claim(a), await claim(a), await claim(a)];
@@ -118,11 +117,11 @@ describe('split stills: tiles, then a stitch', () => {
       expect(await sha256(await res.arrayBuffer())).toBe(await sha256(pngBytes(`tile ${i}`)));
     }
     await expectError(await input(a, stitch, 3), 404, /tile 3 of job .* is not stored/);
-    expect((await status(job.job_id)).status).toBe('running');
+    expect((await jobStatus(job.job_id)).status).toBe('running');
     await json(await putFrame(a, stitch, 7, pngBytes('stitched')), 201);
     await json(await update(a, stitch, 'completed'), 200);
 
-    const done = await status(job.job_id);
+    const done = await jobStatus(job.job_id);
     expect(done).toMatchObject({ status: 'completed', completed_frames: 1 });
     const frame = await call(`/jobs/${job.job_id}/frames/7`);
     expect(await sha256(await frame.arrayBuffer())).toBe(await sha256(pngBytes('stitched')));
@@ -154,16 +153,16 @@ describe('preview video', () => {
     const renderer = await node('renderer');
     const editor = await node('editor', { task_kinds: ['video'] });
     const job = await submitOk({ start_frame: 1, end_frame: 3, chunk_size: 3, preview_video: 'true' });
-    expect((await status(job.job_id)).preview_video).toEqual({ status: 'waiting', url: null, size: null });
+    expect((await jobStatus(job.job_id)).preview_video).toEqual({ status: 'waiting', url: null, size: null });
     const render = await claim(renderer);
     await renderAll(renderer, render);
 
     // Every frame is in, but the job waits for its video, which only the editor gets.
-    expect((await status(job.job_id)).status).toBe('running');
+    expect((await jobStatus(job.job_id)).status).toBe('running');
     await noWork(renderer);
     const video = await claim(editor);
     expect(video).toMatchObject({ kind: 'video', frames: [1, 2, 3], start_frame: 1, end_frame: 3 });
-    expect((await status(job.job_id)).preview_video!.status).toBe('running');
+    expect((await jobStatus(job.job_id)).preview_video!.status).toBe('running');
     const frame2 = await input(editor, video, 2);
     expect(await sha256(await frame2.arrayBuffer())).toBe(await sha256(pngBytes(2)));
     await expectError(await input(editor, video, 4), 400, /frame 4 is not in task/);
@@ -172,7 +171,7 @@ describe('preview video', () => {
     const mp4 = pngBytes('pretend this is an mp4', 1000);
     await json(await putOutput(editor, video, mp4, 'video/mp4'), 201);
     await json(await update(editor, video, 'completed'), 200);
-    const done = await status(job.job_id);
+    const done = await jobStatus(job.job_id);
     expect(done.status).toBe('completed');
     expect(done.preview_video).toEqual({ status: 'completed', url: `/jobs/${job.job_id}/video`, size: mp4.length });
     const res = await call(`/jobs/${job.job_id}/video`);
@@ -191,7 +190,7 @@ describe('preview video', () => {
     const video = await claim(editor);
     expect(video.kind).toBe('video');
     await json(await update(editor, video, 'failed', { message: 'ffmpeg: Unknown encoder libx264', failure_reason: 'video_failed' }), 200);
-    const done = await status(job.job_id);
+    const done = await jobStatus(job.job_id);
     expect(done).toMatchObject({ status: 'completed', completed_frames: 2, error: null });
     expect(done.warnings).toEqual(['the preview video could not be made: ffmpeg: Unknown encoder libx264']);
     expect(done.preview_video!.status).toBe('failed');
@@ -201,7 +200,7 @@ describe('preview video', () => {
     const editor = await node('editor', { task_kinds: ['video'] });
     const job = await submitOk({ start_frame: 1, end_frame: 2, chunk_size: 2 });
     await renderAll(editor, await claim(editor));
-    expect((await status(job.job_id)).status).toBe('completed');
+    expect((await jobStatus(job.job_id)).status).toBe('completed');
     expect((await tasksOf(job.job_id)).map((t) => t.kind)).toEqual(['render']);
   });
 });

@@ -4,7 +4,7 @@
  */
 import { env } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { JobStatusResponse, TaskAssignment } from '../../protocol/schemas.ts';
+import type { TaskAssignment } from '../../protocol/schemas.ts';
 import { MAX_JOB_WARNINGS } from '../../edge/job-warnings.ts';
 import { sweepUnrecordedFrames } from '../../edge/frame-audit.ts';
 import { claimTask } from '../../edge/scheduler.ts';
@@ -29,17 +29,11 @@ import {
   taskRow,
   update,
   uploadFrame,
+  expireLease,
+  jobStatus,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
-
-/** A node whose lease ran out (see leases.test.ts for why the time is set rather than waited for). */
-async function expireLease(taskId: string): Promise<void> {
-  const { meta } = await env.DB.prepare(`UPDATE tasks SET lease_expires_at = 0 WHERE id = ?`).bind(taskId).run();
-  expect(meta.changes).toBe(1);
-}
-
-const status = async (jobId: string) => json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
 
 interface StorageReport {
   recorded_frames: number;
@@ -165,7 +159,7 @@ describe('a node that dies mid-task', () => {
     // The node was lost, the render did not fail: no attempt used (lease-expiry.ts).
     expect(taken).toMatchObject({ task_id: lost.task_id, frames: [11, 13, 14], start_frame: 10, end_frame: 14, attempt: 1 });
     // The dead node's frames are kept and counted once.
-    const job = await status(lost.job_id);
+    const job = await jobStatus(lost.job_id);
     expect(job.completed_frames).toBe(2);
   });
 
@@ -264,7 +258,7 @@ describe('storage left behind by a restart', () => {
 
     await eventually('the orphan to be swept', async () => (await env.FILES.head(orphanKey)) === null);
     expect(await storage(job.job_id)).toMatchObject({ recorded_frames: 2, stored_objects: 2, unrecorded_objects: 0, missing_frames: [] });
-    expect((await status(job.job_id)).completed_frames).toBe(2);
+    expect((await jobStatus(job.job_id)).completed_frames).toBe(2);
   });
 
   it('the sweep never deletes a recorded frame, and reports a frame whose object is gone as missing', async () => {
@@ -294,7 +288,7 @@ describe('warnings on a job', () => {
     await json(await update(b, tb, 'running', { warnings: [library, texture] }), 200);
     await json(await update(a, ta, 'running', { warnings: [texture, library] }), 200);
 
-    expect((await status(job.job_id)).warnings).toEqual([texture, library]);
+    expect((await jobStatus(job.job_id)).warnings).toEqual([texture, library]);
   });
 
   it('a node whose lease is gone adds no warning, and the list is capped', async () => {
@@ -306,13 +300,13 @@ describe('warnings on a job', () => {
     const held = await claim(now);
 
     await expectError(await update(old, lost, 'running', { warnings: ['from a lost lease'] }), 409, 'is not the current lease');
-    expect((await status(job.job_id)).warnings).toEqual([]);
+    expect((await jobStatus(job.job_id)).warnings).toEqual([]);
 
     for (let i = 0; i < 6; i++) {
       const warnings = Array.from({ length: 50 }, (_, j) => `missing image //tex/${i * 50 + j}.png: it renders magenta`);
       await json(await update(now, held, 'running', { warnings }), 200);
     }
-    const listed = (await status(job.job_id)).warnings;
+    const listed = (await jobStatus(job.job_id)).warnings;
     expect(listed).toHaveLength(MAX_JOB_WARNINGS);
     expect(listed[0]).toContain('//tex/0.png');
     expect(listed.at(-1)).toContain(`//tex/${MAX_JOB_WARNINGS - 1}.png`);
@@ -327,7 +321,7 @@ describe('warnings on a job', () => {
     const second = await claim(node);
     await json(await update(node, second, 'failed', { message: 'boom', failure_reason: 'crashed', warnings: ['missing file //b.png: magenta'] }), 200);
 
-    expect((await status(job.job_id)).warnings).toEqual(['missing library //a.blend: left out', 'missing file //b.png: magenta']);
+    expect((await jobStatus(job.job_id)).warnings).toEqual(['missing library //a.blend: left out', 'missing file //b.png: magenta']);
   });
 });
 
@@ -336,12 +330,12 @@ describe('failed jobs', () => {
     const job = await submitOk({ start_frame: 1, end_frame: 1, max_attempts: 1 });
     const node = await registerWorker();
     const task = await claim(node);
-    expect((await status(job.job_id)).failure_reason).toBeNull();
+    expect((await jobStatus(job.job_id)).failure_reason).toBeNull();
     const message = `corrupt .blend: Blender says "Failed to read blend file '/w/x.blend': Missing DNA block" (exit 1); upload the file again`;
 
     await json(await update(node, task, 'failed', { message, failure_reason: 'corrupt_file', log_tail: 'Missing DNA block' }), 200);
 
-    const failed = await status(job.job_id);
+    const failed = await jobStatus(job.job_id);
     expect(failed).toMatchObject({ status: 'failed', failure_reason: 'corrupt_file', failed_frames: 1 });
     expect(failed.error).toContain('Missing DNA block');
     expect(failed.error).toContain(`(log: /jobs/${job.job_id}/tasks/${task.task_id}/log)`);
@@ -353,7 +347,7 @@ describe('failed jobs', () => {
     const task = await claim(node);
     await expireLease(task.task_id);
     expect((await getJob(node)).status).toBe(204);
-    expect(await status(job.job_id)).toMatchObject({ status: 'failed', failure_reason: 'lease_expired' });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'failed', failure_reason: 'lease_expired' });
   });
 
   it('without max_attempts a task is tried 3 times, each failure counted, before the job fails', async () => {
@@ -362,10 +356,10 @@ describe('failed jobs', () => {
     for (const [i, node] of nodes.entries()) {
       const task = await claim(node);
       expect(task.attempt).toBe(i + 1);
-      expect((await status(job.job_id)).status).toBe('running');
+      expect((await jobStatus(job.job_id)).status).toBe('running');
       await json(await update(node, task, 'failed', { message: 'Blender crashed with SIGSEGV', failure_reason: 'crashed' }), 200);
     }
-    expect(await status(job.job_id)).toMatchObject({ status: 'failed', max_attempts: 3, failure_reason: 'crashed' });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'failed', max_attempts: 3, failure_reason: 'crashed' });
   });
 
   it('the frames rendered before the job failed stay listed and downloadable', async () => {
@@ -375,7 +369,7 @@ describe('failed jobs', () => {
     await renderAll(node, good);
     const bad = await claim(node);
     await json(await update(node, bad, 'failed', { message: 'out of memory', failure_reason: 'out_of_memory' }), 200);
-    expect((await status(job.job_id)).status).toBe('failed');
+    expect((await jobStatus(job.job_id)).status).toBe('failed');
 
     const { frames } = await json<{ frames: { frame: number }[] }>(await call(`/jobs/${job.job_id}/frames`), 200);
     expect(frames.map((f) => f.frame)).toEqual([1, 2]);
@@ -399,6 +393,6 @@ describe('failed jobs', () => {
 
     expect(requeued).toMatchObject({ requeued_tasks: 2, status: 'running' });
     for (let i = 0; i < 2; i++) await renderAll(a, await claim(a));
-    expect(await status(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 4, error: null, failure_reason: null });
+    expect(await jobStatus(job.job_id)).toMatchObject({ status: 'completed', completed_frames: 4, error: null, failure_reason: null });
   });
 });
