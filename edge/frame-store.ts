@@ -10,7 +10,7 @@ import { FRAME_CONTENT_TYPES, FRAME_EXTENSIONS, type FrameInfo } from '../protoc
 import { fail } from './errors.ts';
 import { assertLease, assertTaskFrame, loadTask } from './task-lease.ts';
 import { frameKey } from './storage-keys.ts';
-import { seenOr404, touchStatement } from './workers-registry.ts';
+import { seenOr404, touchStatements } from './workers-registry.ts';
 
 
 /** Checks a frame file extension against the allowed image types. */
@@ -34,6 +34,8 @@ export interface FrameUpload {
   /** Hex SHA-256 from the node; R2 verifies it while storing. Computed here when absent. */
   sha256: string | null;
   renderMs: number | null;
+  /** The master's LEASE_MS: the node's `last_seen_at` is rewritten once that old (`touchStatements`). */
+  leaseMs: number;
 }
 
 export function frameUrl(jobId: string, frame: number): string {
@@ -72,9 +74,9 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   const now = Date.now();
   const leaseHeld = `EXISTS (SELECT 1 FROM tasks WHERE id = ?3 AND lease_id = ?4 AND status = 'running')`;
   const isNew = `NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ?1 AND frame = ?2)`;
-  const [touched, previous, , , inserted, job] = await db.batch([
-    // The node is seen now (in this batch rather than a round trip of its own).
-    touchStatement(db, upload.workerId, now),
+  const [touched, , previous, , , inserted, job] = await db.batch([
+    // The node is seen now (in this batch rather than a round trip of its own), written once per lease.
+    ...touchStatements(db, upload.workerId, now, upload.leaseMs),
     db.prepare(`SELECT r2_key FROM frames WHERE job_id = ? AND frame = ?`).bind(task.job_id, upload.frame),
     db
       .prepare(

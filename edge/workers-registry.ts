@@ -29,15 +29,6 @@ export function onlineWindowMs(leaseMs: number): number {
 }
 
 /**
- * The statement that marks a node as seen now, unconditionally, to run in a batch with a
- * request's own (see `seenOr404`). For uploads: they update the node's row anyway
- * (`frames_rendered`), so this write costs no extra row.
- */
-export function touchStatement(db: D1Database, workerId: string, now: number): D1PreparedStatement {
-  return db.prepare(`UPDATE workers SET last_seen_at = ? WHERE id = ? RETURNING id, name, enabled, last_seen_at`).bind(now, workerId);
-}
-
-/**
  * The statements that look a node up and mark it as seen now only when its `last_seen_at` is
  * stale (`seenIsStale`), to run first in a batch with a request's own: the first one's result is
  * for `seenOr404`. A call that finds the row fresh writes nothing.

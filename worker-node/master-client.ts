@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { stat, truncate } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -305,18 +305,42 @@ export class MasterClient {
     return this.download(`downloading file ${fileSha256.slice(0, 12)}`, `/manifests/${manifestSha256}/files/${fileSha256}`, dest);
   }
 
-  /** Streams `path` to `dest` through SHA-256 (retried whole on a failure); returns the hash. */
+  /**
+   * Streams `path` to `dest` through SHA-256; returns the hash of the whole file. A try cut short
+   * is resumed from the bytes already in `dest` (`Range: bytes=N-`, those N bytes hashed first, the
+   * rest appended), and the file starts again from the top when the master answers with the whole
+   * file (200), with another range, or refuses the range (416). Blends and manifest files alike.
+   */
   private async download(what: string, path: string, dest: string): Promise<string> {
     return this.retrying(what, TASK_RETRY, async () => {
-      const response = await this.send('GET', path);
+      let offset = await stat(dest).then((s) => (s.isFile() ? s.size : 0), () => 0);
+      let response = await this.send('GET', path, offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}).catch((err: unknown) => {
+        const original = err instanceof AbortError ? err.originalError : err;
+        if (offset > 0 && original instanceof MasterError && original.status === 416) {
+          offset = 0;
+          return this.send('GET', path);
+        }
+        throw err;
+      });
+      if (offset > 0 && !(response.statusCode === 206 && rangeStart(response.headers['content-range']) === offset)) {
+        if (response.statusCode !== 200) {
+          await response.body.dump().catch(() => {});
+          await truncate(dest, 0);
+          throw new Error(`${what}: the master answered ${response.statusCode} (${String(response.headers['content-range'])}) to bytes=${offset}-; starting again`);
+        }
+        offset = 0;
+      }
       const hash = createHash('sha256');
+      if (offset > 0) {
+        for await (const chunk of createReadStream(dest, { end: offset - 1 })) hash.update(chunk as Buffer);
+      }
       const hasher = new Transform({
         transform(chunk, _enc, done) {
           hash.update(chunk);
           done(null, chunk);
         },
       });
-      await pipeline(response.body, hasher, createWriteStream(dest));
+      await pipeline(response.body, hasher, createWriteStream(dest, { flags: offset > 0 ? 'a' : 'w' }));
       return hash.digest('hex');
     });
   }
@@ -324,6 +348,12 @@ export class MasterClient {
   async close(): Promise<void> {
     await this.dispatcher.close();
   }
+}
+
+/** The first byte of a `Content-Range: bytes a-b/n` header, or null. */
+function rangeStart(header: string | string[] | undefined): number | null {
+  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec((Array.isArray(header) ? header[0] : header)?.trim() ?? '');
+  return match ? Number(match[1]) : null;
 }
 
 /** Hex SHA-256 of a file, streamed. */

@@ -4,7 +4,8 @@
  * first), and the project folders laid out from it.
  *
  *  - Every download is streamed through SHA-256 to a temporary name and renamed into place only
- *    when the hash matches, so a cached file is complete and correct when it arrives. A file
+ *    when the hash matches, so a cached file is complete and correct when it arrives; a try cut
+ *    short resumes from the bytes already there (MasterClient's download, a `Range` request). A file
  *    changed later (a disk error, a process writing through a link) is caught before it is used
  *    again: each cached file's size, mtime and inode are remembered once verified, and a file whose
  *    signature differs is hashed again, and downloaded again when it no longer matches.

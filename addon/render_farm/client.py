@@ -3,7 +3,8 @@
 Uploads go through the same chunked, content-addressed blob API as `farm submit`
 (cli/upload/blob-upload.ts; docs/api.md "Blob endpoints"): HEAD says whether the master has the file
 already, POST starts the upload or resumes the one in progress with the parts it holds, each
-missing part is one PUT read from disk, and complete has the master check the SHA-256.
+missing part is one PUT read from disk, and complete has the master check the SHA-256. A project
+goes file by file (submit.py): `upload_blob` once for each file the master's manifest answer lacks.
 """
 
 import hashlib

@@ -3,29 +3,25 @@
   1. `prepare` (Blender's main thread, it reads bpy): lists what the open file needs (deps.py),
      leaves out what lies outside the project folder, and saves a copy of the file as the artist
      sees it, unsaved changes included, into a temporary folder; the .blend on disk is untouched.
-  2. `send` (any thread, no bpy): bundles the copy with its dependencies into a deterministic .zip
-     at their paths relative to the .blend's folder (or sends the copy alone when it needs nothing
-     else), uploads it by SHA-256 with the resumable blob API and creates the job (`POST /jobs`).
+  2. `send` (any thread, no bpy): sends the copy and its dependencies file by file, as a manifest
+     of their paths relative to the .blend's folder (protocol/manifest.ts, cli/project-upload.ts):
+     `POST /manifests` answers which files the master lacks, each of those is uploaded by SHA-256
+     with the resumable blob API, and `POST /jobs` creates the job (kind "manifest"). A
+     resubmission after a tweak moves only what changed. A .blend that needs nothing else is sent
+     alone (kind "blend").
 """
 
 import os
 import re
 import shutil
 import tempfile
-import zipfile
 
 import bpy
 
 from . import deps
-from .client import sha256_of_file
+from .client import FarmError, sha256_of_file
 
-# Every entry carries this time, so that the same files give the same archive and hash.
-FIXED_DATE = (2000, 1, 1, 0, 0, 0)
-# Formats compressed already: stored, as cli/bundle.ts does.
-STORED_EXTENSIONS = {
-    "png", "jpg", "jpeg", "webp", "exr", "gz", "zip", "zst", "7z", "mp4", "mov", "mkv", "avi", "webm",
-    "mp3", "ogg", "flac", "aac", "m4a", "jp2", "tx", "vdb", "bphys",
-}
+MANIFEST_VERSION = 1
 SIMPLE_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 FRAME_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*(?:x\s*(\d+)\s*)?)?$")
 MAX_WARNINGS, MAX_WARNING_CHARS = 200, 1000
@@ -134,43 +130,70 @@ def prepare(context):
     return {"tmp": tmp, "copy": copy, "main_blend": main_blend, "checked": checked, "options": options}
 
 
-def _write_zip(plan, out, on_status):
+def _project_files(plan):
+    """(path in the project, file on disk) for the copy of the .blend and every dependency inside
+    the project folder, sorted by path, as cli/bundle.ts names them."""
     project = plan["checked"]["project"]
     entries = [(os.path.relpath(plan["main_blend"], project), plan["copy"])]
     entries += [(os.path.relpath(p, project), p) for p in plan["checked"]["inside"]]
-    entries = sorted({name.replace(os.sep, "/"): source for name, source in entries}.items())
-    with zipfile.ZipFile(out, "w") as archive:
-        for i, (name, source) in enumerate(entries):
-            on_status("bundling %d/%d files" % (i + 1, len(entries)))
-            info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
-            info.external_attr = 0o100644 << 16
-            ext = name.rsplit(".", 1)[-1].lower()
-            info.compress_type = zipfile.ZIP_STORED if ext in STORED_EXTENSIONS else zipfile.ZIP_DEFLATED
-            with open(source, "rb") as src, archive.open(info, "w", force_zip64=True) as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-    return os.path.relpath(plan["main_blend"], project).replace(os.sep, "/")
+    return sorted({name.replace(os.sep, "/"): source for name, source in entries}.items())
+
+
+def _upload_project(plan, master, on_status, on_progress):
+    """Hashes the project's files, posts the manifest, uploads the files the master lacks.
+    Returns the manifest's SHA-256."""
+    entries = _project_files(plan)
+    files, sources = [], {}
+    total = sum(os.path.getsize(source) for _name, source in entries)
+    hashed = 0
+    for i, (name, source) in enumerate(entries):
+        on_status("hashing %d/%d files (%.1f MB)" % (i + 1, len(entries), total / 1e6))
+        size = os.path.getsize(source)
+        sha = sha256_of_file(source)
+        hashed += size
+        on_progress(hashed / total if total else 1.0)
+        files.append({"path": name, "sha256": sha, "size": size})
+        sources[sha] = source
+    main_blend = os.path.relpath(plan["main_blend"], plan["checked"]["project"]).replace(os.sep, "/")
+    answer = master.json("POST", "/manifests", {"version": MANIFEST_VERSION, "main_blend": main_blend, "files": files})
+    missing = answer["missing"]
+    need = answer["missing_bytes"]
+    if not missing:
+        on_status("the master has all %d files already: nothing to upload" % answer["files"])
+    finished = 0
+    for blob in missing:
+        source = sources.get(blob["sha256"])
+        if source is None:
+            raise FarmError("the master asked for file %s, which is not in this project" % blob["sha256"][:12])
+
+        def progress(done, _total, base=finished):
+            on_progress((base + done) / need if need else 1.0)
+            on_status("uploading %.1f of %.1f MB (%d of %d files missing)" % ((base + done) / 1e6, need / 1e6, len(missing), answer["files"]))
+
+        master.upload_blob(source, blob["sha256"], progress)
+        finished += blob["size"]
+    return answer["manifest_sha256"]
 
 
 def send(plan, master, on_status=lambda text: None, on_progress=lambda fraction: None):
-    """Any thread: bundles, uploads and creates the job; returns `POST /jobs`'s answer."""
+    """Any thread: uploads what the master lacks and creates the job; returns `POST /jobs`'s answer."""
     try:
         body = dict(plan["options"])
         if plan["checked"]["inside"]:
-            upload = os.path.join(plan["tmp"], "project.zip")
-            body["main_blend"] = _write_zip(plan, upload, on_status)
-            body["kind"] = "zip"
+            body["blob_sha256"] = _upload_project(plan, master, on_status, on_progress)
+            body["kind"] = "manifest"
         else:
             upload = plan["copy"]
             body["kind"] = "blend"
-        size = os.path.getsize(upload)
-        on_status("hashing %.1f MB" % (size / 1e6))
-        body["blob_sha256"] = sha256_of_file(upload)
+            size = os.path.getsize(upload)
+            on_status("hashing %.1f MB" % (size / 1e6))
+            body["blob_sha256"] = sha256_of_file(upload)
 
-        def progress(done, total):
-            on_progress(done / total if total else 1.0)
-            on_status("uploading %.1f of %.1f MB" % (done / 1e6, total / 1e6))
+            def progress(done, total):
+                on_progress(done / total if total else 1.0)
+                on_status("uploading %.1f of %.1f MB" % (done / 1e6, total / 1e6))
 
-        master.upload_blob(upload, body["blob_sha256"], progress)
+            master.upload_blob(upload, body["blob_sha256"], progress)
         on_status("creating the job")
         if not body["warnings"]:
             del body["warnings"]

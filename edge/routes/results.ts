@@ -74,6 +74,7 @@ export const resultRoutes = new Hono<AppEnv>()
         body: held.body,
         sha256: pending.sha256,
         renderMs: fields.render_ms ?? null,
+        leaseMs: c.get('config').leaseMs,
       });
       return c.json(info, 201);
     } catch (err) {
@@ -109,6 +110,7 @@ export const resultRoutes = new Hono<AppEnv>()
       cutShort: body.cutShort,
       sha256: params.sha256 ?? null,
       renderMs: params.render_ms ?? null,
+      leaseMs: config.leaseMs,
     });
     return c.json(info, 201);
   })

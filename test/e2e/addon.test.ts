@@ -1,9 +1,10 @@
 /**
  * The Blender add-on end to end: real Blender 3.4, headless, installs the zip a real master serves
  * at /addon.zip, and `bpy.ops.render_farm.submit()` sends a textured project with an unsaved change
- * through the resumable blob upload; a real node renders only the frames asked for, frame 1 equals
- * a local render pixel for pixel, a file outside the project stays behind, and the .blend on disk
- * is not touched.
+ * file by file (a manifest, each file through the resumable blob upload); a real node renders only
+ * the frames asked for, frame 1 equals a local render pixel for pixel, a file outside the project
+ * stays behind, the .blend on disk is not touched, and a second submission of the unchanged scene
+ * uploads no file.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -11,7 +12,7 @@ import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FrameInfo } from '../../protocol/schemas.ts';
+import type { FrameInfo, JobStatusResponse } from '../../protocol/schemas.ts';
 import { BLENDER, ROOT, startMaster, startNode, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
 import { decodePng } from './png.ts';
 
@@ -64,10 +65,11 @@ describe('the Blender add-on served by the master', () => {
       },
     );
     const lines = run.stdout.split('\n');
-    const jobLine = lines.find((l) => /^job_id=\S+$/.test(l));
-    expect(jobLine, run.stdout).toBeDefined();
-    const jobId = jobLine!.slice('job_id='.length);
+    const jobIds = lines.filter((l) => /^job_id=\S+$/.test(l)).map((l) => l.slice('job_id='.length));
+    expect(jobIds, run.stdout).toHaveLength(2);
+    const [jobId, secondJobId] = jobIds as [string, string];
     expect(lines).toContain(`last_job_id=${jobId}`);
+    expect(lines).toContain(`last_job_id=${secondJobId}`);
 
     const status = await waitForJob(master.url, jobId, ['completed', 'failed'], 90_000);
     expect(status, JSON.stringify(status)).toMatchObject({ status: 'completed', total_frames: EXPECTED_FRAMES.length, completed_frames: EXPECTED_FRAMES.length });
@@ -81,12 +83,21 @@ describe('the Blender add-on served by the master', () => {
     expect([farm.width, farm.height]).toEqual([96, 32]);
     expect(farm.pixelHash).toBe(reference.pixelHash);
 
-    // What was uploaded: the project zip with the copy and its textures, not the outside file.
-    expect(status.blend_file).toMatch(/^[0-9a-f]{64}\.zip$/);
-    const blob = Buffer.from(await (await fetch(`${master.url}/blobs/${status.blend_file.slice(0, 64)}`)).arrayBuffer());
-    writeFileSync(join(dir, 'uploaded.zip'), blob);
-    const entries = execFileSync('python3', ['-c', 'import sys, zipfile; print("\\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))', join(dir, 'uploaded.zip')], { encoding: 'utf8' });
-    expect(entries.trim().split('\n')).toEqual(['scene.blend', 'tex/color.png', 'tex/udim.1001.png', 'tex/udim.1002.png']);
+    // What was uploaded: a manifest of the copy and its textures, each file sent once, not the outside file.
+    expect(status.blend_file).toMatch(/^[0-9a-f]{64}\.manifest$/);
+    const inputs = ((await (await fetch(`${master.url}/jobs/${jobId}`)).json()) as JobStatusResponse).inputs!;
+    expect(inputs.kind).toBe('manifest');
+    expect(inputs.files.map((f) => f.path)).toEqual(['scene.blend', 'tex/color.png', 'tex/udim.1001.png', 'tex/udim.1002.png']);
+    expect(inputs.sent_bytes).toBe(inputs.total_bytes);
+    // The second submission of the unchanged scene uploaded no texture: only the .blend's copy,
+    // whose bytes differ (it carries the first job's id in scene.render_farm.last_job_id).
+    expect(await waitForJob(master.url, secondJobId, ['completed', 'failed'], 90_000)).toMatchObject({ status: 'completed' });
+    const second = ((await (await fetch(`${master.url}/jobs/${secondJobId}`)).json()) as JobStatusResponse).inputs!;
+    expect(second.kind).toBe('manifest');
+    const textures = (files: { path: string; sha256: string }[]) => files.filter((f) => f.path !== 'scene.blend');
+    expect(textures(second.files)).toEqual(textures(inputs.files));
+    const secondBlend = second.files.find((f) => f.path === 'scene.blend')!;
+    expect(second.sent_bytes).toBe(secondBlend.sha256 === inputs.files[0]!.sha256 ? 0 : secondBlend.size);
     // Said by the add-on before the upload, and confirmed by the node, which did not find it.
     expect(status.warnings, JSON.stringify(status.warnings)).toHaveLength(2);
     expect(status.warnings[0]).toMatch(/^left out .*\/outside\/secret\.png: it is outside the \.blend's folder/);

@@ -106,6 +106,11 @@ describe('projects as manifests', () => {
     const file = await call(`/manifests/${answer.manifest_sha256}/files/${await sha256(texture)}`);
     expect(file.status).toBe(200);
     expect(new TextDecoder().decode(await file.arrayBuffer())).toBe('node texture');
+    // A node resumes a download cut short from where it stopped.
+    const rest = await call(`/manifests/${answer.manifest_sha256}/files/${await sha256(texture)}`, { headers: { range: 'bytes=5-' } });
+    expect(rest.status).toBe(206);
+    expect(rest.headers.get('content-range')).toBe('bytes 5-11/12');
+    expect(new TextDecoder().decode(await rest.arrayBuffer())).toBe('texture');
     // Only files the manifest lists are served through it.
     await expectError(await call(`/manifests/${answer.manifest_sha256}/files/${'0'.repeat(64)}`), 404, 'lists no file');
   });

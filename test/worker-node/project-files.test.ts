@@ -2,17 +2,20 @@
  * The node's side of projects stored file by file: the file cache (hash checked on download and
  * again when a cached file changed, LRU under a size limit), project folders laid out so nothing
  * written in them reaches the cache, manifests checked like archive entries, and BlendCache
- * downloading only the files it lacks. A fake master client serves the bytes.
+ * downloading only the files it lacks. A fake master client serves the bytes; a local HTTP server
+ * that cuts a download short checks that the real client resumes it with a Range request.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canonicalManifest, manifestSha256, type Manifest } from '../../protocol/manifest.ts';
 import { BlendCache } from '../../worker-node/blend-cache.ts';
-import type { MasterClient } from '../../worker-node/master-client.ts';
+import { MasterClient } from '../../worker-node/master-client.ts';
 import { FileCache, layoutProject, parseCacheSize, parseManifest } from '../../worker-node/project-files.ts';
 import { UnsafeArchiveError } from '../../worker-node/project-unpack.ts';
 
@@ -195,5 +198,52 @@ describe('the blend cache with a manifest', () => {
     const cache = new BlendCache(work(), client, LIMITS);
     const name = 'c'.repeat(64);
     await expect(cache.ensure(`${name}.manifest`, name)).rejects.toThrow('the download was corrupted');
+  });
+});
+
+describe('a file download cut short', () => {
+  it('resumes from the bytes on disk with a Range request and checks the whole file\'s hash', async () => {
+    const bytes = Buffer.alloc(3 * 1024 * 1024);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) % 251;
+    const fileSha = sha(bytes);
+    const manifest = 'd'.repeat(64);
+    const half = bytes.length / 2;
+    const requests: { url: string | undefined; range: string | undefined }[] = [];
+    const http = createServer((req, res) => {
+      requests.push({ url: req.url, range: req.headers.range });
+      if (requests.length === 1) {
+        // The first try: half the file, then the connection drops.
+        res.writeHead(200, { 'content-length': String(bytes.length), 'accept-ranges': 'bytes' });
+        res.write(bytes.subarray(0, half), () => setTimeout(() => res.socket?.destroy(), 200));
+        return;
+      }
+      const match = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      if (!match) {
+        res.writeHead(200, { 'content-length': String(bytes.length) });
+        res.end(bytes);
+        return;
+      }
+      const start = Number(match[1]);
+      res.writeHead(206, { 'content-length': String(bytes.length - start), 'content-range': `bytes ${start}-${bytes.length - 1}/${bytes.length}` });
+      res.end(bytes.subarray(start));
+    });
+    await new Promise<void>((done) => http.listen(0, '127.0.0.1', done));
+    const client = new MasterClient({ baseUrl: `http://127.0.0.1:${(http.address() as AddressInfo).port}` });
+    try {
+      const cache = new FileCache(work());
+      const got = await cache.get(fileSha, bytes.length, (file, dest) => client.downloadManifestFile(manifest, file, dest));
+      expect(got.downloaded).toBe(true);
+      expect(sha(readFileSync(got.path))).toBe(fileSha);
+      expect(requests).toHaveLength(2);
+      expect(requests.map((r) => r.url)).toEqual([`/manifests/${manifest}/files/${fileSha}`, `/manifests/${manifest}/files/${fileSha}`]);
+      expect(requests[0]!.range).toBeUndefined();
+      // The second try asks only for what the first did not leave on disk.
+      const resumedAt = Number(/^bytes=(\d+)-$/.exec(requests[1]!.range ?? '')?.[1]);
+      expect(resumedAt).toBeGreaterThan(0);
+      expect(resumedAt).toBeLessThanOrEqual(half);
+    } finally {
+      await client.close();
+      await new Promise<void>((done) => http.close(() => done()));
+    }
   });
 });
