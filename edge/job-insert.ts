@@ -2,7 +2,8 @@
  * Creating a job: one row whatever its frame count (tasks are created as nodes claim ranges).
  * A split still is the exception: its tile tasks (at most MAX_TILES) are created with the job.
  */
-import { DEFAULT_MAX_NODE_LOSSES, type DeviceRequirement, type InputKind } from '../protocol/schemas.ts';
+import { DEFAULT_MAX_NODE_LOSSES, type CreateJobRequest, type DeviceRequirement, type InputKind } from '../protocol/schemas.ts';
+import type { JobFrames } from './frame-ranges.ts';
 
 export interface NewJob {
   name: string;
@@ -31,6 +32,31 @@ export interface NewJob {
   previewVideo?: boolean;
   /** For a manifest: bytes of the blobs its submission uploaded. */
   inputSentBytes?: number | null;
+}
+
+/** The job settings both submissions (`POST /submit_job`, `POST /jobs`) take, by their wire names. */
+type JobSettingsFields = Pick<
+  CreateJobRequest,
+  'priority' | 'chunk_size' | 'max_attempts' | 'max_node_losses' | 'webhook_url' | 'device' | 'tags' | 'tiles' | 'preview_video'
+> & { warnings?: string[] };
+
+/** A submission's settings and frames as a NewJob's, with the defaults written once. */
+export function jobSettings(fields: JobSettingsFields, frames: JobFrames) {
+  return {
+    priority: fields.priority ?? 50,
+    startFrame: frames.startFrame,
+    endFrame: frames.endFrame,
+    frameRanges: frames.frameRanges,
+    chunkSize: fields.chunk_size ?? null,
+    maxAttempts: fields.max_attempts ?? 3,
+    maxNodeLosses: fields.max_node_losses,
+    warnings: fields.warnings ?? [],
+    webhookUrl: fields.webhook_url ?? null,
+    device: fields.device,
+    tags: fields.tags,
+    tiles: fields.tiles ?? null,
+    previewVideo: fields.preview_video ?? false,
+  } satisfies Partial<NewJob>;
 }
 
 /** Inserts a queued job (and a split still's tile tasks, in the same batch) and returns its id. */

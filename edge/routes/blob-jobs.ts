@@ -10,7 +10,7 @@ import { checkBlendHeader } from '../blend-header.ts';
 import { findBlob } from '../blob-store.ts';
 import { fail } from '../errors.ts';
 import { newJobFrames, type JobFrames } from '../frame-ranges.ts';
-import { insertJob } from '../job-insert.ts';
+import { insertJob, jobSettings } from '../job-insert.ts';
 import { mainBlendBlob, requireCompleteManifest } from '../manifest-store.ts';
 import { inputFileName } from '../storage-keys.ts';
 import { readJson } from '../validation.ts';
@@ -44,7 +44,7 @@ export const blobJobRoutes = new Hono<AppEnv>().post('/jobs', async (c) => {
 
   const blendFile = inputFileName(blob.sha256, body.kind);
   const jobId = await insertJob(c.env.DB, {
-    ...jobOptions(body, frames),
+    ...jobSettings(body, frames),
     name: body.name ?? (body.main_blend?.split('/').pop()?.replace(/\.blend$/i, '') || `job ${blob.sha256.slice(0, 8)}`),
     blendFile,
     sha256: blob.sha256,
@@ -57,25 +57,6 @@ export const blobJobRoutes = new Hono<AppEnv>().post('/jobs', async (c) => {
   return c.json(answer, 201);
 });
 
-/** What a job takes from the request whatever its input. */
-function jobOptions(body: CreateJobRequest, frames: JobFrames) {
-  return {
-    priority: body.priority ?? 50,
-    startFrame: frames.startFrame,
-    endFrame: frames.endFrame,
-    frameRanges: frames.frameRanges,
-    chunkSize: body.chunk_size ?? null,
-    maxAttempts: body.max_attempts ?? 3,
-    maxNodeLosses: body.max_node_losses,
-    warnings: body.warnings ?? [],
-    webhookUrl: body.webhook_url ?? null,
-    device: body.device,
-    tags: body.tags,
-    tiles: body.tiles ?? null,
-    previewVideo: body.preview_video ?? false,
-  };
-}
-
 /**
  * A job from a project manifest (`blob_sha256` names the manifest): every file must be stored,
  * and the main .blend must look like one. Nodes download `<sha256>.manifest`, then its files.
@@ -87,7 +68,7 @@ async function createManifestJob(c: Context<AppEnv>, body: CreateJobRequest, fra
   await checkBlendHeader(await head(c.env.FILES, main.key, 64 * 1024), `main_blend "${manifest.main_blend}"`);
   const blendFile = inputFileName(manifest.sha256, 'manifest');
   const jobId = await insertJob(c.env.DB, {
-    ...jobOptions(body, frames),
+    ...jobSettings(body, frames),
     name: body.name ?? (manifest.main_blend.split('/').pop()!.replace(/\.blend$/i, '') || `job ${manifest.sha256.slice(0, 8)}`),
     blendFile,
     sha256: manifest.sha256,

@@ -5,7 +5,7 @@ import { checkBlendHeader } from '../blend-header.ts';
 import { findBlob, recordBlobStatement, type StoredBlob } from '../blob-store.ts';
 import { fail } from '../errors.ts';
 import { newJobFrames } from '../frame-ranges.ts';
-import { insertJob } from '../job-insert.ts';
+import { insertJob, jobSettings } from '../job-insert.ts';
 import type { AppEnv } from '../app-env.ts';
 import { storeStream, type StreamedObject } from '../request-body.ts';
 import { blendFileName, submittedBlobKey } from '../storage-keys.ts';
@@ -81,24 +81,12 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
   // One row, whatever the frame count: tasks are created as nodes claim frame ranges.
   const jobId = await insertJob(c.env.DB, {
     name,
-    priority: fields.priority ?? 50,
-    startFrame: frames.startFrame,
-    endFrame: frames.endFrame,
-    frameRanges: frames.frameRanges,
-    chunkSize: fields.chunk_size ?? null,
-    maxAttempts: fields.max_attempts ?? 3,
-    maxNodeLosses: fields.max_node_losses,
+    ...jobSettings(fields, frames),
     blendFile: blendFileName(sha256),
     sha256,
     size: blob.size,
     inputKind: 'blend',
     mainBlend: null,
-    warnings: [],
-    webhookUrl: fields.webhook_url ?? null,
-    device: fields.device,
-    tags: fields.tags,
-    tiles: fields.tiles ?? null,
-    previewVideo: fields.preview_video ?? false,
   });
   c.get('wake')();
   const body: SubmitJobResponse = { job_id: jobId, status: 'queued', total_frames: frames.totalFrames, blend_file: blendFileName(sha256) };
