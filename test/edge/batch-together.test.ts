@@ -37,9 +37,15 @@ describe('batchTogether', () => {
     expect(frames).toHaveLength(72);
     expect(new Set(frames).size).toBe(72);
     expect(Math.max(...frames)).toBe(72);
-    // Fewer batches than claims (each claim alone would be 24).
-    expect(batches.length).toBeLessThan(24);
     expect(await jobRow(job.job_id)).toMatchObject({ next_frame: 73 });
+    // The first claim finds the queue idle and goes alone; the 23 others, all waiting by then, go
+    // together in groups of at most 200 statements (MAX_STATEMENTS): each claim alone would be 24 batches.
+    const perClaim = batches.reduce((a, b) => a + b, 0) / 24;
+    const perGroup = Math.floor(200 / perClaim);
+    expect(batches).toEqual([
+      perClaim,
+      ...Array.from({ length: Math.ceil(23 / perGroup) }, (_, i) => Math.min(perGroup, 23 - i * perGroup) * perClaim),
+    ]);
   });
 
   it("one caller's failing statement fails only that caller; the others are applied exactly once", async () => {
@@ -59,8 +65,9 @@ describe('batchTogether', () => {
     expect(await jobRow(job.job_id)).toMatchObject({ priority: start + 3 });
     const seen = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [(o.value[0]!.results[0] as { priority: number }).priority] : []));
     expect(seen.sort()).toEqual([start + 1, start + 2, start + 3]);
-    // The failing group was sent once together, then each caller alone.
-    expect(batches.length).toBeGreaterThan(1);
+    // The first caller went alone; the three that waited for it were sent once together, then,
+    // as that group failed, each alone again.
+    expect(batches).toEqual([1, 3, 1, 1, 1]);
   });
 
   it('the lead passes on: waves of callers keep being answered, each from its own batch results', async () => {
@@ -71,7 +78,8 @@ describe('batchTogether', () => {
       );
       expect(answers.map((a) => a[0]!.results[0])).toEqual(Array.from({ length: 30 }, (_, n) => ({ n, wave })));
     }
-    expect(batches.length).toBeLessThan(90);
+    // Each wave: its first caller finds the queue idle and goes alone; the 29 that waited for it go as one.
+    expect(batches).toEqual([1, 29, 1, 29, 1, 29]);
   });
 
   it('a group that never comes back does not stall the others: the caller first in line leads after the stall time', async () => {
