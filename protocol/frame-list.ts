@@ -1,9 +1,16 @@
 /**
  * Frame lists: `1-100`, `1-100x5` (every 5th frame), `1,5,10-20`. One parser for the master, the
  * CLI and the add-on's API calls. A list is kept as ranges with steps, never as frames, so a
- * million-frame list costs what ten do. Nothing here may depend on Workers or Node APIs.
+ * million-frame list costs what ten do. Nothing here may depend on Workers or Node APIs, nor on
+ * zod: the dashboard's browser script bundles this file.
  */
-import { FRAME_MAX, FRAME_MIN } from './schemas.ts';
+
+/**
+ * Frame numbers a render node can ask Blender for: MAXFRAME is 1,048,574, and the command line
+ * reads `-f -5` as "5 before the end", so negative frames cannot be rendered headless.
+ */
+export const FRAME_MIN = 0;
+export const FRAME_MAX = 1_048_574;
 
 /** `[start, end, step]`: the frames start, start + step, ... up to end, which is itself a frame of the range. */
 export type FrameRange = readonly [start: number, end: number, step: number];

@@ -4,17 +4,12 @@
  * Nothing here may depend on Workers or Node APIs: both sides import this file.
  */
 import { z } from 'zod';
-import { countFrames, parseFrameList, type FrameRange } from './frame-list.ts';
+import { countFrames, FRAME_MAX, FRAME_MIN, parseFrameList, type FrameRange } from './frame-list.ts';
+
+export { FRAME_MAX, FRAME_MIN };
 
 /** The longest long poll a node may ask for (`get_job`'s `wait_ms`), in ms. */
 export const MAX_WAIT_MS = 30_000;
-
-/**
- * Frame numbers a render node can ask Blender for: MAXFRAME is 1,048,574, and the command line
- * reads `-f -5` as "5 before the end", so negative frames cannot be rendered headless.
- */
-export const FRAME_MIN = 0;
-export const FRAME_MAX = 1_048_574;
 
 const frameNumber = (field: string) =>
   z.coerce
