@@ -29,6 +29,11 @@ export const jobs = sqliteTable(
      * null: every frame from start_frame to end_frame.
      */
     frameRanges: text('frame_ranges'),
+    /**
+     * FRAME_ORDERS: `sequential` hands frames out in order; `progressive` hands out first, last,
+     * middle, then halves, its `next_frame` counting the frames handed out (edge/frame-order.ts).
+     */
+    frameOrder: text('frame_order').notNull().default('sequential'),
     blendFile: text('blend_file').notNull(),
     blendSha256: text('blend_sha256').notNull(),
     blendSize: integer('blend_size').notNull(),
@@ -93,6 +98,12 @@ export const tasks = sqliteTable(
     jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
     startFrame: integer('start_frame').notNull(),
     endFrame: integer('end_frame').notNull(),
+    /**
+     * The task renders every frame_step-th of the job's frames from start_frame to end_frame (both
+     * its own), counted among the job's frames (of a frame list, its listed ones): 1 but for the
+     * tasks of a progressive job (edge/frame-order.ts).
+     */
+    frameStep: integer('frame_step').notNull().default(1),
     /** queued (waiting for a node) | running (leased) | completed | failed (attempts exhausted). */
     status: text('status').notNull(),
     workerId: text('worker_id'),
