@@ -1,36 +1,10 @@
 /**
  * What every `farm` command shares: the typed client built from the global `--master` and
- * `--token`, the exit codes, and one place that turns errors into a message that says what to do.
+ * `--token`, and the wrapper that turns a command's errors into its exit status (exit-codes.ts).
  */
 import type { Command } from 'commander';
 import { FarmApiError, FarmClient } from '../protocol/client.ts';
-
-/** Exit statuses of `farm`, documented in docs/cli.md ("The `farm` CLI"). */
-export const EXIT = {
-  ok: 0,
-  /** `watch`: the job ended failed or canceled. */
-  jobFailed: 1,
-  /** Bad arguments; the message says which. */
-  usage: 2,
-  /** The master could not be reached, or answered 5xx: trying again later may work. */
-  unreachable: 3,
-  /** No such job, node, frame or log. */
-  notFound: 4,
-  /** The master refused the request (400, 409, 413, 415...): its message says why. */
-  refused: 5,
-  /** A token is missing, wrong, or not allowed here (401, 403). */
-  auth: 6,
-  /** `download`: a file did not match the SHA-256 the master recorded for it. */
-  integrity: 7,
-  /** Interrupted (Ctrl-C). */
-  interrupted: 130,
-} as const;
-
-/** A mistake in the command line; exit status 2. */
-export class UsageError extends Error {}
-
-/** Downloaded bytes that do not match their recorded hash; exit status 7. */
-export class IntegrityError extends Error {}
+import { explain, UsageError } from './exit-codes.ts';
 
 export interface GlobalOptions {
   master: string;
@@ -44,32 +18,17 @@ export function clientFor(command: Command): FarmClient {
     return new FarmClient({
       baseUrl: global.master,
       token: global.token,
-      onRetry: (what, error, delayMs) =>
-        process.stderr.write(`farm: ${what}: ${error.status === null ? 'no answer from the master' : `HTTP ${error.status}`}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`),
+      onRetry: (what, error, delayMs) => process.stderr.write(`farm: ${what}: ${retryReason(error)}; retrying in ${(delayMs / 1000).toFixed(1)} s\n`),
     });
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(`${(err as Error).message}: pass --master http://host:8000 or set FARM_MASTER_URL`);
   }
 }
 
-/** The exit status for an error, and the text to print: the cause and what to do about it. */
-export function explain(err: unknown): { code: number; message: string } {
-  if (err instanceof UsageError) return { code: EXIT.usage, message: err.message };
-  if (err instanceof IntegrityError) return { code: EXIT.integrity, message: err.message };
-  if (err instanceof FarmApiError) {
-    if (err.status === null) return { code: EXIT.unreachable, message: err.message };
-    if (err.status === 401 || err.status === 403) {
-      return { code: EXIT.auth, message: `${err.message} (pass --token TOKEN or set FARM_TOKEN)` };
-    }
-    if (err.status === 404) return { code: EXIT.notFound, message: err.message };
-    if (err.status === 429) return { code: EXIT.unreachable, message: `${err.message} (the master is rate limiting this token; try again in a minute)` };
-    if (err.status >= 500) return { code: EXIT.unreachable, message: `the master failed: ${err.message}; try again, and look at its log if it keeps failing` };
-    return { code: EXIT.refused, message: err.message };
-  }
-  // Errors of `farm submit`'s HTTP layer carry a status too.
-  const status = (err as { status?: unknown }).status;
-  if (typeof status === 'number') return explain(new FarmApiError(status, '', '', (err as Error).message));
-  return { code: 1, message: (err as Error)?.message ?? String(err) };
+/** Why a try failed, in a few words. */
+export function retryReason(error: Error): string {
+  if (!(error instanceof FarmApiError)) return error.message;
+  return error.status === null ? 'no answer from the master' : `HTTP ${error.status}`;
 }
 
 /**

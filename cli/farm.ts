@@ -11,7 +11,7 @@ import * as listCommand from './commands/list.ts';
 import * as logsCommand from './commands/logs.ts';
 import * as nodesCommands from './commands/nodes.ts';
 import * as statusCommands from './commands/status.ts';
-import { EXIT } from './context.ts';
+import { EXIT } from './exit-codes.ts';
 
 const program = new Command('farm')
   .description('Submit Blender jobs to the render farm, watch them and fetch the frames.')

@@ -7,8 +7,8 @@
 import { stat } from 'node:fs/promises';
 import { MANIFEST_VERSION, type Manifest, type ManifestResponse } from '../protocol/manifest.ts';
 import { sha256OfFile, type BundlePlan } from './bundle.ts';
-import { uploadBlob } from './upload/blob-upload.ts';
-import { callJson, type MasterConnection } from './upload/http.ts';
+import type { HttpClient } from '../protocol/http-client.ts';
+import { uploadBlob, UPLOAD_RETRY } from './upload/blob-upload.ts';
 import { createProgress } from './upload/progress.ts';
 
 export interface ProjectUpload {
@@ -39,20 +39,21 @@ export async function manifestOf(plan: BundlePlan, onBytes?: (bytes: number) => 
 
 /** Hashes the project of `plan`, sends its manifest, uploads the files the master lacks. */
 export async function uploadProject(options: {
-  conn: MasterConnection;
+  client: HttpClient;
   plan: BundlePlan;
   parallel: number;
   signal: AbortSignal;
   progress: boolean;
   say: (line: string) => void;
 }): Promise<ProjectUpload> {
-  const { conn, plan, signal, say } = options;
+  const { client, plan, signal, say } = options;
   let total = 0;
   for (const entry of plan.entries) total += (await stat(entry.source)).size;
   const hashing = createProgress('hashing', total, options.progress);
   const { manifest, sources } = await manifestOf(plan, (bytes) => hashing.update(bytes, bytes));
   hashing.stop();
-  const answer = await callJson<ManifestResponse>(conn, 'POST', '/manifests', manifest, signal);
+  // A manifest is stored by its hash: sending it again changes nothing.
+  const answer = await client.json<ManifestResponse>('POST', '/manifests', { json: manifest, idempotent: true, policy: UPLOAD_RETRY, signal });
   say(
     answer.missing.length === 0
       ? `the master has all ${answer.files} file(s) of this project already: nothing to upload`
@@ -66,14 +67,13 @@ export async function uploadProject(options: {
       const path = sources.get(blob.sha256);
       if (!path) throw new Error(`the master asked for file ${blob.sha256.slice(0, 12)}, which is not in this project`);
       const result = await uploadBlob({
-        conn,
+        client,
         path,
         sha256: blob.sha256,
         size: blob.size,
         parallel: options.parallel,
         signal,
         onProgress: (p) => bar.update(finished + p.doneBytes, sentBytes + p.sentBytes),
-        onRetry: (what, error, delayMs) => say(`retrying ${what} in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`),
       });
       sentBytes += result.sentBytes;
       finished += blob.size;

@@ -6,7 +6,8 @@ import { createInterface } from 'node:readline/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import type { JobControlResponse } from '../../protocol/api.ts';
 import type { FarmClient } from '../../protocol/client.ts';
-import { action, clientFor, printJson, resolveJobId, UsageError } from '../context.ts';
+import { action, clientFor, printJson, resolveJobId } from '../context.ts';
+import { UsageError } from '../exit-codes.ts';
 import { formatPercent } from '../format.ts';
 
 function describeChange(job: JobControlResponse, verb: string): string {

@@ -9,15 +9,17 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import yauzl from 'yauzl';
 import type { FrameListItem } from '../../protocol/api.ts';
-import { FarmApiError, type FarmClient } from '../../protocol/client.ts';
-import { action, clientFor, EXIT, IntegrityError, printJson, resolveJobId } from '../context.ts';
+import { FarmApiError, type FarmClient, type Response } from '../../protocol/client.ts';
+import { header } from '../../protocol/http-client.ts';
+import { HEADER_SHA256 } from '../../protocol/schemas.ts';
+import { action, clientFor, printJson, resolveJobId } from '../context.ts';
+import { EXIT, IntegrityError } from '../exit-codes.ts';
 
 export interface DownloadOptions {
   zip?: boolean;
@@ -48,9 +50,8 @@ async function fileSha256(path: string): Promise<string | null> {
   return hash.digest('hex');
 }
 
-/** Streams a response body to `path`, hashing it on the way; answers the hex SHA-256. */
+/** Streams an answer's body to `path`, hashing it on the way; answers the hex SHA-256. */
 async function saveBody(response: Response, path: string): Promise<string> {
-  if (!response.body) throw new Error('the master sent no body');
   const hash = createHash('sha256');
   const hasher = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -58,7 +59,7 @@ async function saveBody(response: Response, path: string): Promise<string> {
       done(null, chunk);
     },
   });
-  await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), hasher, createWriteStream(path));
+  await pipeline(response.body, hasher, createWriteStream(path));
   return hash.digest('hex');
 }
 
@@ -80,7 +81,7 @@ async function fetchFrame(client: FarmClient, jobId: string, dir: string, frame:
     try {
       const response = await client.frame(jobId, frame.frame);
       const got = await saveBody(response, part);
-      const announced = response.headers.get('x-farm-sha256');
+      const announced = header(response, HEADER_SHA256);
       if (got !== frame.sha256 || (announced && announced !== frame.sha256)) {
         lastError = `SHA-256 ${got} instead of ${frame.sha256}`;
         await rm(part, { force: true });
@@ -90,7 +91,7 @@ async function fetchFrame(client: FarmClient, jobId: string, dir: string, frame:
       return { outcome: 'downloaded' };
     } catch (err) {
       await rm(part, { force: true });
-      if (err instanceof FarmApiError && err.status !== null && err.status < 500 && err.status !== 429) {
+      if (err instanceof FarmApiError && !err.retryable) {
         return { outcome: 'error', error: err.message };
       }
       lastError = (err as Error).message;

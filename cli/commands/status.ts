@@ -7,7 +7,8 @@ import cliProgress from 'cli-progress';
 import { InvalidArgumentError, type Command } from 'commander';
 import { FarmApiError, type FarmClient } from '../../protocol/client.ts';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
-import { action, clientFor, EXIT, printJson, resolveJobId } from '../context.ts';
+import { action, clientFor, printJson, resolveJobId } from '../context.ts';
+import { EXIT } from '../exit-codes.ts';
 import { describeStatus, EtaEstimator, formatDuration, formatPercent } from '../format.ts';
 
 const FINISHED = new Set(['completed', 'failed', 'canceled']);
@@ -25,7 +26,7 @@ function statusLine(job: JobStatusResponse, eta: number | null): string {
 }
 
 /** Whether an error while watching is worth waiting out (the master restarting, a rate limit). */
-const transient = (err: unknown) => err instanceof FarmApiError && (err.status === null || err.status >= 500 || err.status === 429);
+const transient = (err: unknown) => err instanceof FarmApiError && err.retryable;
 
 /**
  * Polls the job until it is completed, failed or canceled and returns the last status.
@@ -147,7 +148,7 @@ export function register(program: Command): void {
               ? `farm watch: job ${jobId} failed; see farm logs ${jobId} FRAME, and farm requeue ${jobId} to try its failed frames again\n`
               : `farm watch: job ${jobId} was canceled; farm resume ${jobId} starts it again\n`,
           );
-          return EXIT.jobFailed;
+          return EXIT.failed;
         } catch (err) {
           (progressBar as cliProgress.SingleBar | null)?.stop();
           if (err instanceof WatchInterrupted) {

@@ -32,8 +32,10 @@ import {
 import { outsideWarnings, planBundle, sha256OfFile, splitByProject, writeBundle, type BundlePlan } from '../bundle.ts';
 import { uploadProject } from '../project-upload.ts';
 import { dependencyWarnings, listDependencies, type DependencyReport } from '../deps/list-deps.ts';
+import type { HttpClient } from '../../protocol/http-client.ts';
+import { action, clientFor } from '../context.ts';
+import { EXIT, UsageError } from '../exit-codes.ts';
 import { uploadBlob, type UploadResult } from '../upload/blob-upload.ts';
-import { callJson, connect, FarmHttpError } from '../upload/http.ts';
 import { createProgress, formatBytes } from '../upload/progress.ts';
 
 export interface SubmitOptions {
@@ -76,9 +78,6 @@ export interface SubmitResult extends SubmitJobResponse {
   warnings: string[];
 }
 
-/** A user's mistake: printed without a stack, exit status 2. */
-class UsageError extends Error {}
-
 /** A frame list ("1-250", "7", "1-100x5", "1,5,10-20", see protocol/frame-list.ts) -> its ranges; a bad one is a UsageError. */
 export function parseFrames(text: string): FrameRange[] {
   try {
@@ -116,7 +115,7 @@ function say(text: string): void {
 }
 
 /** Runs `farm submit` for `file`; returns what it printed with --json. */
-export async function submit(file: string, options: SubmitOptions, global: { master: string; token?: string }, signal: AbortSignal): Promise<SubmitResult> {
+export async function submit(file: string, options: SubmitOptions, client: HttpClient, signal: AbortSignal): Promise<SubmitResult> {
   const path = resolve(file);
   const info = await stat(path).catch(() => null);
   if (!info?.isFile()) throw new UsageError(`${file} is not a file`);
@@ -159,7 +158,6 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
   let mainBlend: string | null = isZip ? (options.main ?? null) : null;
   let fileCount = 1;
   let tempDir: string | null = null;
-  const conn = connect(global.master, global.token);
   try {
     let projectPlan: BundlePlan | null = null;
     if (bundled.length > 0) {
@@ -202,8 +200,8 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
 
     // 3. Upload by hash: a project file by file, else the one file.
     if (projectPlan) {
-      const sent = await uploadProject({ conn, plan: projectPlan, parallel: options.parallel, signal, progress: options.progress, say });
-      const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', jobBody(sent.manifestSha256, 'manifest', null), signal);
+      const sent = await uploadProject({ client, plan: projectPlan, parallel: options.parallel, signal, progress: options.progress, say });
+      const job = await createJob(jobBody(sent.manifestSha256, 'manifest', null));
       return {
         ...job,
         blob_sha256: sent.manifestSha256,
@@ -224,7 +222,7 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
     const bar = createProgress('uploading', size, options.progress);
     try {
       upload = await uploadBlob({
-        conn,
+        client,
         path: uploadPath,
         sha256,
         size,
@@ -234,7 +232,6 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
           if (state.parts_done.length > 0) say(`resuming: the master has ${state.parts_done.length} of ${state.part_count} parts already`);
         },
         onProgress: (p) => bar.update(p.doneBytes, p.sentBytes),
-        onRetry: (what, error, delayMs) => say(`retrying ${what} in ${(delayMs / 1000).toFixed(1)} s: ${error.message}`),
       });
     } finally {
       bar.stop();
@@ -246,7 +243,7 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
     );
 
     // 4. The job.
-    const job = await callJson<SubmitJobResponse>(conn, 'POST', '/jobs', jobBody(sha256, kind, mainBlend), signal);
+    const job = await createJob(jobBody(sha256, kind, mainBlend));
     return {
       ...job,
       blob_sha256: sha256,
@@ -259,8 +256,12 @@ export async function submit(file: string, options: SubmitOptions, global: { mas
       warnings,
     };
   } finally {
-    await conn.dispatcher.destroy().catch(() => {});
     if (tempDir) await rm(tempDir, { recursive: true, force: true });
+  }
+
+  /** Creates the job: not idempotent, so retried only after a 429 (a repeat could queue it twice). */
+  function createJob(body: CreateJobBody): Promise<SubmitJobResponse> {
+    return client.json<SubmitJobResponse>('POST', '/jobs', { json: body, signal });
   }
 
   /** `POST /jobs`' body for the uploaded input. */
@@ -316,39 +317,33 @@ export function register(program: Command): void {
     .option('--webhook <url>', 'POST to this URL when the job completes or fails', bySchema('--webhook', webhookUrlSchema))
     .option('--json', 'print the result as JSON on stdout')
     .option('--no-progress', 'no progress bar')
-    .action(async (file: string, options: SubmitOptions, command: Command) => {
-      const global = command.optsWithGlobals() as { master: string; token?: string };
-      const abort = new AbortController();
-      const onSignal = () => {
-        if (abort.signal.aborted) process.exit(130);
-        say('\ninterrupted: run the same command again to resume the upload where it stopped');
-        abort.abort(new Error('interrupted'));
-      };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
-      try {
-        const result = await submit(file, options, global, abort.signal);
-        if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-        else if (options.dryRun) process.stdout.write(`dry run: ${result.files} file(s) as ${result.kind}, frames ${result.total_frames}; nothing uploaded\n`);
-        else process.stdout.write(`job ${result.job_id} queued: ${result.total_frames} frame(s)${result.warnings.length ? `, ${result.warnings.length} warning(s)` : ''}\n`);
-      } catch (err) {
-        if (abort.signal.aborted) {
-          process.exitCode = 130;
-        } else if (err instanceof UsageError) {
-          say(`farm submit: ${err.message}`);
-          process.exitCode = 2;
-        } else if (err instanceof FarmHttpError) {
-          say(`farm submit: the master answered ${err.status}: ${err.message}`);
-          process.exitCode = 1;
-        } else {
-          say(`farm submit: ${(err as Error).message}`);
-          process.exitCode = 1;
+    .action(
+      action('submit', async (file: string, options: SubmitOptions, command: Command) => {
+        const client = clientFor(command);
+        const abort = new AbortController();
+        const onSignal = () => {
+          if (abort.signal.aborted) process.exit(EXIT.interrupted);
+          say('\ninterrupted: run the same command again to resume the upload where it stopped');
+          abort.abort(new Error('interrupted'));
+        };
+        process.on('SIGINT', onSignal);
+        process.on('SIGTERM', onSignal);
+        try {
+          const result = await submit(file, options, client, abort.signal);
+          if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+          else if (options.dryRun) process.stdout.write(`dry run: ${result.files} file(s) as ${result.kind}, frames ${result.total_frames}; nothing uploaded\n`);
+          else process.stdout.write(`job ${result.job_id} queued: ${result.total_frames} frame(s)${result.warnings.length ? `, ${result.warnings.length} warning(s)` : ''}\n`);
+          return EXIT.ok;
+        } catch (err) {
+          if (abort.signal.aborted) return EXIT.interrupted;
+          throw err;
+        } finally {
+          process.off('SIGINT', onSignal);
+          process.off('SIGTERM', onSignal);
+          await client.close();
         }
-      } finally {
-        process.off('SIGINT', onSignal);
-        process.off('SIGTERM', onSignal);
-      }
-    });
+      }),
+    );
 }
 
 /** An animation gets its preview video unless asked not to (a still or a split still has none). */

@@ -13,9 +13,11 @@
  */
 import { createReadStream } from 'node:fs';
 import { Transform } from 'node:stream';
-import { AbortError } from 'p-retry';
+import { FarmApiError, header, type HttpClient, type RetryPolicy } from '../../protocol/http-client.ts';
 import type { BlobInfo, UploadState } from '../../protocol/schemas.ts';
-import { callJson, FarmHttpError, retrying, send, type MasterConnection } from './http.ts';
+
+/** A part of a big upload is worth more patience than a read: more tries, each retried on its own. */
+export const UPLOAD_RETRY: RetryPolicy = { retries: 6, minDelayMs: 500, maxDelayMs: 15_000 };
 
 export interface UploadProgress {
   /** Bytes the master holds or has received in this run (skipped + sent). */
@@ -28,7 +30,7 @@ export interface UploadProgress {
 }
 
 export interface UploadOptions {
-  conn: MasterConnection;
+  client: HttpClient;
   path: string;
   sha256: string;
   size: number;
@@ -38,7 +40,6 @@ export interface UploadOptions {
   onProgress?: (progress: UploadProgress) => void;
   /** Told once the master answered what it has: the upload's layout and the parts to send. */
   onPlan?: (state: UploadState) => void;
-  onRetry?: (what: string, error: Error, delayMs: number) => void;
 }
 
 export interface UploadResult {
@@ -52,31 +53,27 @@ export interface UploadResult {
   alreadyStored: boolean;
 }
 
-/** Thrown inside when the master forgot the upload (aborted, expired): start it again. */
-class UploadGone extends Error {}
-
 const partLength = (state: UploadState, n: number) =>
   n < state.part_count ? state.part_size : state.size - state.part_size * (state.part_count - 1);
 
 /** Whether the master already holds the blob `sha256` (of `size` bytes). */
-export async function blobExists(conn: MasterConnection, sha256: string, size: number, signal?: AbortSignal): Promise<boolean> {
-  return retrying(async () => {
-    try {
-      const response = await send(conn, 'HEAD', `/blobs/${sha256}`, { signal });
-      await response.body.dump();
-      return Number(response.headers['content-length']) === size;
-    } catch (err) {
-      const inner = (err as { originalError?: unknown }).originalError ?? err;
-      if (inner instanceof FarmHttpError && inner.status === 404) return false;
-      throw err;
-    }
-  }, signal);
+export async function blobExists(client: HttpClient, sha256: string, size: number, signal?: AbortSignal): Promise<boolean> {
+  try {
+    const response = await client.request('HEAD', `/blobs/${sha256}`, { signal, policy: UPLOAD_RETRY });
+    await response.body.dump();
+    return Number(header(response, 'content-length')) === size;
+  } catch (err) {
+    if (err instanceof FarmApiError && err.status === 404) return false;
+    throw err;
+  }
 }
 
 /** Uploads `path` as blob `sha256`, resuming what the master already has. */
 export async function uploadBlob(options: UploadOptions): Promise<UploadResult> {
-  const { conn, sha256, size, signal } = options;
-  if (await blobExists(conn, sha256, size, signal)) {
+  const { client, sha256, size, signal } = options;
+  // Every call here may be repeated: the blob and its upload are named by the file's hash.
+  const retry = { idempotent: true, policy: UPLOAD_RETRY, signal };
+  if (await blobExists(client, sha256, size, signal)) {
     options.onProgress?.({ doneBytes: size, totalBytes: size, sentBytes: 0, skippedBytes: size });
     return { sha256, size, sentBytes: 0, skippedBytes: size, partsSent: 0, partsSkipped: 0, alreadyStored: true };
   }
@@ -84,8 +81,7 @@ export async function uploadBlob(options: UploadOptions): Promise<UploadResult> 
   let partsSent = 0;
   for (let round = 0; ; round++) {
     try {
-      const retried = (what: string) => (error: Error, delayMs: number) => options.onRetry?.(what, error, delayMs);
-      const state = await callJson<UploadState>(conn, 'POST', `/blobs/${sha256}/uploads`, { size }, signal, retried('starting the upload'));
+      const state = await client.json<UploadState>('POST', `/blobs/${sha256}/uploads`, { json: { size }, ...retry });
       if (state.blob_exists) {
         options.onProgress?.({ doneBytes: size, totalBytes: size, sentBytes, skippedBytes: size - sentBytes });
         return { sha256, size, sentBytes, skippedBytes: size - sentBytes, partsSent, partsSkipped: 0, alreadyStored: sentBytes === 0 };
@@ -110,7 +106,8 @@ export async function uploadBlob(options: UploadOptions): Promise<UploadResult> 
       const sendPart = async (n: number) => {
         const length = partLength(state, n);
         const start = (n - 1) * state.part_size;
-        await retrying(
+        await client.retrying(
+          `part ${n}`,
           async () => {
             inFlight.set(n, 0);
             const counter = new Transform({
@@ -122,7 +119,7 @@ export async function uploadBlob(options: UploadOptions): Promise<UploadResult> 
             });
             const body = createReadStream(options.path, { start, end: start + length - 1, highWaterMark: 256 * 1024 }).pipe(counter);
             try {
-              const response = await send(conn, 'PUT', `/blobs/${sha256}/uploads/${state.upload_id}/parts/${n}`, {
+              const response = await client.send('PUT', `/blobs/${sha256}/uploads/${state.upload_id}/parts/${n}`, {
                 headers: { 'content-type': 'application/octet-stream', 'content-length': String(length) },
                 body,
                 signal,
@@ -131,14 +128,10 @@ export async function uploadBlob(options: UploadOptions): Promise<UploadResult> 
             } catch (err) {
               inFlight.delete(n);
               body.destroy();
-              const inner = (err as { originalError?: unknown }).originalError ?? err;
-              // Not retried here: the whole upload starts again (see below).
-              if (inner instanceof FarmHttpError && inner.status === 404) throw new AbortError(new UploadGone(inner.message));
               throw err;
             }
           },
-          signal,
-          (error, delayMs) => options.onRetry?.(`part ${n}`, error, delayMs),
+          retry,
         );
         inFlight.delete(n);
         roundFinished += length;
@@ -157,15 +150,13 @@ export async function uploadBlob(options: UploadOptions): Promise<UploadResult> 
         queue.length = 0;
         sentBytes += roundFinished;
       }
-      const info = await callJson<BlobInfo>(conn, 'POST', `/blobs/${sha256}/uploads/${state.upload_id}/complete`, undefined, signal, retried('completing the upload'));
+      const info = await client.json<BlobInfo>('POST', `/blobs/${sha256}/uploads/${state.upload_id}/complete`, retry);
       if (info.sha256 !== sha256 || info.size !== size) throw new Error(`the master recorded ${info.sha256} (${info.size} bytes), not ${sha256} (${size} bytes)`);
       return { sha256, size, sentBytes, skippedBytes, partsSent, partsSkipped: state.parts_done.length, alreadyStored: false };
     } catch (err) {
-      const inner = (err as { originalError?: unknown }).originalError ?? err;
       // The master forgot the upload mid-way (aborted elsewhere, expired): start again, once or twice.
-      const gone = inner instanceof UploadGone || (inner instanceof FarmHttpError && inner.status === 404);
-      if (gone && round < 2) continue;
-      throw inner instanceof Error ? inner : err;
+      if (err instanceof FarmApiError && err.status === 404 && round < 2) continue;
+      throw err;
     }
   }
 }

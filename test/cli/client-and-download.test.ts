@@ -1,22 +1,20 @@
 /**
  * The CLI's parts that need no master: the typed client against a small local HTTP server that
  * misbehaves on purpose (retries, refusals, answers of the wrong shape), resumable and verified
- * downloads, exit codes, the ETA estimate, and the dashboard script (it must parse as JS).
+ * downloads, exit codes and the ETA estimate.
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Script } from 'node:vm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FarmApiError, FarmClient } from '../../protocol/client.ts';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
 import { downloadFrames } from '../../cli/commands/download.ts';
-import { EXIT, explain, UsageError } from '../../cli/context.ts';
+import { EXIT, explain, UsageError } from '../../cli/exit-codes.ts';
 import { EtaEstimator, formatDuration, table } from '../../cli/format.ts';
-import { DASHBOARD_JS } from '../../edge/dashboard/script.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const JOB_ID = '0b7d6a8e-3f1c-4c52-9a43-5d2e8f0a1b2c';
@@ -41,6 +39,11 @@ let scripted = new Map<string, number[]>();
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   requests.push({ method: req.method!, url: req.url!, auth: req.headers.authorization });
+  if (req.headers.authorization === 'Bearer wrong') {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'this token is not valid' }));
+    return;
+  }
   const key = `${req.method} ${req.url!.split('?')[0]}`;
   const queue = scripted.get(key);
   const status = queue?.shift();
@@ -201,6 +204,31 @@ describe('exit codes and messages', () => {
     expect(unasked.status).toBe(EXIT.usage);
     expect(unasked.stderr).toContain('pass --yes');
   });
+
+  it('a refused token exits 6 from every command, `submit` included', async () => {
+    const blend = join(mkdtempSync(join(tmpdir(), 'farm-auth-')), 'scene.blend');
+    writeFileSync(blend, 'BLENDER-v300 not really');
+    // The server runs in this process, so the CLI runs as a child while this one keeps serving.
+    const farm = (...args: string[]) =>
+      new Promise<{ status: number; stderr: string }>((resolveRun) => {
+        execFile(process.execPath, [join(ROOT, 'cli/farm.ts'), '--master', base, '--token', 'wrong', ...args], (error, _stdout, stderr) => {
+          resolveRun({ status: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr });
+        });
+      });
+    for (const args of [['status', JOB_ID], ['submit', blend, '--no-deps', '--frames', '1', '--no-progress']]) {
+      const run = await farm(...args);
+      expect(run.status, run.stderr).toBe(EXIT.auth);
+      expect(run.stderr).toMatch(new RegExp(`^farm ${args[0]}: .*\\(pass --token TOKEN or set FARM_TOKEN\\)$`, 'm'));
+    }
+  });
+
+  it('says which failures may pass when tried again', () => {
+    expect(new FarmApiError(null, 'GET', '/', 'down').retryable).toBe(true);
+    expect(new FarmApiError(503, 'GET', '/', 'x').retryable).toBe(true);
+    expect(new FarmApiError(429, 'POST', '/', 'x').retryable).toBe(true);
+    expect(new FarmApiError(409, 'POST', '/', 'x').retryable).toBe(false);
+    expect(new FarmApiError(401, 'GET', '/', 'x').retryable).toBe(false);
+  });
 });
 
 describe('format', () => {
@@ -221,12 +249,5 @@ describe('format', () => {
     expect(eta.add(jobStatus({ total_frames: 100, completed_frames: 21, eta_seconds: 42 }), t0 + 22_000)).toBe(42);
     expect(eta.add(jobStatus({ status: 'paused' }), t0 + 23_000)).toBeNull();
     expect(eta.add(jobStatus({ status: 'completed' }), t0 + 24_000)).toBe(0);
-  });
-});
-
-describe('the dashboard script', () => {
-  it('is valid JavaScript as served (no build step)', () => {
-    expect(() => new Script(DASHBOARD_JS, { filename: 'dashboard.js' })).not.toThrow();
-    expect(DASHBOARD_JS).not.toContain('innerHTML');
   });
 });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planBundle } from '../../cli/bundle.ts';
 import { uploadProject } from '../../cli/project-upload.ts';
-import { connect } from '../../cli/upload/http.ts';
+import { FarmClient } from '../../protocol/client.ts';
 import { canonicalManifest, manifestSchema, manifestSha256, type Manifest } from '../../protocol/manifest.ts';
 
 const sha = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
@@ -74,12 +74,12 @@ describe('uploading a project file by file', () => {
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   const send = async () => {
-    const conn = connect(url);
+    const client = new FarmClient({ baseUrl: url });
     try {
       const plan = planBundle(join(dir, 'scene.blend'), [join(dir, 'tex', 'wood.png'), join(dir, 'tex', 'stone.png')]);
-      return await uploadProject({ conn, plan, parallel: 2, signal: new AbortController().signal, progress: false, say: () => {} });
+      return await uploadProject({ client, plan, parallel: 2, signal: new AbortController().signal, progress: false, say: () => {} });
     } finally {
-      await conn.dispatcher.destroy();
+      await client.close();
     }
   };
 
