@@ -10,8 +10,8 @@ import { addonRoutes } from './routes/addon.ts';
 import { blendRoutes } from './routes/blends.ts';
 import { blobJobRoutes } from './routes/blob-jobs.ts';
 import { blobRoutes } from './routes/blobs.ts';
+import { docsRoutes } from './routes/docs.ts';
 import { manifestRoutes } from './routes/manifests.ts';
-import { dashboardRoutes } from './routes/dashboard.ts';
 import { jobControlRoutes } from './routes/job-control.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { nodeControlRoutes } from './routes/node-control.ts';
@@ -59,7 +59,7 @@ export const app = new Hono<AppEnv>()
   .route('/', jobControlRoutes)
   .route('/', nodeControlRoutes)
   .route('/', previewRoutes)
-  .route('/', dashboardRoutes)
+  .route('/', docsRoutes)
   .route('/', addonRoutes);
 
 app.notFound((c) => c.json({ error: `no such endpoint: ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));

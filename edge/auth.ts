@@ -49,8 +49,9 @@ export type Principal =
 /**
  * Routes (method and path as registered) that do not take a submitter token. A route missing
  * from this table needs a submitter token, so a new route is closed until someone opens it here.
- * Pages that only serve static, data-free content (a dashboard's HTML, an OpenAPI document) may
- * be made public; anything that returns jobs, frames, logs or nodes may not.
+ * Pages that only serve static, data-free content (an OpenAPI document) may be made public;
+ * anything that returns jobs, frames, logs or nodes may not. The dashboard's files are static
+ * assets that never reach the Worker (wrangler.toml [assets]).
  */
 export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'GET /time': 'public',
@@ -63,11 +64,7 @@ export const ROUTE_ACCESS: Readonly<Record<string, Access>> = {
   'PUT /tasks/:task_id/frames/:frame/preview': 'node',
   'PUT /tasks/:task_id/output': 'node',
   'GET /tasks/:task_id/inputs/:n': 'node',
-  // The dashboard's shell, script and styles and the API description hold no data: the
-  // dashboard reads the API with the user's token (see routes/dashboard.ts).
-  'GET /': 'public',
-  'GET /dashboard.js': 'public',
-  'GET /dashboard.css': 'public',
+  // The API description holds no data (see routes/docs.ts).
   'GET /openapi.json': 'public',
   'GET /docs': 'public',
   // The Blender add-on: the same code for everyone, no data.

@@ -298,9 +298,6 @@ export const OPERATIONS: OperationDoc[] = [
     method: 'get', path: '/time', tag: 'Meta', summary: "The master's clock",
     responses: { 200: { description: 'ISO time and epoch ms', schema: z.object({ time: z.string(), epoch_ms: z.number() }) } },
   },
-  { method: 'get', path: '/', tag: 'Meta', summary: 'The dashboard (HTML)', responses: { 200: { description: 'the page', contentType: 'text/html' } } },
-  { method: 'get', path: '/dashboard.js', tag: 'Meta', summary: "The dashboard's script", responses: { 200: { description: 'the script', contentType: 'text/javascript' } } },
-  { method: 'get', path: '/dashboard.css', tag: 'Meta', summary: "The dashboard's style sheet", responses: { 200: { description: 'the styles', contentType: 'text/css' } } },
   { method: 'get', path: '/openapi.json', tag: 'Meta', summary: 'This document', responses: { 200: { description: 'OpenAPI 3.1', contentType: 'application/json' } } },
   { method: 'get', path: '/docs', tag: 'Meta', summary: 'This document as a web page', responses: { 200: { description: 'the page', contentType: 'text/html' } } },
   {

@@ -2,7 +2,8 @@
  * Anonymous mode (local development: FARM_ALLOW_ANONYMOUS=true, as this project runs the master)
  * serves only this machine: a request addressed to any other host, as a LAN client or a web page
  * using DNS rebinding would send, is refused with 403 on every route, public ones included. A
- * master with tokens serves any host.
+ * master with tokens serves any host. (The dashboard's files are static assets, served without
+ * the Worker to any host: they hold no data, and the API they call is refused.)
  */
 import { env, exports } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -23,7 +24,7 @@ describe('anonymous mode serves this machine only', () => {
     'http://127.1.2.3:8000/time',
     'http://[::1]:8000/time',
     'http://[::1]/jobs',
-    'http://farm.localhost:8000/',
+    'http://farm.localhost:8000/docs',
     'http://localhost.:8000/time',
   ])('%s is served', async (url) => {
     const res = await send(url);
@@ -34,14 +35,14 @@ describe('anonymous mode serves this machine only', () => {
     // Another machine on the LAN, with and without a port.
     'http://192.168.1.20:8000/time',
     'http://192.168.1.20/jobs',
-    'http://10.0.0.5:8000/',
+    'http://10.0.0.5:8000/docs',
     'http://[fe80::1]:8000/time',
     'http://0.0.0.0:8000/time',
     // A web page whose domain the attacker pointed at 127.0.0.1 (DNS rebinding): its name stays in Host.
     'http://rebind.attacker.example:8000/jobs',
     'http://attacker.example/openapi.json',
     'http://localhost.attacker.example:8000/time',
-    'http://127.0.0.1.nip.io:8000/dashboard.js',
+    'http://127.0.0.1.nip.io:8000/addon.zip',
   ])('%s is refused with 403 and the reason', async (url) => {
     const message = await expectError(await send(url), 403, 'serves only this machine');
     expect(message).toContain('DNS rebinding');

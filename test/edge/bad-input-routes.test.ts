@@ -248,10 +248,7 @@ const ROUTES: Record<string, {
   unknownIsValid?: string[];
 }> = {
   'GET /time': { cases: [] },
-  // Static pages of the dashboard and the API description: no input at all.
-  'GET /': { cases: [] },
-  'GET /dashboard.js': { cases: [] },
-  'GET /dashboard.css': { cases: [] },
+  // The API description: no input at all.
   'GET /openapi.json': { cases: [] },
   'GET /docs': { cases: [] },
   'GET /addon.zip': { cases: [] },
