@@ -1,46 +1,28 @@
 /**
- * The node's HTTP client for the master (undici). Transient trouble (network errors, 5xx, 429)
- * is retried with exponential backoff by p-retry; a 4xx is the master's considered answer and is
- * raised at once as a `MasterError` that carries the status and the master's message.
+ * The node's client of the master, over the one HTTP client (protocol/http-client.ts, which says
+ * what is retried): the node's credential, the fencing headers on every call about a task, and
+ * streamed uploads and downloads. Every call here is safe to repeat (a claim carries its claim id,
+ * a task call its lease, files are checked by SHA-256), so all are retried on transient trouble.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat, truncate } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
 import { Transform } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
-import pRetry, { AbortError } from 'p-retry';
-import { Agent, request, type Dispatcher } from 'undici';
+import { pipeline } from 'node:stream/promises';
+import { FarmApiError, header, HttpClient, type RetryPolicy } from '../protocol/http-client.ts';
 import {
   HEADER_LEASE_ID,
   HEADER_RENDER_MS,
   HEADER_SHA256,
   HEADER_WORKER_ID,
-  taskAssignmentSchema,
   type RegisterWorkerRequest,
   type RegisterWorkerResponse,
   type TaskAssignment,
+  taskAssignmentSchema,
   type UpdateTaskStatusRequest,
   type UpdateTaskStatusResponse,
   type UploadResultResponse,
 } from '../protocol/schemas.ts';
-
-export class MasterError extends Error {
-  readonly status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.name = 'MasterError';
-    this.status = status;
-  }
-}
-
-export interface RetryPolicy {
-  /** Attempts after the first; Infinity to wait out a master that is down. */
-  retries: number;
-  maxDelayMs: number;
-  /** Give up once this long has passed since the first attempt. */
-  maxRetryTimeMs?: number;
-}
 
 /**
  * For calls about a task in hand (uploads, reports, the blend): a master that restarts or a
@@ -49,9 +31,9 @@ export interface RetryPolicy {
  * really gone ends the retries at once (409), and a master that keeps failing ends them after ten
  * minutes, so a node is never stuck on one task.
  */
-export const TASK_RETRY: RetryPolicy = { retries: Infinity, maxDelayMs: 10_000, maxRetryTimeMs: 10 * 60_000 };
+export const TASK_RETRY: RetryPolicy = { retries: Infinity, minDelayMs: 500, maxDelayMs: 10_000, maxRetryTimeMs: 10 * 60_000 };
 /** For registering and polling: a node never exits because the master is down. */
-export const FOREVER_RETRY: RetryPolicy = { retries: Infinity, maxDelayMs: 30_000 };
+export const FOREVER_RETRY: RetryPolicy = { retries: Infinity, minDelayMs: 500, maxDelayMs: 30_000 };
 
 export interface MasterClientOptions {
   baseUrl: string;
@@ -60,25 +42,29 @@ export interface MasterClientOptions {
   /** The node's own credential, when it enrolled before (see identity.ts). */
   credential?: string;
   /** Called before each retry, so the daemon can log the master's state. */
-  onRetry?: (what: string, error: unknown, delayMs: number) => void;
+  onRetry?: (what: string, error: Error, delayMs: number) => void;
 }
-
-/** The longest a 429's Retry-After is honoured before trying again anyway. */
-const MAX_RETRY_AFTER_MS = 60_000;
 
 export class MasterClient {
   readonly baseUrl: string;
   private readonly enrolmentToken: string | undefined;
   private nodeCredential: string | undefined;
-  private readonly onRetry: MasterClientOptions['onRetry'];
-  // Long polls hold a connection for up to 30 s; keep headers timeouts above that.
-  private readonly dispatcher = new Agent({ headersTimeout: 120_000, bodyTimeout: 300_000, keepAliveTimeout: 10_000 });
+  private readonly http: HttpClient;
 
   constructor(options: MasterClientOptions) {
-    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.enrolmentToken = options.enrolmentToken || undefined;
     this.nodeCredential = options.credential || undefined;
-    this.onRetry = options.onRetry;
+    this.http = new HttpClient({
+      baseUrl: options.baseUrl,
+      // The node's credential on every call; the enrolment token only on `register`.
+      token: () => this.nodeCredential,
+      retry: TASK_RETRY,
+      // Long polls hold a connection for up to 30 s; keep headers timeouts above that.
+      headersTimeoutMs: 120_000,
+      bodyTimeoutMs: 300_000,
+      onRetry: options.onRetry,
+    });
+    this.baseUrl = this.http.baseUrl;
   }
 
   /** The credential sent with every call from now on; undefined forgets it (it was refused). */
@@ -90,79 +76,19 @@ export class MasterClient {
     return this.nodeCredential !== undefined;
   }
 
-  /**
-   * The node's credential on every call; the enrolment token only on `register` while the node
-   * has no credential, so the enrolment token never travels more often than it must.
-   */
-  private headers(extra: Record<string, string> = {}, enrolling = false): Record<string, string> {
-    const token = this.nodeCredential ?? (enrolling ? this.enrolmentToken : undefined);
-    return { ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra };
+  /** A JSON call, repeated through transient trouble by `policy`. */
+  private json<T>(method: 'GET' | 'POST', path: string, body: unknown, policy: RetryPolicy, init: { signal?: AbortSignal; token?: string } = {}): Promise<T> {
+    return this.http.json<T>(method, path, { json: body, policy, idempotent: true, ...init });
   }
 
-  private async retrying<T>(what: string, policy: RetryPolicy, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return pRetry(fn, {
-      retries: policy.retries,
-      ...(policy.maxRetryTimeMs === undefined ? {} : { maxRetryTime: policy.maxRetryTimeMs }),
-      minTimeout: 500,
-      maxTimeout: policy.maxDelayMs,
-      factor: 2,
-      randomize: true,
-      signal,
-      onFailedAttempt: ({ error, retryDelay }) => this.onRetry?.(what, error, retryDelay),
-    });
+  /** One streamed call about a task, fenced by its lease, repeated by TASK_RETRY. */
+  private retrying<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.http.retrying(what, fn, { idempotent: true, policy: TASK_RETRY, signal });
   }
 
-  /** Sends one request; throws AbortError(MasterError) for answers that retrying cannot change. */
-  private async send(
-    method: Dispatcher.HttpMethod,
-    path: string,
-    init: { headers?: Record<string, string>; body?: Dispatcher.DispatchOptions['body']; signal?: AbortSignal; enrolling?: boolean } = {},
-  ) {
-    const response = await request(`${this.baseUrl}${path}`, {
-      method,
-      headers: this.headers(init.headers, init.enrolling),
-      body: init.body,
-      dispatcher: this.dispatcher,
-      signal: init.signal,
-    });
-    if (response.statusCode < 400) return response;
-    const text = await response.body.text().catch(() => '');
-    let message = text.slice(0, 500);
-    try {
-      message = (JSON.parse(text) as { error?: string }).error ?? message;
-    } catch {
-      // Not our JSON error shape: keep the raw text.
-    }
-    const error = new MasterError(response.statusCode, `${method} ${path}: ${response.statusCode} ${message}`);
-    if (response.statusCode === 429) {
-      // Over the rate limit: wait as long as the master asks (bounded), then let p-retry go on.
-      const retryAfterS = Number(response.headers['retry-after']);
-      if (Number.isFinite(retryAfterS) && retryAfterS > 0) {
-        await sleep(Math.min(retryAfterS * 1000, MAX_RETRY_AFTER_MS), undefined, init.signal ? { signal: init.signal } : undefined);
-      }
-    }
-    if (response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 408) throw error;
-    throw new AbortError(error);
-  }
-
-  private async json<T>(method: Dispatcher.HttpMethod, path: string, body: unknown, policy: RetryPolicy, signal?: AbortSignal, enrolling = false): Promise<T | null> {
-    return this.retrying(`${method} ${path}`, policy, async () => {
-      const response = await this.send(method, path, {
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal,
-        enrolling,
-      });
-      if (response.statusCode === 204) {
-        await response.body.dump();
-        return null;
-      }
-      return (await response.body.json()) as T;
-    }, signal);
-  }
-
+  /** Registers; the enrolment token travels only here, and only while the node has no credential. */
   register(body: RegisterWorkerRequest, signal?: AbortSignal): Promise<RegisterWorkerResponse> {
-    return this.json<RegisterWorkerResponse>('POST', '/register_worker', body, FOREVER_RETRY, signal, true) as Promise<RegisterWorkerResponse>;
+    return this.json<RegisterWorkerResponse>('POST', '/register_worker', body, FOREVER_RETRY, { signal, token: this.nodeCredential ?? this.enrolmentToken });
   }
 
   /**
@@ -173,7 +99,7 @@ export class MasterClient {
   async getJob(workerId: string, waitMs: number, signal?: AbortSignal): Promise<TaskAssignment | null> {
     // One claim id for this request and all its retries: a claim whose answer was lost comes back.
     const claim = { worker_id: workerId, wait_ms: waitMs, claim_id: randomUUID() };
-    const body = await this.json<unknown>('POST', '/get_job', claim, FOREVER_RETRY, signal);
+    const body = await this.json<unknown>('POST', '/get_job', claim, FOREVER_RETRY, { signal });
     if (body === null) return null;
     const parsed = taskAssignmentSchema.safeParse(body);
     if (!parsed.success) {
@@ -183,16 +109,16 @@ export class MasterClient {
     return parsed.data;
   }
 
-  async updateTask(body: UpdateTaskStatusRequest): Promise<UpdateTaskStatusResponse> {
-    return (await this.json<UpdateTaskStatusResponse>('POST', '/update_task_status', body, TASK_RETRY))!;
+  updateTask(body: UpdateTaskStatusRequest): Promise<UpdateTaskStatusResponse> {
+    return this.json<UpdateTaskStatusResponse>('POST', '/update_task_status', body, TASK_RETRY);
   }
 
   /** Streams a rendered frame from disk with its SHA-256, which R2 verifies on arrival. */
   async uploadFrame(args: { workerId: string; taskId: string; leaseId: string; frame: number; path: string; renderMs: number | null }): Promise<UploadResultResponse> {
     const ext = args.path.split('.').pop()!.toLowerCase();
     const [sha256, { size }] = await Promise.all([sha256File(args.path), stat(args.path)]);
-    return this.retrying(`uploading frame ${args.frame}`, TASK_RETRY, async () => {
-      const response = await this.send('PUT', `/tasks/${args.taskId}/frames/${args.frame}?ext=${encodeURIComponent(ext)}`, {
+    return this.retrying(`uploading frame ${args.frame}`, async () => {
+      const response = await this.http.send('PUT', `/tasks/${args.taskId}/frames/${args.frame}?ext=${encodeURIComponent(ext)}`, {
         headers: {
           'content-type': 'application/octet-stream',
           'content-length': String(size),
@@ -210,8 +136,8 @@ export class MasterClient {
   /** Uploads a frame's small preview image (JPEG or PNG) for the dashboard; the frame must be uploaded first. */
   async uploadPreview(args: { workerId: string; taskId: string; leaseId: string; frame: number; path: string; contentType: 'image/jpeg' | 'image/png' }): Promise<void> {
     const { size } = await stat(args.path);
-    await this.retrying(`uploading the preview of frame ${args.frame}`, TASK_RETRY, async () => {
-      const response = await this.send('PUT', `/tasks/${args.taskId}/frames/${args.frame}/preview`, {
+    await this.retrying(`uploading the preview of frame ${args.frame}`, async () => {
+      const response = await this.http.send('PUT', `/tasks/${args.taskId}/frames/${args.frame}/preview`, {
         headers: {
           'content-type': args.contentType,
           'content-length': String(size),
@@ -227,8 +153,8 @@ export class MasterClient {
   async uploadLog(args: { workerId: string; taskId: string; leaseId: string; path: string }): Promise<void> {
     const { size } = await stat(args.path);
     if (size === 0) return;
-    await this.retrying('uploading the task log', TASK_RETRY, async () => {
-      const response = await this.send('PUT', `/tasks/${args.taskId}/log`, {
+    await this.retrying('uploading the task log', async () => {
+      const response = await this.http.send('PUT', `/tasks/${args.taskId}/log`, {
         headers: {
           'content-type': 'text/plain',
           'content-length': String(size),
@@ -248,8 +174,8 @@ export class MasterClient {
    */
   async uploadOutput(args: { workerId: string; taskId: string; leaseId: string; path: string; contentType: string }): Promise<void> {
     const [sha256, { size }] = await Promise.all([sha256File(args.path), stat(args.path)]);
-    await this.retrying('uploading the task output', TASK_RETRY, async () => {
-      const response = await this.send('PUT', `/tasks/${args.taskId}/output`, {
+    await this.retrying('uploading the task output', async () => {
+      const response = await this.http.send('PUT', `/tasks/${args.taskId}/output`, {
         headers: {
           'content-type': args.contentType,
           'content-length': String(size),
@@ -266,12 +192,12 @@ export class MasterClient {
   /**
    * Streams input `n` of a task to `dest` (a stitch task's tile n, a video task's frame n) and
    * returns the Content-Type the master gave it. A retry starts the file again from the top. A
-   * 404 (the input is not there) is raised at once as a MasterError. When the master sends an
+   * 404 (the input is not there) is raised at once as a FarmApiError. When the master sends an
    * x-farm-sha256 header, the file is checked against it.
    */
   async downloadInput(args: { workerId: string; taskId: string; leaseId: string; n: number; dest: string; signal?: AbortSignal }): Promise<{ contentType: string; size: number }> {
-    return this.retrying(`downloading input ${args.n}`, TASK_RETRY, async () => {
-      const response = await this.send('GET', `/tasks/${args.taskId}/inputs/${args.n}`, {
+    return this.retrying(`downloading input ${args.n}`, async () => {
+      const response = await this.http.send('GET', `/tasks/${args.taskId}/inputs/${args.n}`, {
         headers: { [HEADER_WORKER_ID]: args.workerId, [HEADER_LEASE_ID]: args.leaseId },
         signal: args.signal,
       });
@@ -285,13 +211,12 @@ export class MasterClient {
         },
       });
       await pipeline(response.body, hasher, createWriteStream(args.dest), args.signal ? { signal: args.signal } : {});
-      const expected = response.headers[HEADER_SHA256];
+      const expected = header(response, HEADER_SHA256);
       const got = hash.digest('hex');
-      if (typeof expected === 'string' && expected.toLowerCase() !== got) {
+      if (expected !== undefined && expected.toLowerCase() !== got) {
         throw new Error(`input ${args.n} arrived with SHA-256 ${got}, expected ${expected}: the download was corrupted`);
       }
-      const type = response.headers['content-type'];
-      return { contentType: (Array.isArray(type) ? type[0] : type) ?? 'application/octet-stream', size };
+      return { contentType: header(response, 'content-type') ?? 'application/octet-stream', size };
     }, args.signal);
   }
 
@@ -312,17 +237,16 @@ export class MasterClient {
    * file (200), with another range, or refuses the range (416). Blends and manifest files alike.
    */
   private async download(what: string, path: string, dest: string): Promise<string> {
-    return this.retrying(what, TASK_RETRY, async () => {
+    return this.retrying(what, async () => {
       let offset = await stat(dest).then((s) => (s.isFile() ? s.size : 0), () => 0);
-      let response = await this.send('GET', path, offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}).catch((err: unknown) => {
-        const original = err instanceof AbortError ? err.originalError : err;
-        if (offset > 0 && original instanceof MasterError && original.status === 416) {
+      const response = await this.http.send('GET', path, offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}).catch((err: unknown) => {
+        if (offset > 0 && err instanceof FarmApiError && err.status === 416) {
           offset = 0;
-          return this.send('GET', path);
+          return this.http.send('GET', path);
         }
         throw err;
       });
-      if (offset > 0 && !(response.statusCode === 206 && rangeStart(response.headers['content-range']) === offset)) {
+      if (offset > 0 && !(response.statusCode === 206 && rangeStart(header(response, 'content-range')) === offset)) {
         if (response.statusCode !== 200) {
           await response.body.dump().catch(() => {});
           await truncate(dest, 0);
@@ -345,14 +269,14 @@ export class MasterClient {
     });
   }
 
-  async close(): Promise<void> {
-    await this.dispatcher.close();
+  close(): Promise<void> {
+    return this.http.close();
   }
 }
 
 /** The first byte of a `Content-Range: bytes a-b/n` header, or null. */
-function rangeStart(header: string | string[] | undefined): number | null {
-  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec((Array.isArray(header) ? header[0] : header)?.trim() ?? '');
+function rangeStart(value: string | undefined): number | null {
+  const match = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(value?.trim() ?? '');
   return match ? Number(match[1]) : null;
 }
 

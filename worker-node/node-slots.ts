@@ -7,6 +7,7 @@
  * node's own name and work dir, as before slots existed.
  */
 import { join } from 'node:path';
+import { FarmApiError } from '../protocol/http-client.ts';
 import type { Device, TaskKind } from '../protocol/schemas.ts';
 import type { BlendCache } from './blend-cache.ts';
 import { HotBlender } from './blender/hot-blender.ts';
@@ -96,7 +97,7 @@ export async function runNodeSlot(slot: NodeSlot, deps: RunSlotDeps): Promise<vo
   const client = new MasterClient({
     baseUrl: config.masterUrl,
     enrolmentToken: config.token,
-    onRetry: (what, error, delayMs) => log.warn(`${what}: ${(error as Error).message}; retrying in ${Math.round(delayMs)} ms`),
+    onRetry: (what, error, delayMs) => log.warn(`${what}: ${error instanceof FarmApiError ? error.summary : error.message}; retrying in ${Math.round(delayMs)} ms`),
   });
   const hot = config.hot
     ? new HotBlender({ blender: config.blender, threads: config.threads, maxFrames: config.hotMaxFrames, maxMemMb: config.hotMaxMemMb, idleMs: HOT_IDLE_MS, log })

@@ -4,11 +4,12 @@
  */
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FarmApiError } from '../protocol/http-client.ts';
 import type { Device, RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment, TaskKind } from '../protocol/schemas.ts';
 import type { NodeConfig } from './config.ts';
 import { BOOT_ID, forgetCredential, loadCredential, loadWorkerId, saveCredential, saveWorkerId } from './identity.ts';
 import type { Logger } from './logger.ts';
-import { MasterError, type MasterClient } from './master-client.ts';
+import type { MasterClient } from './master-client.ts';
 import type { TaskRunner } from './task-runner.ts';
 
 /** After an error, wait IDLE_JITTER_MS plus a random share of it so nodes do not retry in step. */
@@ -67,7 +68,7 @@ export async function register(deps: PollLoopDeps, stop: AbortSignal, reuse = tr
     try {
       response = await client.register({ ...info, ...(known ? { worker_id: known } : {}) }, stop);
     } catch (err) {
-      if (stop.aborted || !(err instanceof MasterError)) throw err;
+      if (stop.aborted || !(err instanceof FarmApiError)) throw err;
       if (err.status === 401 && client.hasCredential) {
         log.warn(`the master refused this node's credential (${err.message}); enrolling again with the enrolment token`);
         client.setCredential(undefined);
@@ -122,14 +123,14 @@ export async function pollLoop(deps: PollLoopDeps, stop: AbortSignal): Promise<v
       task = await client.getJob(workerId, config.pollWaitMs, stop);
     } catch (err) {
       if (stop.aborted) break;
-      if (err instanceof MasterError && err.status === 404) {
+      if (err instanceof FarmApiError && err.status === 404) {
         // The master no longer knows this node (its database was reset): enrol again.
         log.warn(`the master does not know worker ${workerId}; registering again`);
         workerId = await register(deps, stop, false);
         runner = deps.makeRunner(workerId);
         continue;
       }
-      if (err instanceof MasterError && err.status === 401) {
+      if (err instanceof FarmApiError && err.status === 401) {
         // The credential was revoked, or the master's database was reset: enrol again.
         log.warn(`the master refused this node's credential (${err.message}); enrolling again`);
         client.setCredential(undefined);

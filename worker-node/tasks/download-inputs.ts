@@ -5,7 +5,7 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FRAME_CONTENT_TYPES } from '../../protocol/schemas.ts';
-import { MasterError } from '../master-client.ts';
+import { FarmApiError } from '../../protocol/http-client.ts';
 import type { InputTaskContext } from './input-task.ts';
 import { TaskFailure } from './task-failure.ts';
 
@@ -61,11 +61,11 @@ async function downloadOne(ctx: InputTaskContext, n: number, options: DownloadIn
     return path;
   } catch (err) {
     await rm(part, { force: true });
-    if (err instanceof MasterError && err.status === 404) {
+    if (err instanceof FarmApiError && err.status === 404) {
       throw new TaskFailure('input_missing', `${options.describe(n)} is not on the master: ${err.message}`, { cause: err });
     }
-    // A lease that is gone (409) stays a MasterError, so the runner drops the task quietly.
-    if (ctx.signal.aborted || err instanceof TaskFailure || err instanceof MasterError) throw err;
+    // A lease that is gone (409) stays the master's answer, so the runner drops the task quietly.
+    if (ctx.signal.aborted || err instanceof TaskFailure || (err instanceof FarmApiError && err.status !== null)) throw err;
     throw new Error(`downloading ${options.describe(n)}: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -5,7 +5,8 @@
  */
 import type { UpdateTaskStatusRequest } from '../../protocol/schemas.ts';
 import type { Logger } from '../logger.ts';
-import { MasterError, type MasterClient } from '../master-client.ts';
+import { FarmApiError } from '../../protocol/http-client.ts';
+import type { MasterClient } from '../master-client.ts';
 
 /** The three ids that fence every call about a task. */
 export interface LeaseIds {
@@ -15,7 +16,7 @@ export interface LeaseIds {
 }
 
 /** A 409 or 404 about a task means the master gave it to someone else or forgot it. */
-export const leaseGone = (err: unknown) => err instanceof MasterError && (err.status === 409 || err.status === 404);
+export const leaseGone = (err: unknown) => err instanceof FarmApiError && (err.status === 409 || err.status === 404);
 
 /** Warnings that ride on renewals: taken for one, given back when it fails (missing-files.ts). */
 export interface PendingWarnings {
