@@ -1,3 +1,6 @@
+import { onOffSetting, SettingError, wholeNumberSetting } from '../protocol/settings.ts';
+import { fail } from './errors.ts';
+
 /** Bindings and variables of the master Worker (see wrangler.toml). */
 export interface Env {
   DB: D1Database;
@@ -88,36 +91,53 @@ export interface FarmConfig {
  */
 export const DEFAULT_MAX_CHUNK_FRAMES = 100;
 
-function intVar(value: string | undefined, fallback: number): number {
-  const n = Number(value);
-  return value !== undefined && value !== '' && Number.isFinite(n) && n > 0 ? Math.floor(n) : fallback;
+/** The smallest part R2 takes in a multipart upload (all parts but the last). */
+const MIN_BLOB_PART_BYTES = 5 * 1024 * 1024;
+
+/**
+ * Reads the configuration from the Worker's vars and secrets, with safe defaults for what is
+ * unset. A variable set to something it cannot be (LEASE_MS="60s") is refused: every request
+ * answers 500 with an error naming it (docs/operations.md, Configuration), since a master that
+ * silently used a default would run otherwise than its operator wrote.
+ */
+export function readConfig(env: Env): FarmConfig {
+  try {
+    return parseConfig(env);
+  } catch (err) {
+    if (err instanceof SettingError) fail(500, `the master's configuration is wrong: ${err.message}; fix the variable and deploy again`);
+    throw err;
+  }
 }
 
-/** Reads the configuration from the Worker's vars and secrets, with safe defaults. */
-export function readConfig(env: Env): FarmConfig {
+/** The Worker's variables (not its bindings). */
+type Variable = { [K in keyof Env]-?: Env[K] extends string | undefined ? K : never }[keyof Env];
+
+function parseConfig(env: Env): FarmConfig {
+  const positive = (name: Variable, fallback: number, max?: number) => wholeNumberSetting(name, env[name], fallback, { min: 1, max });
   return {
-    allowAnonymous: env.FARM_ALLOW_ANONYMOUS === 'true',
+    allowAnonymous: onOffSetting('FARM_ALLOW_ANONYMOUS', env.FARM_ALLOW_ANONYMOUS, false),
     submitTokens: (env.FARM_SUBMIT_TOKEN ?? '').split(',').map((t) => t.trim()).filter(Boolean),
     nodeToken: env.FARM_NODE_TOKEN?.trim() || null,
     webhookSecret: env.FARM_WEBHOOK_SECRET?.trim() || null,
-    leaseMs: intVar(env.LEASE_MS, 60_000),
-    targetChunkMs: intVar(env.TARGET_CHUNK_MS, 120_000),
-    maxChunkFrames: intVar(env.MAX_CHUNK_FRAMES, DEFAULT_MAX_CHUNK_FRAMES),
-    maxFramesPerJob: intVar(env.MAX_FRAMES_PER_JOB, 1_000_000),
-    maxUploadBytes: intVar(env.MAX_UPLOAD_BYTES, 100 * 1024 * 1024),
-    maxJsonBytes: intVar(env.MAX_JSON_BYTES, 256 * 1024),
-    rateLimitPerMinute: env.RATE_LIMIT_PER_MINUTE?.trim() === '0' ? 0 : intVar(env.RATE_LIMIT_PER_MINUTE, 600),
+    leaseMs: positive('LEASE_MS', 60_000),
+    targetChunkMs: positive('TARGET_CHUNK_MS', 120_000),
+    maxChunkFrames: positive('MAX_CHUNK_FRAMES', DEFAULT_MAX_CHUNK_FRAMES),
+    maxFramesPerJob: positive('MAX_FRAMES_PER_JOB', 1_000_000),
+    maxUploadBytes: positive('MAX_UPLOAD_BYTES', 100 * 1024 * 1024),
+    maxJsonBytes: positive('MAX_JSON_BYTES', 256 * 1024),
+    // 0 turns the limit off.
+    rateLimitPerMinute: wholeNumberSetting('RATE_LIMIT_PER_MINUTE', env.RATE_LIMIT_PER_MINUTE, 600),
     // The same defaults as the node's FARM_PROJECT_MAX_FILES and FARM_PROJECT_MAX_BYTES.
-    maxArchiveFiles: intVar(env.MAX_ARCHIVE_FILES, 50_000),
-    maxArchiveBytes: intVar(env.MAX_ARCHIVE_BYTES, 20 * 1024 ** 3),
-    blobPartBytes: Math.max(5 * 1024 * 1024, intVar(env.BLOB_PART_BYTES, 16 * 1024 * 1024)),
-    maxBlobBytes: intVar(env.MAX_BLOB_BYTES, 50 * 1024 ** 3),
-    staleUploadMs: intVar(env.STALE_UPLOAD_HOURS, 24) * 3_600_000,
-    inputRetentionMs: intVar(env.INPUT_RETENTION_DAYS, 7) * 86_400_000,
-    orphanGraceMs: intVar(env.ORPHAN_GRACE_MINUTES, 60) * 60_000,
-    orphanSweepIntervalMs: intVar(env.ORPHAN_SWEEP_HOURS, 24) * 3_600_000,
+    maxArchiveFiles: positive('MAX_ARCHIVE_FILES', 50_000),
+    maxArchiveBytes: positive('MAX_ARCHIVE_BYTES', 20 * 1024 ** 3),
+    blobPartBytes: wholeNumberSetting('BLOB_PART_BYTES', env.BLOB_PART_BYTES, 16 * 1024 * 1024, { min: MIN_BLOB_PART_BYTES }),
+    maxBlobBytes: positive('MAX_BLOB_BYTES', 50 * 1024 ** 3),
+    staleUploadMs: positive('STALE_UPLOAD_HOURS', 24) * 3_600_000,
+    inputRetentionMs: positive('INPUT_RETENTION_DAYS', 7) * 86_400_000,
+    orphanGraceMs: positive('ORPHAN_GRACE_MINUTES', 60) * 60_000,
+    orphanSweepIntervalMs: positive('ORPHAN_SWEEP_HOURS', 24) * 3_600_000,
     // R2 deletes at most 1000 keys per call, and lists at most 1000 per page.
-    deletePageSize: Math.min(1000, intVar(env.DELETE_PAGE_SIZE, 1000)),
-    deleteCallsPerRun: intVar(env.DELETE_CALLS_PER_RUN, 16),
+    deletePageSize: positive('DELETE_PAGE_SIZE', 1000, 1000),
+    deleteCallsPerRun: positive('DELETE_CALLS_PER_RUN', 16),
   };
 }

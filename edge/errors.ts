@@ -8,6 +8,8 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
  */
 export function fail(status: ContentfulStatusCode, message: string, headers: Record<string, string> = {}): never {
   throw new HTTPException(status, {
+    // The message too, for logs of errors that never become a response (a cron sweep's).
+    message,
     res: new Response(JSON.stringify({ error: message }), {
       status,
       headers: { ...headers, 'content-type': 'application/json; charset=utf-8' },
