@@ -14,6 +14,8 @@ export interface ClaimedTask {
   job_id: string;
   start_frame: number;
   end_frame: number;
+  /** See tasks.frame_step (edge/frame-ranges.ts taskFrames). */
+  frame_step: number;
   attempts: number;
   kind: TaskKind;
   tile_index: number | null;

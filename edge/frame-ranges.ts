@@ -10,7 +10,7 @@
  * frame (the first listed frame no task has covered yet, end_frame + 1 when all are handed out);
  * a task covers the listed frames from its start_frame to its end_frame, both listed.
  */
-import { countFrames, framesBetween, isPlainRange, rangeFrameCount, type FrameRange } from '../protocol/frame-list.ts';
+import { countFrames, isListedFrame, isPlainRange, rangeFrameCount, type FrameRange } from '../protocol/frame-list.ts';
 import { jobFrameRanges } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 
@@ -53,10 +53,55 @@ export function jobRowRanges(job: { start_frame: number; end_frame: number; fram
   return (JSON.parse(job.frame_ranges) as number[][]).map(([start, end, step]) => [start!, end!, step!] as const);
 }
 
-/** The frames a task from `from` to `to` covers: every one, or for a list job its listed ones. */
-export function taskFrames(frameRanges: string | null, from: number, to: number): number[] {
-  if (frameRanges === null) return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-  return framesBetween(jobRowRanges({ start_frame: from, end_frame: to, frame_ranges: frameRanges }), from, to);
+/** What says which frames a task renders (see taskFrames). */
+export interface TaskSpan {
+  start_frame: number;
+  end_frame: number;
+  /** Between two of the task's frames, in the job's frames (of a list, its listed ones); 1: all of them. */
+  frame_step: number;
+}
+
+/** A list job's stored ranges, each with the list position of its first frame. */
+type IndexedRanges = readonly (readonly [start: number, end: number, step: number, firstIndex: number])[];
+
+/** The position of one of the job's frames among them (from 0; of a plain job, from frame `base`). */
+function indexOf(ranges: IndexedRanges | null, base: number, frame: number): number {
+  if (ranges === null) return frame - base;
+  const r = ranges.findLast(([start]) => start <= frame)!;
+  return r[3] + (frame - r[0]) / r[2];
+}
+
+/**
+ * The frames a task renders, in order: every frame_step-th of the job's frames (of a frame list,
+ * its listed ones) from start_frame to end_frame. The one rule for a task's frames; SQL that
+ * needs them uses storedTaskFramesSql, which follows it.
+ */
+export function taskFrames(frameRanges: string | null, task: TaskSpan): number[] {
+  const ranges = frameRanges === null ? null : (JSON.parse(frameRanges) as IndexedRanges);
+  // Positions are relative, so a plain job's may count from the task's own first frame.
+  const base = task.start_frame;
+  const last = indexOf(ranges, base, task.end_frame);
+  const frames: number[] = [];
+  // The range holding position i only moves on as i grows.
+  let r = 0;
+  for (let i = indexOf(ranges, base, task.start_frame); i <= last; i += task.frame_step) {
+    if (ranges === null) {
+      frames.push(base + i);
+      continue;
+    }
+    while (r + 1 < ranges.length && ranges[r + 1]![3] <= i) r++;
+    const [start, , step, first] = ranges[r]!;
+    frames.push(start + (i - first) * step);
+  }
+  return frames;
+}
+
+/** Whether `frame` is one of the frames task `task` renders (see taskFrames). */
+export function isTaskFrame(frameRanges: string | null, task: TaskSpan, frame: number): boolean {
+  if (frame < task.start_frame || frame > task.end_frame) return false;
+  const ranges = frameRanges === null ? null : (JSON.parse(frameRanges) as IndexedRanges);
+  if (ranges !== null && !isListedFrame(ranges.map(([start, end, step]) => [start, end, step] as const), frame)) return false;
+  return (indexOf(ranges, task.start_frame, frame) - indexOf(ranges, task.start_frame, task.start_frame)) % task.frame_step === 0;
 }
 
 const part = (i: number) => `json_extract(r.value, '$[${i}]')`;
@@ -94,3 +139,37 @@ export const cursorAfterSql = (job: string, count: string) =>
 export const lastBeforeCursorSql = (job: string) =>
   `(CASE WHEN ${job}.frame_ranges IS NULL THEN ${job}.next_frame - 1
     ELSE ${frameAt(job, `${listedBefore(job, `${job}.next_frame`)} - 1`)} END)`;
+
+/** SQL: the position of job `job`'s frame `frame` among its frames (from 0). */
+const indexOfSql = (job: string, frame: string) =>
+  `(CASE WHEN ${job}.frame_ranges IS NULL THEN ${frame} - ${job}.start_frame ELSE ${listedBefore(job, frame)} END)`;
+
+/** SQL: job `job`'s frame at position `index` among its frames. */
+export const frameOfSql = (job: string, index: string) =>
+  `(CASE WHEN ${job}.frame_ranges IS NULL THEN ${job}.start_frame + ${index} ELSE ${frameAt(job, index)} END)`;
+
+/** SQL: how many frames task `task` of job `job` renders (see taskFrames). */
+export const taskFrameCountSql = (task: string, job: string) =>
+  `((${indexOfSql(job, `${task}.end_frame`)} - ${indexOfSql(job, `${task}.start_frame`)}) / ${task}.frame_step + 1)`;
+
+/**
+ * SQL: the rows of `frames` (alias f) stored for task `task` (a tasks alias of the enclosing
+ * query, or the table `from`, e.g. a CTE, which the SELECT then reads), selecting `columns`.
+ * A task of consecutive frames reads its span of the frames index; a stepped one (progressive
+ * order) looks its frames up one by one, so what it reads stays its own frames, however far
+ * apart they lie.
+ */
+export const storedTaskFramesSql = (task: string, columns: string, from?: string) =>
+  `SELECT ${columns} FROM ${from ? `${from}, ` : ''}frames f WHERE f.job_id = ${task}.job_id AND ${task}.frame_step = 1
+     AND f.frame BETWEEN ${task}.start_frame AND ${task}.end_frame
+   UNION ALL
+   SELECT ${columns} FROM ${from ? `${from}, ` : ''}frames f WHERE f.job_id = ${task}.job_id AND ${task}.frame_step > 1 AND f.frame IN (
+     WITH RECURSIVE tj AS (SELECT * FROM jobs WHERE id = ${task}.job_id),
+       b(lo, hi) AS (SELECT ${indexOfSql('tj', `${task}.start_frame`)}, ${indexOfSql('tj', `${task}.end_frame`)} FROM tj),
+       m(i) AS (SELECT lo FROM b UNION ALL SELECT i + ${task}.frame_step FROM m, b WHERE i + ${task}.frame_step <= b.hi)
+     SELECT ${frameOfSql('tj', 'm.i')} FROM m, tj)`;
+
+/** SQL: task `task`'s frames for messages: `frames 1-9`, or for a stepped task `frames 1-9 (step 4 through the job's frames)`. */
+export const taskFramesLabelSql = (task: string) =>
+  `('frames ' || ${task}.start_frame || '-' || ${task}.end_frame
+    || CASE WHEN ${task}.frame_step > 1 THEN ' (step ' || ${task}.frame_step || ' through the job''s frames)' ELSE '' END)`;

@@ -2,7 +2,8 @@
  * Creating a job: one row whatever its frame count (tasks are created as nodes claim ranges).
  * A split still is the exception: its tile tasks (at most MAX_TILES) are created with the job.
  */
-import { DEFAULT_MAX_NODE_LOSSES, type CreateJobRequest, type DeviceRequirement, type InputKind } from '../protocol/schemas.ts';
+import { DEFAULT_MAX_NODE_LOSSES, type CreateJobRequest, type DeviceRequirement, type FrameOrder, type InputKind } from '../protocol/schemas.ts';
+import { firstCursor } from './frame-order.ts';
 import type { JobFrames } from './frame-ranges.ts';
 
 export interface NewJob {
@@ -12,6 +13,10 @@ export interface NewJob {
   endFrame: number;
   /** A frame list's stored ranges (edge/frame-ranges.ts, newJobFrames); null or absent: every frame. */
   frameRanges?: string | null;
+  /** How many frames the job has (of a frame list, its listed ones). */
+  totalFrames: number;
+  /** The order its frames are handed out in (edge/frame-order.ts); sequential unless given. */
+  frameOrder?: FrameOrder;
   chunkSize: number | null;
   maxAttempts: number;
   /** max_node_losses; DEFAULT_MAX_NODE_LOSSES unless given. */
@@ -37,7 +42,7 @@ export interface NewJob {
 /** The job settings both submissions (`POST /submit_job`, `POST /jobs`) take, by their wire names. */
 type JobSettingsFields = Pick<
   CreateJobRequest,
-  'priority' | 'chunk_size' | 'max_attempts' | 'max_node_losses' | 'webhook_url' | 'device' | 'tags' | 'tiles' | 'preview_video'
+  'priority' | 'chunk_size' | 'max_attempts' | 'max_node_losses' | 'webhook_url' | 'device' | 'tags' | 'tiles' | 'preview_video' | 'order'
 > & { warnings?: string[] };
 
 /** A submission's settings and frames as a NewJob's, with the defaults written once. */
@@ -47,6 +52,8 @@ export function jobSettings(fields: JobSettingsFields, frames: JobFrames) {
     startFrame: frames.startFrame,
     endFrame: frames.endFrame,
     frameRanges: frames.frameRanges,
+    totalFrames: frames.totalFrames,
+    frameOrder: fields.order ?? 'sequential',
     chunkSize: fields.chunk_size ?? null,
     maxAttempts: fields.max_attempts ?? 3,
     maxNodeLosses: fields.max_node_losses,
@@ -63,12 +70,13 @@ export function jobSettings(fields: JobSettingsFields, frames: JobFrames) {
 export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): Promise<string> {
   const jobId = crypto.randomUUID();
   const tiles = job.tiles ?? null;
+  const frameOrder = job.frameOrder ?? 'sequential';
   const insert = db
     .prepare(
       `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
          blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state,
-         device, tags, tiles, preview_video, max_node_losses, input_sent_bytes, frame_ranges)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         device, tags, tiles, preview_video, max_node_losses, input_sent_bytes, frame_ranges, frame_order)
+       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     .bind(
       jobId,
@@ -78,7 +86,7 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       job.endFrame,
       job.chunkSize,
       // A split still's frame is rendered by its tile tasks, never by the frame cursor.
-      tiles ? job.endFrame + 1 : job.startFrame,
+      tiles ? job.endFrame + 1 : firstCursor(frameOrder, job),
       job.blendFile,
       job.sha256,
       job.size,
@@ -97,6 +105,7 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
       job.maxNodeLosses ?? DEFAULT_MAX_NODE_LOSSES,
       job.inputSentBytes ?? null,
       job.frameRanges ?? null,
+      frameOrder,
     );
   const tileTasks = Array.from({ length: tiles ?? 0 }, (_, index) =>
     db

@@ -2,10 +2,10 @@
  * A job's progress as the API reports it. Frame counts come from the jobs row's counter and from
  * the job's tasks (one row per claimed chunk), never from a scan of every frame.
  */
-import type { DeviceRequirement, JobStatus, JobStatusResponse, TaskStatus } from '../protocol/schemas.ts';
+import type { DeviceRequirement, FrameOrder, JobStatus, JobStatusResponse, TaskStatus } from '../protocol/schemas.ts';
 import { countFrames, formatFrameList } from '../protocol/frame-list.ts';
 import { fail } from './errors.ts';
-import { framesListedSql, jobRowRanges } from './frame-ranges.ts';
+import { jobRowRanges, storedTaskFramesSql, taskFrameCountSql } from './frame-ranges.ts';
 
 export interface JobRow {
   id: string;
@@ -18,6 +18,7 @@ export interface JobRow {
   next_frame: number;
   /** A frame list's stored ranges (edge/frame-ranges.ts); null: every frame from start_frame to end_frame. */
   frame_ranges: string | null;
+  frame_order: FrameOrder;
   blend_file: string;
   blend_sha256: string;
   blend_size: number;
@@ -46,8 +47,7 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 
 /** Frames of running / failed tasks not yet uploaded, per job, in one query. */
 const TASK_FRAMES_SQL = `SELECT t.status AS status,
-    COALESCE(SUM(${framesListedSql('j', 't.start_frame', 't.end_frame')} - (SELECT COUNT(*) FROM frames f
-      WHERE f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame)), 0) AS frames,
+    COALESCE(SUM(${taskFrameCountSql('t', 'j')} - (SELECT COUNT(*) FROM (${storedTaskFramesSql('t', '1')}))), 0) AS frames,
     COUNT(DISTINCT t.worker_id) AS nodes
   FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.job_id = ?1 AND t.status IN ('running', 'failed') AND t.kind IN ('render', 'stitch')
     AND (t.status = 'failed' OR t.lease_expires_at >= ?2)
@@ -93,6 +93,7 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
     start_frame: job.start_frame,
     end_frame: job.end_frame,
     frames: job.frame_ranges === null ? null : formatFrameList(ranges),
+    order: job.frame_order,
     chunk_size: job.chunk_size,
     total_frames: total,
     completed_frames: job.completed_frames,

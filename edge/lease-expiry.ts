@@ -20,6 +20,7 @@
  * task that nobody may take.
  */
 import type { Env } from './env.ts';
+import { taskFramesLabelSql } from './frame-ranges.ts';
 import { wakeWaitingNodes } from './work-signal.ts';
 
 const RUNNABLE = `('queued', 'running')`;
@@ -48,7 +49,7 @@ export const RELEASE_COUNTS = `attempts = attempts + CASE WHEN status = 'running
 export function expiredLeaseSql(now: string): string[] {
   return [
     `UPDATE jobs SET status = 'failed', finished_at = ${now}, updated_at = ${now},
-       error = COALESCE(error, 'nodes kept disappearing while rendering frames ' || (SELECT t.start_frame || '-' || t.end_frame
+       error = COALESCE(error, 'nodes kept disappearing while rendering ' || (SELECT ${taskFramesLabelSql('t')}
          || ': their node was lost ' || (t.node_losses + 1) || ' times in a row (max_node_losses ' || jobs.max_node_losses
          || '); the .blend may exhaust the memory of, or crash, the machines that render it' FROM tasks t
          WHERE t.job_id = jobs.id AND ${lostTooOften(now, 'jobs')} LIMIT 1))

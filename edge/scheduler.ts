@@ -5,8 +5,9 @@
  *  1. expired leases of tasks that lost their node max_node_losses times in a row fail those
  *     tasks (and their jobs, but for a preview video's: that job completes without its video);
  *  2. otherwise-claimable tasks (released, or leased but expired) are re-leased, best job first;
- *  3. if nothing was re-leased, the best job's frame cursor is advanced by one chunk and
- *  4. a task row is inserted for the range the cursor just passed.
+ *  3. if nothing was re-leased, the best job's frame cursor is advanced by one chunk (in the
+ *     job's order, edge/frame-order.ts) and
+ *  4. a task row is inserted for the frames the cursor just passed.
  *
  * "Best" is highest priority, then oldest. Frames get task rows only when claimed, so
  * submitting a million frames costs the same as submitting ten.
@@ -18,7 +19,8 @@
 import { MAX_WAIT_MS, type InputKind, type TaskAssignment } from '../protocol/schemas.ts';
 import type { ClaimedTask } from './claim-redelivery.ts';
 import { DEFAULT_MAX_CHUNK_FRAMES } from './env.ts';
-import { cursorAfterSql, framesListedSql, lastBeforeCursorSql, taskFrames } from './frame-ranges.ts';
+import { carvedTaskSql, cursorAfterChunkSql, framesLeftSql } from './frame-order.ts';
+import { storedTaskFramesSql, taskFrames } from './frame-ranges.ts';
 import { expiredLeaseSql, RELEASE_COUNTS } from './lease-expiry.ts';
 import { seenIsStale } from './workers-registry.ts';
 
@@ -58,7 +60,7 @@ const CHUNK = `COALESCE(j.chunk_size,
   CASE WHEN j.frames_timed = 0 THEN 1
   ELSE CAST(MAX(1, MIN(CAST(?9 AS INTEGER),
                   CAST(?6 AS INTEGER) / MAX(${MIN_FRAME_MS}.0, CAST(j.frame_time_ms_total AS REAL) / j.frames_timed),
-                  ${framesListedSql('j', 'j.next_frame', 'j.end_frame')} / MAX(1, COALESCE(CAST(?7 AS INTEGER),
+                  ${framesLeftSql('j')} / MAX(1, COALESCE(CAST(?7 AS INTEGER),
                     (SELECT COUNT(*) FROM workers w WHERE w.enabled = 1 AND w.last_seen_at >= ?2 - ?8 - ${MAX_WAIT_MS}))))) AS INTEGER) END)`;
 
 /** The job columns a node's assignment carries (see buildAssignment). */
@@ -147,6 +149,7 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
     return db.prepare(sql).bind(...params.slice(0, highest));
   };
 
+  const carved = carvedTaskSql('jobs');
   const statements = [
     // Whether the node exists and may take work (the claims below require it to be enabled) ...
     bind(`SELECT enabled FROM workers WHERE id = ?1`),
@@ -170,33 +173,32 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
             ORDER BY j.priority DESC, j.created_at, t.start_frame LIMIT 1)
             -- A lease id names one claim: a node's claim_id already used (claim-redelivery.ts) is not reused.
             AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)
-          RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
-    // 3. Otherwise carve the next chunk off the best job's cursor.
-    //    A frame list's cursor moves on by listed frames (edge/frame-ranges.ts).
+          RETURNING id, job_id, start_frame, end_frame, frame_step, attempts, kind, tile_index`),
+    // 3. Otherwise carve the next chunk off the best job's cursor, in the job's order
+    //    (edge/frame-order.ts); a frame list's cursor moves on by listed frames.
     bind(`UPDATE jobs SET claim_token = ?3, claim_start = next_frame,
-            next_frame = ${cursorAfterSql('jobs', `(SELECT ${CHUNK} FROM jobs j WHERE j.id = jobs.id)`)},
+            next_frame = ${cursorAfterChunkSql('jobs', `(SELECT ${CHUNK} FROM jobs j WHERE j.id = jobs.id)`)},
             status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
           WHERE id = (
             SELECT j.id FROM jobs j WHERE j.status IN ${RUNNABLE} AND j.next_frame <= j.end_frame AND ${ELIGIBLE}
             ORDER BY j.priority DESC, j.created_at LIMIT 1)
             AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)`),
     // 4. The task for that chunk.
-    bind(`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, worker_id, lease_id, lease_expires_at,
+    bind(`INSERT INTO tasks (id, job_id, start_frame, end_frame, frame_step, status, worker_id, lease_id, lease_expires_at,
             attempts, created_at, updated_at)
-          SELECT ?4, id, claim_start, ${lastBeforeCursorSql('jobs')}, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
+          SELECT ?4, id, ${carved.start}, ${carved.end}, ${carved.step}, 'running', ?1, ?3, ?5, 1, ?2, ?2 FROM jobs WHERE claim_token = ?3
             -- A claim id used before left its token on that job: only a new carve inserts.
             AND NOT EXISTS (SELECT 1 FROM tasks WHERE lease_id = ?3)
-          RETURNING id, job_id, start_frame, end_frame, attempts, kind, tile_index`),
+          RETURNING id, job_id, start_frame, end_frame, frame_step, attempts, kind, tile_index`),
     // A re-leased task's job is running again (it may have been queued after a requeue).
     bind(`UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?2), updated_at = ?2
           WHERE status = 'queued' AND id = (SELECT job_id FROM tasks WHERE lease_id = ?3)`),
     // What the node's assignment needs, read in the same transaction (see describeClaim).
-    bind(`SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.attempts, t.kind, t.tile_index, t.worker_id, t.lease_id,
+    bind(`SELECT t.id, t.job_id, t.start_frame, t.end_frame, t.frame_step, t.attempts, t.kind, t.tile_index, t.worker_id, t.lease_id,
             t.lease_expires_at, t.status AS task_status, j.status AS job_status,
             ${ASSIGNMENT_JOB_COLUMNS.split(', ').map((c) => `j.${c}`).join(', ')}
           FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.lease_id = ?3`),
-    bind(`SELECT f.frame FROM tasks t JOIN frames f ON f.job_id = t.job_id AND f.frame BETWEEN t.start_frame AND t.end_frame
-          WHERE t.lease_id = ?3`),
+    bind(`WITH t AS (SELECT * FROM tasks WHERE lease_id = ?3) ${storedTaskFramesSql('t', 'f.frame', 't')}`),
   ];
   const results = await db.batch<ClaimedRow>(statements);
   const jobsEnded = (results[2]!.meta.changes ?? 0) + (results[3]!.meta.changes ?? 0) > 0;
@@ -213,14 +215,14 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
       (row.job_status === 'queued' || row.job_status === 'running');
     if (!live) return { outcome: 'claim_id_used', jobsEnded };
   }
-  const { id, job_id, start_frame, end_frame, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges } = row;
+  const { id, job_id, start_frame, end_frame, frame_step, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges } = row;
   const uploadedFrames = (results[10]!.results as unknown as { frame: number }[]).map((r) => r.frame);
   return {
     outcome: 'claimed',
     jobsEnded,
     redelivered: !made,
     claimed: {
-      id, job_id, start_frame, end_frame, attempts, kind, tile_index,
+      id, job_id, start_frame, end_frame, frame_step, attempts, kind, tile_index,
       prefetched: {
         job: { name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges },
         uploadedFrames,
@@ -237,7 +239,7 @@ export function describeClaim(claimed: ClaimedRow, leaseMs: number): Omit<TaskAs
   // A render or stitch skips frames already stored; a tile renders its frame's tile, and a
   // video is made of every frame (all stored by then).
   const done = claimed.kind === 'render' || claimed.kind === 'stitch' ? new Set(rows.uploadedFrames) : new Set<number>();
-  const frames = taskFrames(job.frame_ranges, claimed.start_frame, claimed.end_frame).filter((f) => !done.has(f));
+  const frames = taskFrames(job.frame_ranges, claimed).filter((f) => !done.has(f));
   const tileCount = job.tiles ?? 0;
   return {
     task_id: claimed.id,

@@ -4,13 +4,15 @@
  */
 import type { TaskKind } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
-import { taskFrames } from './frame-ranges.ts';
+import { isTaskFrame } from './frame-ranges.ts';
 
 export interface TaskRow {
   id: string;
   job_id: string;
   start_frame: number;
   end_frame: number;
+  /** See taskFrames (edge/frame-ranges.ts). */
+  frame_step: number;
   status: string;
   worker_id: string | null;
   lease_id: string | null;
@@ -43,12 +45,12 @@ export function assertLease(task: TaskRow | null, taskId: string, workerId: stri
   return task;
 }
 
-/** Answers 400 unless `frame` is one of the frames task `task` renders (of a frame list, a listed one). */
+/** Answers 400 unless `frame` is one of the frames task `task` renders (taskFrames). */
 export function assertTaskFrame(task: TaskRow, frame: number): void {
-  const inRange = frame >= task.start_frame && frame <= task.end_frame;
-  if (!inRange || (task.frame_ranges !== null && taskFrames(task.frame_ranges, frame, frame).length === 0)) {
+  if (!isTaskFrame(task.frame_ranges, task, frame)) {
     const listed = task.frame_ranges === null ? '' : ', those of the job\'s frame list';
-    fail(400, `frame ${frame} is not in task ${task.id} (frames ${task.start_frame}-${task.end_frame}${listed})`);
+    const step = task.frame_step > 1 ? `, step ${task.frame_step} through the job's frames` : '';
+    fail(400, `frame ${frame} is not in task ${task.id} (frames ${task.start_frame}-${task.end_frame}${listed}${step})`);
   }
 }
 

@@ -4,15 +4,13 @@
  * lease), and the job-level consequences of both. Each outcome is one D1 batch, so it applies whole or not at all.
  */
 import { fail } from './errors.ts';
-import { framesListedSql, taskFrames } from './frame-ranges.ts';
+import { framesListedSql, storedTaskFramesSql, taskFrameCountSql, taskFrames, taskFramesLabelSql } from './frame-ranges.ts';
 import { assertLease, loadTask } from './task-lease.ts';
 
-const UPLOADED_IN_RANGE = `(SELECT COUNT(*) FROM frames f WHERE f.job_id = tasks.job_id
-  AND f.frame BETWEEN tasks.start_frame AND tasks.end_frame)`;
-
-/** What a task must have delivered to be completed: its (listed) frames, or for a tile or video, its output. */
+/** What a task must have delivered to be completed: its frames (taskFrames), or for a tile or video, its output. */
 const DELIVERED = `CASE WHEN kind IN ('tile', 'video') THEN output_key IS NOT NULL
-  ELSE ${UPLOADED_IN_RANGE} = (SELECT ${framesListedSql('jt', 'tasks.start_frame', 'tasks.end_frame')} FROM jobs jt WHERE jt.id = tasks.job_id) END`;
+  ELSE (SELECT COUNT(*) FROM (${storedTaskFramesSql('tasks', '1')}))
+    = (SELECT ${taskFrameCountSql('tasks', 'jt')} FROM jobs jt WHERE jt.id = tasks.job_id) END`;
 
 const OPEN = `('queued', 'running', 'paused')`;
 
@@ -131,11 +129,11 @@ export async function completeTask(
     fail(409, `task ${taskId} is a ${held.kind} task and its output was not uploaded: PUT /tasks/${taskId}/output before reporting completed`);
   }
   const stored = await db
-    .prepare(`SELECT frame FROM frames WHERE job_id = ? AND frame BETWEEN ? AND ?`)
-    .bind(held.job_id, held.start_frame, held.end_frame)
+    .prepare(`WITH t AS (SELECT * FROM tasks WHERE id = ?) ${storedTaskFramesSql('t', 'f.frame', 't')}`)
+    .bind(taskId)
     .all<{ frame: number }>();
   const have = new Set(stored.results.map((r) => r.frame));
-  const missing = taskFrames(held.frame_ranges, held.start_frame, held.end_frame).filter((f) => !have.has(f)).slice(0, 20);
+  const missing = taskFrames(held.frame_ranges, held).filter((f) => !have.has(f)).slice(0, 20);
   fail(409, `frame(s) ${missing.join(', ')} of task ${taskId} were not uploaded: upload every frame before reporting completed`);
 }
 
@@ -194,7 +192,7 @@ export async function failTask(db: D1Database, input: FailTaskInput): Promise<{ 
     db
       .prepare(
         `UPDATE jobs SET status = 'failed', finished_at = ?1, updated_at = ?1,
-           error = (SELECT 'frames ' || t.start_frame || '-' || t.end_frame || ' failed after ' || t.attempts
+           error = (SELECT ${taskFramesLabelSql('t')} || ' failed after ' || t.attempts
              || ' attempt(s): ' || ?2 || ' (log: /jobs/' || t.job_id || '/tasks/' || t.id || '/log)' FROM tasks t WHERE t.id = ?3)
          WHERE id = (SELECT job_id FROM tasks WHERE id = ?3 AND status = 'failed' AND kind <> 'video' AND EXISTS (${uncounted('?3', '?4')}))
            AND status IN ('queued', 'running', 'paused')`,

@@ -139,6 +139,14 @@ const formBoolean = (field: string) =>
     z.boolean({ error: `${field} must be true or false` }),
   );
 
+/**
+ * The order a job's frames are handed out in: `sequential` (the default), or `progressive`: the
+ * first, the last and the middle frame, then the frames halfway between, and so on, so the whole
+ * shot is there in rough form early (edge/frame-order.ts).
+ */
+export const FRAME_ORDERS = ['sequential', 'progressive'] as const;
+export type FrameOrder = (typeof FRAME_ORDERS)[number];
+
 /** The job options that are the same in `POST /submit_job` and `POST /jobs`. */
 const jobPlacementFields = {
   device: deviceRequirementSchema.optional(),
@@ -147,6 +155,10 @@ const jobPlacementFields = {
   preview_video: formBoolean('preview_video')
     .optional()
     .meta({ description: 'Make an H.264 preview of the frames once they are done (needs a node with ffmpeg).' }),
+  order: z
+    .enum(FRAME_ORDERS, { error: `order must be one of ${FRAME_ORDERS.join(', ')}` })
+    .optional()
+    .meta({ description: 'sequential (the default), or progressive: first, last, middle, then halves, so the whole shot renders roughly first.' }),
 };
 
 /**
@@ -249,6 +261,8 @@ export const jobStatusSchema = z.object({
   end_frame: z.number(),
   /** The frame list the job was submitted with (`1-9x4,12`); null: every frame from start_frame to end_frame. */
   frames: z.string().nullable().optional(),
+  /** The order its frames are handed out in. */
+  order: z.enum(FRAME_ORDERS).optional(),
   chunk_size: z.number().nullable(),
   total_frames: z.number(),
   completed_frames: z.number(),

@@ -11,7 +11,7 @@ import { storeStream, type StreamedObject } from '../request-body.ts';
 import { blendFileName, submittedBlobKey } from '../storage-keys.ts';
 import { multipartError, openMultipart, parseOr400, partText } from '../validation.ts';
 
-const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'frames', 'chunk_size', 'priority', 'name', 'max_attempts', 'max_node_losses', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video'];
+const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'frames', 'chunk_size', 'priority', 'name', 'max_attempts', 'max_node_losses', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video', 'order'];
 
 /** The form's fields, checked, and the job's frames (checked against MAX_FRAMES_PER_JOB). */
 function checkFields(raw: Record<string, string>, maxFramesPerJob: number) {
