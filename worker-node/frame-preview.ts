@@ -25,6 +25,7 @@ import { tmpdir } from 'node:os';
 import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PREVIEW_WIDTH_PX } from '../protocol/api.ts';
+import { blenderArgs } from './blender/launch.ts';
 import { ffmpegCommand, findExecutable } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { MasterClient } from './master-client.ts';
@@ -118,10 +119,9 @@ export async function makePreview(framePath: string, outPath: string, tool: Prev
     return true;
   }
   if (tool === 'blender' && !BROWSER_FORMATS.has(ext)) {
-    await run(programs.blender, [
-      '-b', '--factory-startup', '-noaudio', '--python-exit-code', '1', '--python-expr', BLENDER_PREVIEW_SCRIPT,
-      '--', framePath, outPath, String(PREVIEW_WIDTH_PX),
-    ], { timeout: 120_000 });
+    await run(programs.blender, blenderArgs(null, ['--python-exit-code', '1', '--python-expr', BLENDER_PREVIEW_SCRIPT, '--', framePath, outPath, String(PREVIEW_WIDTH_PX)]), {
+      timeout: 120_000,
+    });
     return true;
   }
   return false;

@@ -1,6 +1,6 @@
 /**
- * Asks Blender itself which files a .blend needs (see list_deps.py): it opens the file headless
- * with `--factory-startup --disable-autoexec`, so no Python inside the file runs, and resolves
+ * Asks Blender itself which files a .blend needs (see list_deps.py): it opens the file with the
+ * node's safe arguments (worker-node/blender/launch.ts), so no Python inside the file runs, and resolves
  * every path the way it will on a render node.
  */
 import { spawn } from 'node:child_process';
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { missingConsequence, missingKindOf } from '../../protocol/missing-files.ts';
+import { blenderArgs } from '../../worker-node/blender/launch.ts';
 
 // From ../deps/ so that the built CLI (cli/dist/farm.mjs, see package.json's build:cli) finds it too.
 const SCRIPT = fileURLToPath(new URL('../deps/list_deps.py', import.meta.url));
@@ -58,7 +59,7 @@ export class BlenderError extends Error {
 export async function listDependencies(blendPath: string, blender = 'blender', timeoutMs = 300_000): Promise<DependencyReport> {
   const dir = await mkdtemp(join(tmpdir(), 'farm-deps-'));
   const out = join(dir, 'deps.json');
-  const args = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', blendPath, '--python', SCRIPT, '--', out];
+  const args = blenderArgs(blendPath, ['--python', SCRIPT, '--', out]);
   try {
     const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve, reject) => {
       const child = spawn(blender, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -1,6 +1,8 @@
 """List the files a .blend needs to render, as JSON. Run by `farm submit` inside Blender:
 
-    blender -b --factory-startup --disable-autoexec MAIN.blend --python list_deps.py -- OUT.json
+    blender SAFE_ARGS MAIN.blend --python list_deps.py -- OUT.json
+
+(SAFE_ARGS: worker-node/blender/launch.ts; they keep the Python a .blend carries from running.)
 
 The lister itself is the add-on's (addon/render_farm/deps.py), loaded by path so that the CLI and
 the add-on share one copy and this does not need the add-on installed.
@@ -18,7 +20,7 @@ DEPS = os.path.join(HERE, "..", "..", "addon", "render_farm", "deps.py")
 def out_path():
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
     if len(argv) != 1:
-        raise SystemExit("usage: blender -b --factory-startup --disable-autoexec FILE --python list_deps.py -- OUT.json")
+        raise SystemExit("usage: blender SAFE_ARGS FILE --python list_deps.py -- OUT.json")
     return argv[0]
 
 

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
-import { HotBlender, HotBlenderError, type HotBlenderOptions } from '../../worker-node/blender/hot-blender.ts';
+import { HotBlender, HotBlenderError, type HotBlenderOptions, type HotRenderRequest } from '../../worker-node/blender/hot-blender.ts';
 import { driverPreviewSettings, SMALL_FRAME_MAX_WIDTH_PX } from '../../worker-node/frame-preview.ts';
 import type { Logger } from '../../worker-node/logger.ts';
 import { decodePng } from '../e2e/png.ts';
@@ -44,6 +44,11 @@ function jpegSize(path: string): { width: number; height: number } {
     if (marker >= 0xc0 && marker <= 0xc3) return { height: bytes.readUInt16BE(i + 5), width: bytes.readUInt16BE(i + 7) };
   }
   throw new Error(`no start-of-frame marker in ${path}`);
+}
+
+/** One frame: renderFrames with a list of one. */
+async function renderOne(h: HotBlender, { frame, ...req }: Omit<HotRenderRequest, 'frames'> & { frame: number }) {
+  return (await h.renderFrames({ ...req, frames: [frame] }))[0]!;
 }
 
 describe('hot Blender', () => {
@@ -160,7 +165,7 @@ describe('hot Blender', () => {
     const out = join(dir, 'hot-live');
     const results = [
       ...(await h.renderFrames({ key: 'job-live', blendPath: live, frames: [3, 4], outputPattern: join(out, 'frame_######') })),
-      await h.renderFrame({ key: 'job-live', blendPath: live, frame: 9, outputPattern: join(out, 'frame_######') }),
+      await renderOne(h, { key: 'job-live', blendPath: live, frame: 9, outputPattern: join(out, 'frame_######') }),
     ];
     expect(new Set(results.map((r) => r.pid)).size).toBe(1);
     // Frame 9 came after 4: frames 5 to 8 were simulated (not rendered) on the way.
@@ -179,11 +184,11 @@ describe('hot Blender', () => {
   it('a hot Blender killed while idle is noticed, and the next frame starts a new one', async () => {
     const h = open();
     const out = join(dir, 'killed-idle');
-    const first = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(out, 'frame_######') });
+    const first = await renderOne(h, { key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(out, 'frame_######') });
     process.kill(first.pid, 'SIGKILL');
     await waitUntil(() => h.pid === null);
 
-    const second = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 2, outputPattern: join(out, 'frame_######') });
+    const second = await renderOne(h, { key: 'job-1', blendPath: baked, frame: 2, outputPattern: join(out, 'frame_######') });
 
     expect(second.pid).not.toBe(first.pid);
     expect(second.started).toBe(true);
@@ -194,9 +199,9 @@ describe('hot Blender', () => {
   it('a hot Blender killed mid-frame fails that frame with the signal, classified as killed, and the next frame restarts it', async () => {
     const h = open();
     const out = join(dir, 'killed-busy');
-    const warm = await h.renderFrame({ key: 'job-1', blendPath: slow, frame: 1, outputPattern: join(out, 'frame_######') });
+    const warm = await renderOne(h, { key: 'job-1', blendPath: slow, frame: 1, outputPattern: join(out, 'frame_######') });
     let killed = false;
-    const failing = h.renderFrame({
+    const failing = renderOne(h, {
       key: 'job-1',
       blendPath: slow,
       frame: 2,
@@ -215,7 +220,7 @@ describe('hot Blender', () => {
     expect(err).toMatchObject({ kind: 'exited', signal: 'SIGKILL', exitCode: null });
     expect(classifyBlenderFailure(err as HotBlenderError).reason).toBe('killed');
 
-    const next = await h.renderFrame({ key: 'job-1', blendPath: slow, frame: 2, outputPattern: join(out, 'frame_######') });
+    const next = await renderOne(h, { key: 'job-1', blendPath: slow, frame: 2, outputPattern: join(out, 'frame_######') });
     expect(next.pid).not.toBe(warm.pid);
     expect(next.started).toBe(true);
   });
@@ -238,16 +243,16 @@ describe('hot Blender', () => {
     // Blender holds well over 1 MB, so every frame retires its process.
     const h = open({ maxMemMb: 1 });
     const out = join(dir, 'max-mem');
-    const a = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(out, 'frame_######') });
-    const b = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 2, outputPattern: join(out, 'frame_######') });
+    const a = await renderOne(h, { key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(out, 'frame_######') });
+    const b = await renderOne(h, { key: 'job-1', blendPath: baked, frame: 2, outputPattern: join(out, 'frame_######') });
     expect(b.pid).not.toBe(a.pid);
     expect(b.started).toBe(true);
   });
 
   it('a frame of another job (another key) gets a new process, loading the other file', async () => {
     const h = open();
-    const a = await h.renderFrame({ key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(dir, 'key-a', 'frame_######') });
-    const b = await h.renderFrame({ key: 'job-2', blendPath: live, frame: 1, outputPattern: join(dir, 'key-b', 'frame_######') });
+    const a = await renderOne(h, { key: 'job-1', blendPath: baked, frame: 1, outputPattern: join(dir, 'key-a', 'frame_######') });
+    const b = await renderOne(h, { key: 'job-2', blendPath: live, frame: 1, outputPattern: join(dir, 'key-b', 'frame_######') });
     expect(b.pid).not.toBe(a.pid);
     expect(h.startedCount).toBe(2);
     // The first process was asked to quit, not left behind.
@@ -258,7 +263,7 @@ describe('hot Blender', () => {
     const h = open();
     const broken = join(dir, 'truncated.blend');
     await writeTruncatedBlend(baked, broken);
-    const err = await h.renderFrame({ key: 'job-3', blendPath: broken, frame: 1, outputPattern: join(dir, 'never', 'frame_######') }).catch((e: unknown) => e);
+    const err = await renderOne(h, { key: 'job-3', blendPath: broken, frame: 1, outputPattern: join(dir, 'never', 'frame_######') }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'exited', exitCode: 1 });
     expect(classifyBlenderFailure(err as HotBlenderError)).toMatchObject({ reason: 'corrupt_file', message: expect.stringContaining('Missing DNA block') });
   });
@@ -269,7 +274,7 @@ describe('hot Blender', () => {
       `import bpy; bpy.context.scene.camera = None; [bpy.data.objects.remove(o) for o in list(bpy.data.objects) if o.type == 'CAMERA']; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(noCamera)})`], { encoding: 'utf8' });
     expect(made.status, made.stdout + made.stderr).toBe(0);
     const h = open();
-    const err = await h.renderFrame({ key: 'job-4', blendPath: noCamera, frame: 1, outputPattern: join(dir, 'no-cam', 'frame_######') }).catch((e: unknown) => e);
+    const err = await renderOne(h, { key: 'job-4', blendPath: noCamera, frame: 1, outputPattern: join(dir, 'no-cam', 'frame_######') }).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: 'render_error' });
     expect(classifyBlenderFailure(err as HotBlenderError).reason).toBe('no_camera');
     expect(h.pid).toBeNull();

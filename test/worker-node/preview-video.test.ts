@@ -11,7 +11,7 @@ import { PNG } from 'pngjs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ffmpegCommand } from '../../worker-node/config.ts';
 import { assemblePreviewVideo, hasFfmpeg, type PreviewFrame } from '../../worker-node/post/preview-video.ts';
-import { frameRateOf, parseSceneFpsLine, readSceneFps, sceneFpsExpr } from '../../worker-node/post/scene-fps.ts';
+import { frameRateOf, readSceneFps, sceneFpsProbe } from '../../worker-node/post/scene-fps.ts';
 
 const BLENDER = process.env.BLENDER ?? 'blender';
 const SCENES = new URL('../scenes/', import.meta.url).pathname;
@@ -135,11 +135,11 @@ describe('scene frame rate', () => {
     expect(() => frameRateOf(0)).toThrow(/positive/);
   });
 
-  it('parseSceneFpsLine reads only its own line', () => {
-    expect(parseSceneFpsLine('FARM_SCENE_FPS {"fps": 24, "fps_base": 1.0010000467300415}')).toEqual({ fps: 24, fpsBase: 1.0010000467300415 });
-    expect(parseSceneFpsLine('Fra:1 Mem:12.00M')).toBeUndefined();
-    expect(parseSceneFpsLine('FARM_SCENE_FPS {"fps": 0, "fps_base": 1}')).toBeUndefined();
-    expect(sceneFpsExpr).not.toContain('\n');
+  it('the frame rate probe reads only its own line', () => {
+    expect(sceneFpsProbe.parse('FARM_SCENE_FPS {"fps": 24, "fps_base": 1.0010000467300415}')).toEqual({ fps: 24, fpsBase: 1.0010000467300415 });
+    expect(sceneFpsProbe.parse('Fra:1 Mem:12.00M')).toBeUndefined();
+    expect(sceneFpsProbe.parse('FARM_SCENE_FPS {"fps": 0, "fps_base": 1}')).toBeUndefined();
+    expect(sceneFpsProbe.expr).not.toContain('\n');
   });
 
   it('readSceneFps reads 25 fps from a generated .blend', async () => {

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { buildRenderArgs } from '../../worker-node/blender/render-args.ts';
 import { tileBorderExpr, tileGrid, type TileRect } from '../../worker-node/blender/tile-border.ts';
-import { parseRenderSizeLine, readRenderSize, renderSizeExpr } from '../../worker-node/blender/tile-render-size.ts';
+import { readRenderSize, renderSizeProbe } from '../../worker-node/blender/tile-render-size.ts';
 import { runProcess } from '../../worker-node/process/run-process.ts';
 import { stitchTiles } from '../../worker-node/post/stitch-tiles.ts';
 
@@ -146,9 +146,9 @@ describe('split stills with real Blender', () => {
     args.push('--python-expr', naive, '-o', join(dir, 'naive_#'), '-f', '1');
     // The size tiles are planned on: 65x49 at 50% renders 32x24 (Blender rounds down).
     args.push('--python-expr', 'import bpy; r = bpy.context.scene.render; r.resolution_x, r.resolution_y, r.resolution_percentage = 65, 49, 50');
-    args.push('--python-expr', renderSizeExpr);
+    args.push('--python-expr', renderSizeProbe.expr);
     const output = await blender(args);
-    expect(output.map(parseRenderSizeLine).filter(Boolean)).toEqual([{ width: 32, height: 24 }]);
+    expect(output.map((line) => renderSizeProbe.parse(line)).filter(Boolean)).toEqual([{ width: 32, height: 24 }]);
 
     rects.forEach((rect, i) => {
       const cropped = readPixels(join(dir, `crop${i}_1.png`));

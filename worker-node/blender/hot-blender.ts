@@ -4,8 +4,8 @@
  * re-simulating from the first frame is what one process per frame or per chunk pays again
  * and again; a hot process pays it once per job.
  *
- * The process runs `hot_render.py` (next to this file) inside
- * `blender -b --factory-startup --disable-autoexec -noaudio FILE [-t N] --python hot_render.py`,
+ * The process runs `hot_render.py` (next to this file) inside Blender started with the safe
+ * arguments (launch.ts): `blender SAFE_ARGS FILE [-t N] --python hot_render.py`,
  * takes one JSON command per line on stdin and answers with JSON events on fd 3, a pipe of its
  * own (Blender's stdout carries its own progress lines, which go to the task's log as before).
  *
@@ -27,6 +27,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { formatCommandLine } from '../process/run-process.ts';
+import { blenderArgs } from './launch.ts';
 import type { Logger } from '../logger.ts';
 import { REPORT_MISSING_FILES_EXPR } from './missing-files.ts';
 import { driverPreviewSettings, type DriverPreviewSettings } from '../frame-preview.ts';
@@ -86,9 +87,6 @@ export interface HotRenderRequest {
   /** Aborting stops the process (its whole process group) and rejects with kind 'aborted'. */
   signal?: AbortSignal;
 }
-
-/** One frame: `renderFrame` is `renderFrames` with a single frame. */
-export type HotFrameRequest = Omit<HotRenderRequest, 'frames' | 'onFrameSaved'> & { frame: number };
 
 export interface HotFrameResult {
   frame: number;
@@ -308,13 +306,6 @@ export class HotBlender {
     return this.proc?.framesRendered ?? 0;
   }
 
-  /** Renders one frame; see renderFrames. */
-  async renderFrame(req: HotFrameRequest): Promise<HotFrameResult> {
-    const { frame, ...rest } = req;
-    const [result] = await this.renderFrames({ ...rest, frames: [frame] });
-    return result!;
-  }
-
   /**
    * Renders `req.frames` in the hot process for `req.key`, starting or replacing the process
    * first when needed, and resolves with every frame's result once all are saved. Calls are
@@ -449,7 +440,7 @@ export class HotBlender {
   /** Starts Blender on `req.blendPath` and waits until the driver says it is ready. */
   private async start(req: HotRenderRequest): Promise<HotProcess> {
     const { blender, threads } = this.options;
-    const args = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', req.blendPath];
+    const args = blenderArgs(req.blendPath);
     if (threads !== undefined) args.push('-t', String(threads));
     // A failing driver must end Blender with an error rather than leave it running idle.
     args.push('--python-exit-code', '1');

@@ -1,15 +1,13 @@
 """The render node's hot Blender: one Blender process renders many frames of one .blend.
 
-Started by worker-node/blender/hot-blender.ts as
+Started by worker-node/blender/hot-blender.ts, with the safe arguments of launch.ts, as
 
-    blender -b --factory-startup --disable-autoexec -noaudio FILE [-t N] \
-        --python hot_render.py -- --events-fd 3
+    blender SAFE_ARGS FILE [-t N] --python hot_render.py -- --events-fd 3
 
 Blender loads FILE once; this script then reads one JSON command per line on stdin and
 answers with JSON events, one per line, on the events file descriptor (fd 3, a pipe of its
 own, because Blender's C code writes its own progress to stdout with its own buffering and a
-shared stream could splice an event into the middle of one of its lines). With no events fd
-the events go to stdout, each on a line starting with EVENT_PREFIX.
+shared stream could splice an event into the middle of one of its lines).
 
 Commands:
     {"cmd": "render", "id": "any", "frames": [3, 4, 5], "output": "/abs/dir/frame_######",
@@ -69,29 +67,22 @@ import traceback
 
 import bpy
 
-EVENT_PREFIX = "@@farm-event "
-
 
 def parse_args():
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
     parser = argparse.ArgumentParser(prog="hot_render.py")
-    parser.add_argument("--events-fd", type=int, default=None)
+    parser.add_argument("--events-fd", type=int, required=True)
     return parser.parse_args(argv)
 
 
 class Events:
-    """Writes one JSON object per line, flushed at once so the node sees it immediately."""
+    """Writes one JSON object per line straight to the events fd (no buffer), so the node sees it at once."""
 
     def __init__(self, fd):
         self.fd = fd
 
     def send(self, **event):
-        line = json.dumps(event, separators=(",", ":")) + "\n"
-        if self.fd is None:
-            sys.stdout.write(EVENT_PREFIX + line)
-            sys.stdout.flush()
-            return
-        data = line.encode("utf-8")
+        data = (json.dumps(event, separators=(",", ":")) + "\n").encode("utf-8")
         while data:
             written = os.write(self.fd, data)
             data = data[written:]

@@ -1,12 +1,10 @@
 /**
- * The Blender command line for rendering frames of an uploaded .blend.
- *
- * Blender processes its arguments left to right: options that affect loading
- * (--factory-startup, --disable-autoexec) go before the file, options that change the
- * loaded scene (-o, -F, -x, -t, --python-expr) after it, and the render action (-f or -a)
- * last, because it runs the moment it is parsed.
+ * The Blender command line for rendering frames of an uploaded .blend: the safe arguments and
+ * the file (launch.ts), options that change the loaded scene (-o, -F, -x, -t, --python-expr)
+ * after it, and the render action (-f or -a) last, because it runs the moment it is parsed.
  */
 import { isAbsolute } from 'node:path';
+import { blenderArgs } from './launch.ts';
 
 export interface RenderSpec {
   /** Absolute path to the .blend on disk. */
@@ -52,7 +50,7 @@ export function buildRenderArgs(spec: RenderSpec): string[] {
   }
   const frames = checkFrames(spec.frames);
 
-  const args = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', spec.blendPath];
+  const args = blenderArgs(spec.blendPath);
   // A failing snippet must stop the render, not let it go on with half-applied settings.
   args.push('--python-exit-code', '1');
   for (const expr of [OVERWRITE_OUTPUT_EXPR, ...(spec.pythonExprs ?? [])]) args.push('--python-expr', expr);

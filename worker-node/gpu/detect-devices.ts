@@ -4,6 +4,7 @@
  * answer goes into the node's registration.
  */
 import { z } from 'zod';
+import { blenderArgs } from '../blender/launch.ts';
 import { runProcess } from '../process/run-process.ts';
 
 /** Cycles' GPU backends, in Blender's spelling (its `compute_device_type` values). */
@@ -109,7 +110,7 @@ export interface DetectOptions {
 }
 
 /**
- * Runs `blender -b --factory-startup --python-expr DETECT_DEVICES_SCRIPT` and returns the GPUs
+ * Runs Blender (blender/launch.ts) with `--python-expr DETECT_DEVICES_SCRIPT` and returns the GPUs
  * Cycles can use, grouped by backend, plus a `backends` summary (`['cpu']` on a machine
  * without a usable GPU). Throws, with Blender's last output lines, when Blender fails or
  * prints no report.
@@ -117,7 +118,7 @@ export interface DetectOptions {
 export async function detectCyclesDevices(blender: string, options: DetectOptions = {}): Promise<CyclesDeviceReport> {
   const timeout = AbortSignal.timeout(options.timeoutMs ?? DETECT_TIMEOUT_MS);
   const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
-  const args = ['-b', '--factory-startup', '-noaudio', '--python-exit-code', '1', '--python-expr', DETECT_DEVICES_SCRIPT];
+  const args = blenderArgs(null, ['--python-exit-code', '1', '--python-expr', DETECT_DEVICES_SCRIPT]);
   const result = await runProcess(blender, args, { signal, tailLines: 200 });
   const failed = result.aborted ? 'timed out or was cancelled' : result.exitCode !== 0 ? `exited with ${result.exitCode ?? result.signal}` : null;
   let report: CyclesDeviceReport | undefined;

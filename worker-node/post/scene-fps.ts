@@ -2,7 +2,7 @@
  * A scene's frame rate, as Blender stores it: an integer `fps` divided by a float `fps_base`
  * (23.976 is 24 / 1.001), and as the exact fraction ffmpeg takes (24000/1001).
  */
-import { runProcess } from '../process/run-process.ts';
+import { jsonLineProbe, runProbe } from '../blender/launch.ts';
 
 /** Blender's `scene.render.fps` and `scene.render.fps_base`; frames per second is fps / fpsBase. */
 export interface SceneFps {
@@ -10,41 +10,17 @@ export interface SceneFps {
   fpsBase: number;
 }
 
-/** Marks the line sceneFpsExpr prints. */
-export const SCENE_FPS_LINE_PREFIX = 'FARM_SCENE_FPS ';
-
-/**
- * A --python-expr that prints the current scene's frame rate on one line. It can ride along
- * with a render (buildRenderArgs' pythonExprs) so the node learns the rate without starting
- * Blender again; parseSceneFpsLine reads the line back.
- */
-export const sceneFpsExpr =
-  `import bpy, json; r = bpy.context.scene.render; print(${JSON.stringify(SCENE_FPS_LINE_PREFIX)} + json.dumps({"fps": r.fps, "fps_base": r.fps_base}), flush=True)`;
-
-/** The frame rate from a line printed by sceneFpsExpr; undefined for any other line. */
-export function parseSceneFpsLine(line: string): SceneFps | undefined {
-  if (!line.startsWith(SCENE_FPS_LINE_PREFIX)) return undefined;
-  try {
-    const { fps, fps_base: fpsBase } = JSON.parse(line.slice(SCENE_FPS_LINE_PREFIX.length)) as { fps: unknown; fps_base: unknown };
-    if (typeof fps === 'number' && typeof fpsBase === 'number' && fps > 0 && fpsBase > 0) return { fps, fpsBase };
-  } catch {
-    // Not our JSON after all: treat it as any other line.
-  }
-  return undefined;
-}
+/** The current scene's frame rate, as a probe that can also ride along with a render. */
+export const sceneFpsProbe = jsonLineProbe<SceneFps>('FARM_SCENE_FPS', '{"fps": r.fps, "fps_base": r.fps_base}', ({ fps, fps_base: fpsBase }) =>
+  typeof fps === 'number' && typeof fpsBase === 'number' && fps > 0 && fpsBase > 0 ? { fps, fpsBase } : undefined,
+);
 
 /**
  * Opens `blendPath` in Blender (scripts in the file stay off) and returns its scene's frame
  * rate. Throws with Blender's last lines when it cannot be read.
  */
-export async function readSceneFps(blender: string, blendPath: string, options: { signal?: AbortSignal } = {}): Promise<SceneFps> {
-  const args = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', blendPath, '--python-exit-code', '1', '--python-expr', sceneFpsExpr];
-  let found: SceneFps | undefined;
-  const result = await runProcess(blender, args, { signal: options.signal, onLine: (line) => (found ??= parseSceneFpsLine(line)) });
-  if (!found) {
-    throw new Error(`reading the frame rate of ${blendPath}: Blender exited with ${result.exitCode ?? result.signal} and printed none\n${result.tail.slice(-20).join('\n')}`);
-  }
-  return found;
+export function readSceneFps(blender: string, blendPath: string, options: { signal?: AbortSignal } = {}): Promise<SceneFps> {
+  return runProbe(blender, blendPath, sceneFpsProbe, 'the frame rate', options);
 }
 
 /** A frame rate as a reduced fraction, and as ffmpeg writes it ("24000/1001"). */
