@@ -26,7 +26,7 @@ import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PREVIEW_WIDTH_PX } from '../protocol/api.ts';
 import { blenderArgs } from './blender/launch.ts';
-import { ffmpegCommand, findExecutable } from './config.ts';
+import { ffmpegCommand, findExecutable, previewMode } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { MasterClient } from './master-client.ts';
 
@@ -48,14 +48,6 @@ export interface DriverPreviewSettings {
   quality: number;
   /** PNG frames at most this wide get no preview; 0 = previews of every frame. */
   skip_png_up_to: number;
-}
-
-/** FARM_PREVIEWS: `auto` (the default) skips small PNG frames, `on` makes a preview of every frame, `off` of none. */
-type PreviewMode = 'auto' | 'on' | 'off';
-
-function previewMode(env: NodeJS.ProcessEnv): PreviewMode {
-  const value = (env.FARM_PREVIEWS ?? '').toLowerCase();
-  return value === 'on' || value === 'off' ? value : 'auto';
 }
 
 /** The previews a hot Blender should write with this environment: null with FARM_PREVIEWS=off. */

@@ -7,7 +7,8 @@
  */
 import type { TaskKind } from '../protocol/schemas.ts';
 import { BlendCache } from './blend-cache.ts';
-import { ConfigError, loadConfig, USAGE } from './config.ts';
+import { SettingError } from '../protocol/settings.ts';
+import { loadConfig, USAGE } from './config.ts';
 import { detectGpus } from './devices.ts';
 import { createLogger } from './logger.ts';
 import { planNodeSlots, runNodeSlot } from './node-slots.ts';
@@ -18,7 +19,8 @@ async function main(): Promise<number> {
   try {
     config = await loadConfig(process.argv.slice(2));
   } catch (err) {
-    if (err instanceof ConfigError) {
+    // ConfigError is one too: a setting the node cannot run with.
+    if (err instanceof SettingError) {
       process.stderr.write(`farm node: ${err.message}\n`);
       return 2;
     }

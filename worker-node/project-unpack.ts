@@ -22,6 +22,7 @@ import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import { projectPathConflict } from '../protocol/manifest.ts';
 import { unsafeRelativePath } from '../protocol/schemas.ts';
+import { wholeNumberSetting } from '../protocol/settings.ts';
 
 export interface UnpackLimits {
   /** Most entries (files and folders) an archive may hold. */
@@ -234,14 +235,10 @@ async function topLevelBlends(dir: string): Promise<string[]> {
   return items.filter((d) => d.isFile() && /\.blend$/i.test(d.name)).map((d) => d.name).sort();
 }
 
-/** Limits from FARM_PROJECT_MAX_FILES and FARM_PROJECT_MAX_BYTES, else the defaults. */
+/** Limits from FARM_PROJECT_MAX_FILES and FARM_PROJECT_MAX_BYTES, else the defaults; a bad value throws a SettingError. */
 export function unpackLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): UnpackLimits {
-  const read = (value: string | undefined, fallback: number) => {
-    const n = Number(value);
-    return value && Number.isInteger(n) && n > 0 ? n : fallback;
-  };
   return {
-    maxFiles: read(env.FARM_PROJECT_MAX_FILES, DEFAULT_UNPACK_LIMITS.maxFiles),
-    maxBytes: read(env.FARM_PROJECT_MAX_BYTES, DEFAULT_UNPACK_LIMITS.maxBytes),
+    maxFiles: wholeNumberSetting('FARM_PROJECT_MAX_FILES', env.FARM_PROJECT_MAX_FILES, DEFAULT_UNPACK_LIMITS.maxFiles, { min: 1 }),
+    maxBytes: wholeNumberSetting('FARM_PROJECT_MAX_BYTES', env.FARM_PROJECT_MAX_BYTES, DEFAULT_UNPACK_LIMITS.maxBytes, { min: 1 }),
   };
 }

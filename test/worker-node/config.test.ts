@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../worker-node/config.ts';
+import { ConfigError, loadConfig, SETTINGS, USAGE } from '../../worker-node/config.ts';
 
 describe('loadConfig', () => {
   it('without a master URL, explains both ways to give one', async () => {
@@ -71,5 +71,29 @@ describe('loadConfig', () => {
 
     await expect(loadConfig(['--master', 'http://x:1', '--tags', 'has space'], env)).rejects.toThrow(/a tag is 1 to 40 lowercase letters/);
     await expect(loadConfig(['--master', 'http://x:1', '--gpu-slots', 'two'], env)).rejects.toThrow(/--gpu-slots must be per-gpu or single/);
+  });
+
+  it('a bad value in a variable stops the node with an error naming the variable and the value, as a bad flag does', async () => {
+    const env = { PATH: process.env.PATH };
+    const refused = (vars: Record<string, string>) => loadConfig(['--master', 'http://x:1'], { ...env, ...vars });
+    await expect(refused({ FARM_THREADS: '4x' })).rejects.toThrow(/^--threads \(FARM_THREADS\) must be a whole number from 0 to \d+ \(got "4x"\)$/);
+    await expect(loadConfig(['--master', 'http://x:1', '--threads', '4x'], env)).rejects.toThrow(/^--threads must be a whole number/);
+    await expect(refused({ FARM_NO_HOT: 'yes' })).rejects.toThrow('FARM_NO_HOT must be true or false (got "yes")');
+    await expect(refused({ FARM_PREVIEWS: 'maybe' })).rejects.toThrow('FARM_PREVIEWS must be auto, on, off (got "maybe")');
+    await expect(refused({ FARM_PROJECT_MAX_FILES: '10k' })).rejects.toThrow('FARM_PROJECT_MAX_FILES must be a whole number of at least 1 (got "10k")');
+    const fine = await refused({ FARM_NO_HOT: 'false', FARM_PREVIEWS: 'off', FARM_PROJECT_MAX_FILES: '10' });
+    if (fine === 'help') throw new Error('unexpected help');
+    expect(fine.hot).toBe(true);
+  });
+
+  it('--help is written from the table the flags are parsed with: every flag it lists is accepted, with a value where it shows one', async () => {
+    const listed = [...USAGE.matchAll(/^ {2}(--[\w-]+)( \S+)?/gm)].map((m) => ({ flag: m[1]!, takesValue: m[2] !== undefined }));
+    expect(listed.map((l) => l.flag)).toEqual(Object.keys(SETTINGS).filter((k) => k.startsWith('--')));
+    expect(listed.length).toBeGreaterThan(10);
+    for (const { flag, takesValue } of listed) {
+      expect(await loadConfig([flag, ...(takesValue ? ['x'] : []), '--help'], {}), flag).toBe('help');
+    }
+    // And the variables without a flag are in it too.
+    for (const variable of ['FARM_PREVIEWS', 'FARM_PROJECT_MAX_FILES', 'FFMPEG']) expect(USAGE).toMatch(new RegExp(`^ {2}${variable} `, 'm'));
   });
 });
