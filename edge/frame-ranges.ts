@@ -10,7 +10,15 @@
  * frame (the first listed frame no task has covered yet, end_frame + 1 when all are handed out);
  * a task covers the listed frames from its start_frame to its end_frame, both listed.
  */
-import { countFrames, isListedFrame, isPlainRange, rangeFrameCount, type FrameRange } from '../protocol/frame-list.ts';
+import {
+  countFrames,
+  framesOfTask,
+  isFrameOfTask,
+  isPlainRange,
+  rangeFrameCount,
+  type FrameRange,
+  type TaskSpan,
+} from '../protocol/frame-list.ts';
 import { jobFrameRanges } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 
@@ -53,55 +61,14 @@ export function jobRowRanges(job: { start_frame: number; end_frame: number; fram
   return (JSON.parse(job.frame_ranges) as number[][]).map(([start, end, step]) => [start!, end!, step!] as const);
 }
 
-/** What says which frames a task renders (see taskFrames). */
-export interface TaskSpan {
-  start_frame: number;
-  end_frame: number;
-  /** Between two of the task's frames, in the job's frames (of a list, its listed ones); 1: all of them. */
-  frame_step: number;
-}
-
-/** A list job's stored ranges, each with the list position of its first frame. */
-type IndexedRanges = readonly (readonly [start: number, end: number, step: number, firstIndex: number])[];
-
-/** The position of one of the job's frames among them (from 0; of a plain job, from frame `base`). */
-function indexOf(ranges: IndexedRanges | null, base: number, frame: number): number {
-  if (ranges === null) return frame - base;
-  const r = ranges.findLast(([start]) => start <= frame)!;
-  return r[3] + (frame - r[0]) / r[2];
-}
-
-/**
- * The frames a task renders, in order: every frame_step-th of the job's frames (of a frame list,
- * its listed ones) from start_frame to end_frame. The one rule for a task's frames; SQL that
- * needs them uses storedTaskFramesSql, which follows it.
- */
+/** The frames of task `task` of a job whose frame_ranges column is `frameRanges` (protocol/frame-list.ts framesOfTask). */
 export function taskFrames(frameRanges: string | null, task: TaskSpan): number[] {
-  const ranges = frameRanges === null ? null : (JSON.parse(frameRanges) as IndexedRanges);
-  // Positions are relative, so a plain job's may count from the task's own first frame.
-  const base = task.start_frame;
-  const last = indexOf(ranges, base, task.end_frame);
-  const frames: number[] = [];
-  // The range holding position i only moves on as i grows.
-  let r = 0;
-  for (let i = indexOf(ranges, base, task.start_frame); i <= last; i += task.frame_step) {
-    if (ranges === null) {
-      frames.push(base + i);
-      continue;
-    }
-    while (r + 1 < ranges.length && ranges[r + 1]![3] <= i) r++;
-    const [start, , step, first] = ranges[r]!;
-    frames.push(start + (i - first) * step);
-  }
-  return frames;
+  return framesOfTask(jobRowRanges({ ...task, frame_ranges: frameRanges }), task);
 }
 
 /** Whether `frame` is one of the frames task `task` renders (see taskFrames). */
 export function isTaskFrame(frameRanges: string | null, task: TaskSpan, frame: number): boolean {
-  if (frame < task.start_frame || frame > task.end_frame) return false;
-  const ranges = frameRanges === null ? null : (JSON.parse(frameRanges) as IndexedRanges);
-  if (ranges !== null && !isListedFrame(ranges.map(([start, end, step]) => [start, end, step] as const), frame)) return false;
-  return (indexOf(ranges, task.start_frame, frame) - indexOf(ranges, task.start_frame, task.start_frame)) % task.frame_step === 0;
+  return isFrameOfTask(jobRowRanges({ ...task, frame_ranges: frameRanges }), task, frame);
 }
 
 const part = (i: number) => `json_extract(r.value, '$[${i}]')`;
@@ -148,7 +115,7 @@ const indexOfSql = (job: string, frame: string) =>
 export const frameOfSql = (job: string, index: string) =>
   `(CASE WHEN ${job}.frame_ranges IS NULL THEN ${job}.start_frame + ${index} ELSE ${frameAt(job, index)} END)`;
 
-/** SQL: how many frames task `task` of job `job` renders (see taskFrames). */
+/** SQL: how many frames task `task` of job `job` renders (protocol/frame-list.ts framesOfTask). */
 export const taskFrameCountSql = (task: string, job: string) =>
   `((${indexOfSql(job, `${task}.end_frame`)} - ${indexOfSql(job, `${task}.start_frame`)}) / ${task}.frame_step + 1)`;
 

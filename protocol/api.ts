@@ -78,6 +78,8 @@ export const taskInfoSchema = z.object({
   id: z.string(),
   start_frame: z.number(),
   end_frame: z.number(),
+  /** The task renders every frame_step-th of the job's frames from start_frame to end_frame (protocol/frame-list.ts framesOfTask). */
+  frame_step: z.number(),
   status: z.enum(TASK_STATUSES),
   worker_id: z.string().nullable(),
   attempts: z.number(),

@@ -78,18 +78,52 @@ export function isPlainRange(ranges: readonly FrameRange[]): boolean {
   return ranges.length === 1 && (ranges[0]![2] === 1 || ranges[0]![0] === ranges[0]![1]);
 }
 
-/** The listed frames from `from` to `to` (both included), in order. */
-export function framesBetween(ranges: readonly FrameRange[], from: number, to: number): number[] {
+/** Whether `frame` is one of the list's frames. */
+export function isListedFrame(ranges: readonly FrameRange[], frame: number): boolean {
+  return ranges.some(([start, end, step]) => frame >= start && frame <= end && (frame - start) % step === 0);
+}
+
+/**
+ * Which of a job's frames a task renders: every frame_step-th of them (of a frame list, of its
+ * listed frames) from start_frame to end_frame, both among them. frame_step is 1 but for the
+ * tasks of a progressive job (edge/frame-order.ts).
+ */
+export interface TaskSpan {
+  start_frame: number;
+  end_frame: number;
+  frame_step: number;
+}
+
+/**
+ * The frames task `task` of a job with frames `ranges` renders, in order. The one rule for a
+ * task's frames: the master's SQL follows it (edge/frame-ranges.ts storedTaskFramesSql).
+ */
+export function framesOfTask(ranges: readonly FrameRange[], task: TaskSpan): number[] {
   const frames: number[] = [];
+  // Listed frames still to pass over, from the start of the next range, before the task's next frame.
+  let gap = 0;
   for (const [start, end, step] of ranges) {
-    if (end < from || start > to) continue;
-    const first = start + Math.ceil(Math.max(0, from - start) / step) * step;
-    for (let f = first; f <= Math.min(end, to); f += step) frames.push(f);
+    if (end < task.start_frame) continue;
+    let f = Math.max(start, task.start_frame) + gap * step;
+    for (; f <= Math.min(end, task.end_frame); f += task.frame_step * step) frames.push(f);
+    if (end >= task.end_frame) break;
+    gap = (f - end) / step - 1;
   }
   return frames;
 }
 
-/** Whether `frame` is one of the list's frames. */
-export function isListedFrame(ranges: readonly FrameRange[], frame: number): boolean {
-  return ranges.some(([start, end, step]) => frame >= start && frame <= end && (frame - start) % step === 0);
+/** Whether `frame` is one of the frames task `task` renders (see framesOfTask). */
+export function isFrameOfTask(ranges: readonly FrameRange[], task: TaskSpan, frame: number): boolean {
+  if (frame < task.start_frame || frame > task.end_frame || !isListedFrame(ranges, frame)) return false;
+  return (positionOf(ranges, frame) - positionOf(ranges, task.start_frame)) % task.frame_step === 0;
+}
+
+/** The position (from 0) of listed frame `frame` among the list's frames. */
+function positionOf(ranges: readonly FrameRange[], frame: number): number {
+  let before = 0;
+  for (const range of ranges) {
+    if (frame <= range[1]) return before + (frame - range[0]) / range[2];
+    before += rangeFrameCount(range);
+  }
+  return before;
 }

@@ -3,6 +3,7 @@
  * thumbnails, and its tasks with their logs.
  */
 import type { FrameListItem, FrameListResponse, TaskInfo, TaskListResponse, WorkerListResponse } from '../../protocol/api.ts';
+import { isFrameOfTask, type FrameRange } from '../../protocol/frame-list.ts';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
 import { getBlob, getJson, getText, messageOf, send } from './api.ts';
 import { byId, h, headRow, KeyedRows, progressBar, setBadge, setText, statusBadge } from './dom.ts';
@@ -29,10 +30,11 @@ function stat(label: string, value: string | number): HTMLDivElement {
   return h('div', null, [h('dt', { text: label }), h('dd', { text: String(value) })]);
 }
 
-function frameState(frame: number, rendered: Map<number, FrameListItem>, tasks: readonly TaskInfo[]): FrameState {
+/** A frame's state in the grid; `ranges`: the job's frames (jobRanges), which say which frames a task renders. */
+function frameState(frame: number, rendered: Map<number, FrameListItem>, tasks: readonly TaskInfo[], ranges: readonly FrameRange[]): FrameState {
   if (rendered.has(frame)) return 'done';
   for (const t of tasks) {
-    if (frame < t.start_frame || frame > t.end_frame) continue;
+    if (!isFrameOfTask(ranges, t, frame)) continue;
     if (t.status === 'running') return t.current_frame === frame ? 'rendering' : 'claimed';
     if (t.status === 'failed') return 'failed';
   }
@@ -166,7 +168,7 @@ export function showJob(jobId: string, view: number): void {
     }
     for (const cell of Array.from(grid.children) as HTMLElement[]) {
       const number = Number(cell.dataset.frame);
-      const state = frameState(number, rendered, tasks);
+      const state = frameState(number, rendered, tasks, ranges);
       if (cell.dataset.state !== state) {
         cell.dataset.state = state;
         cell.className = `frame state-${state}`;
@@ -222,7 +224,7 @@ export function showJob(jobId: string, view: number): void {
       return { row: h('tr', null, Object.values(cells)), ...cells };
     },
     (c, task) => {
-      const range = frameSpan(task.start_frame, task.end_frame);
+      const range = frameSpan(task.start_frame, task.end_frame) + (task.frame_step > 1 ? ` step ${task.frame_step}` : '');
       const kind = task.kind === 'tile' ? `tile ${(task.tile_index ?? 0) + 1}${job?.tiles ? ` of ${job.tiles}` : ''}` : task.kind;
       setText(c.frames, task.kind === 'render' ? range : `${kind} · ${range}`);
       setBadge(c.state, task.status);
@@ -247,6 +249,8 @@ export function showJob(jobId: string, view: number): void {
   /** The rendered frames of the grid's page, by number, as of the last refresh, and the span they cover. */
   let rendered = new Map<number, FrameListItem>();
   let renderedSpan = [0, -1];
+  /** The job's frames as of the last refresh (jobRanges). */
+  let ranges: FrameRange[] = [];
 
   /**
    * The render time of a task's frames so far, as far as the grid's page has them. Only renders
@@ -258,7 +262,7 @@ export function showJob(jobId: string, view: number): void {
     let counted = 0;
     for (let f = Math.max(task.start_frame, renderedSpan[0]!); f <= Math.min(task.end_frame, renderedSpan[1]!); f++) {
       const frame = rendered.get(f);
-      if (!frame || frame.render_ms === null) continue;
+      if (!frame || frame.render_ms === null || !isFrameOfTask(ranges, task, f)) continue;
       ms += frame.render_ms;
       counted++;
     }
@@ -331,7 +335,8 @@ export function showJob(jobId: string, view: number): void {
     job = status;
     const pages = Math.max(1, Math.ceil(status.total_frames / GRID_PAGE));
     page = Math.min(page, pages - 1);
-    const frames = pageFrames(jobRanges(status), page);
+    ranges = jobRanges(status);
+    const frames = pageFrames(ranges, page);
     // The rendered frames of this page: at most GRID_PAGE of them from its first frame on.
     const after = page > 0 && frames.length ? `&after=${frames[0]! - 1}` : '';
     const listed = await getJson<FrameListResponse>(`${jobPath}/frames?limit=${GRID_PAGE}${after}`);

@@ -157,7 +157,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     await requireJobRow(c.env.DB, jobId);
     const { results } = await c.env.DB.prepare(
-      `SELECT id, start_frame, end_frame, status, worker_id, attempts, node_losses, message, failure_reason, log_key, current_frame,
+      `SELECT id, start_frame, end_frame, frame_step, status, worker_id, attempts, node_losses, message, failure_reason, log_key, current_frame,
          peak_mem_mb, lease_expires_at, created_at, updated_at, kind, tile_index FROM tasks WHERE job_id = ?
        ORDER BY kind = 'video', start_frame, CASE kind WHEN 'tile' THEN 0 WHEN 'render' THEN 1 ELSE 2 END, tile_index LIMIT 5000`,
     )

@@ -3,15 +3,19 @@ import { describe, expect, it } from 'vitest';
 import {
   countFrames,
   formatFrameList,
-  framesBetween,
+  framesOfTask,
+  isFrameOfTask,
   isListedFrame,
   isPlainRange,
   MAX_FRAME_RANGES,
   parseFrameList,
 } from '../../protocol/frame-list.ts';
 
-/** Every frame of a list, in order. */
-const expand = (text: string) => framesBetween(parseFrameList(text), 0, 1_048_574);
+/** Every frame of a list, in order: those of a task from its first frame to its last. */
+function expand(text: string): number[] {
+  const ranges = parseFrameList(text);
+  return framesOfTask(ranges, { start_frame: ranges[0]![0], end_frame: ranges.at(-1)![1], frame_step: 1 });
+}
 
 describe('parseFrameList', () => {
   it('reads a range, a stepped range, single frames and lists of them', () => {
@@ -63,10 +67,21 @@ describe('parseFrameList', () => {
 
 describe('helpers', () => {
   const ranges = parseFrameList('1-9x4,12');
-  it('framesBetween lists the listed frames of a span, isListedFrame tells one', () => {
-    expect(framesBetween(ranges, 2, 12)).toEqual([5, 9, 12]);
-    expect(framesBetween(ranges, 6, 8)).toEqual([]);
+  it('isListedFrame tells a listed frame', () => {
     expect([1, 2, 5, 9, 10, 12].map((f) => isListedFrame(ranges, f))).toEqual([true, false, true, true, false, true]);
+  });
+
+  it("a task's frames are every frame_step-th listed frame from its first to its last, across ranges", () => {
+    const list = parseFrameList('1-10,20-30x2,40');
+    // Listed: 1..10 (positions 0-9), 20, 22, ..., 30 (10-15), 40 (16).
+    expect(framesOfTask(list, { start_frame: 5, end_frame: 22, frame_step: 1 })).toEqual([5, 6, 7, 8, 9, 10, 20, 22]);
+    expect(framesOfTask(list, { start_frame: 1, end_frame: 40, frame_step: 4 })).toEqual([1, 5, 9, 24, 40]);
+    expect(framesOfTask(list, { start_frame: 2, end_frame: 30, frame_step: 7 })).toEqual([2, 9, 30]);
+    expect(framesOfTask(list, { start_frame: 1, end_frame: 40, frame_step: 16 })).toEqual([1, 40]);
+    const task = { start_frame: 1, end_frame: 40, frame_step: 4 };
+    const all = expand('1-10,20-30x2,40');
+    expect(all.filter((f) => isFrameOfTask(list, task, f))).toEqual(framesOfTask(list, task));
+    expect([0, 3, 21, 41].some((f) => isFrameOfTask(list, task, f))).toBe(false);
   });
 
   it('formatFrameList writes a list back, and a one-range, every-frame list is a plain range', () => {

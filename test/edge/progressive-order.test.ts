@@ -5,6 +5,7 @@
 import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
 import { beforeEach, describe, expect, it } from 'vitest';
+import type { TaskListResponse } from '../../protocol/api.ts';
 import type { TaskAssignment } from '../../protocol/schemas.ts';
 import {
   call,
@@ -69,6 +70,9 @@ describe('a progressive job of 9 frames', () => {
     const worker = await registerWorker();
     const tasks = await claimAll(worker);
     expect(tasks.map((t) => t.frames)).toEqual([[1, 9], [5], [3, 7], [2, 4], [6, 8]]);
+    // The task list says which frames each task renders: from start to end, every frame_step-th.
+    const listed = await json<TaskListResponse>(await call(`/jobs/${job.job_id}/tasks`), 200);
+    expect(listed.tasks.map((t) => [t.start_frame, t.end_frame, t.frame_step])).toEqual([[1, 9, 8], [2, 4, 2], [3, 7, 4], [5, 5, 1], [6, 8, 2]]);
 
     // Frame 5 lies between the first task's frames, but is another task's.
     await expectError(await uploadFrame(worker, tasks[0]!, 5, pngBytes(5)), 400, 'frame 5 is not in task');
