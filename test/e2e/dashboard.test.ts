@@ -1,11 +1,14 @@
 /**
  * The dashboard in a real browser: Debian's Chromium driven by playwright-core, against a real
- * master (wrangler dev) and a real render node with real Blender. A job is submitted; its page
- * shows thumbnails (the node's previews) as frames arrive; it is paused and resumed from the page
- * and reaches 100%. Screenshots are kept in test-output/.
+ * master (wrangler dev, which serves the dashboard's static assets as Cloudflare does) and a real
+ * render node with real Blender. A job is submitted; its page shows thumbnails (the node's
+ * previews) as frames arrive; it is paused and resumed from the page and reaches 100%. A job with
+ * a frame list shows exactly its listed frames, paged by listed frames. Screenshots are kept in
+ * test-output/.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Script } from 'node:vm';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FrameListResponse } from '../../protocol/api.ts';
@@ -26,6 +29,7 @@ interface PageImage {
   src: string;
 }
 type PageVideo = { readyState: number; videoWidth: number };
+type PageElement = { getAttribute(name: string): string | null };
 type PageGlobal = { document: { querySelectorAll(selector: string): ArrayLike<PageImage>; querySelector(selector: string): PageVideo | null } };
 const SCREENSHOTS = join(OUTPUT_DIR, 'dashboard');
 
@@ -71,6 +75,35 @@ describe('the dashboard in Chromium', () => {
     await browser?.close();
     await node?.stop();
     await Promise.all([master?.stop(), securedMaster?.stop()]);
+  });
+
+  it('serves the page, its script and its styles as static assets, with their headers, to anyone; the API still asks for a token', async () => {
+    const url = securedMaster.url;
+    const shell = await fetch(`${url}/`);
+    expect(shell.status).toBe(200);
+    expect(shell.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(shell.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(shell.headers.get('x-content-type-options')).toBe('nosniff');
+    const html = await shell.text();
+    expect(html).toContain('<script src="/dashboard.js" defer></script>');
+    expect(html).toContain('lang="en"');
+    const js = await fetch(`${url}/dashboard.js`);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(js.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const script = await js.text();
+    // The built bundle: valid JavaScript, reading the API, building the DOM without innerHTML.
+    expect(() => new Script(script, { filename: 'dashboard.js' })).not.toThrow();
+    expect(script).toContain('/jobs?limit=100');
+    expect(script).not.toContain('innerHTML');
+    const css = await fetch(`${url}/dashboard.css`);
+    expect(css.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect(await css.text()).toContain('.frames');
+    // The rules file is read by the asset server, not served: the request goes on to the Worker,
+    // which wants a token there, as it does for the API.
+    const rules = await fetch(`${url}/_headers`);
+    expect(rules.status).toBe(401);
+    expect(await rules.text()).not.toContain('Content-Security-Policy');
+    expect((await fetch(`${url}/jobs`)).status).toBe(401);
   });
 
   it('shows a submitted job reaching 100% with thumbnails, after pausing and resuming it from the page', async () => {
@@ -213,6 +246,69 @@ describe('the dashboard in Chromium', () => {
     await secured.locator('.job-status .badge', { hasText: 'paused' }).waitFor();
     expect(await secured.locator('#token-panel').isHidden()).toBe(true);
     await secured.screenshot({ path: join(SCREENSHOTS, 'job-with-token.png'), fullPage: true });
+    await context.close();
+  });
+
+  it('a job with a frame list shows exactly its listed frames, with their numbers and thumbnails', async () => {
+    const listed = ['1', '3', '5', '8', '10'];
+    const job = await submitJob(master.url, new Blob([readFileSync(scene)]), { frames: '1-5x2,8,10', chunk_size: 1, name: 'listed shot' });
+    expect(job.total_frames).toBe(listed.length);
+    await page.goto(`${master.url}/#/jobs/${job.job_id}`);
+    await page.locator('#job-percent', { hasText: '100.0%' }).waitFor({ timeout: 180_000 });
+    await waitFor('every listed frame to have its preview', async () => {
+      const frames = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
+      return frames.frames.length === listed.length && frames.frames.every((f) => f.preview_url !== null);
+    }, 30_000);
+    // One loaded thumbnail per listed frame, each the preview of its own frame.
+    await page.waitForFunction(
+      (n) => {
+        const imgs = Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img'));
+        return imgs.length === n && imgs.every((img) => img.complete && img.naturalWidth > 0 && /\/frames\/\d+\/preview$/.test(img.src));
+      },
+      listed.length,
+      { timeout: 30_000 },
+    );
+    const cells = page.locator('.frames li');
+    expect(await cells.locator('.frame-label').allTextContents()).toEqual(listed);
+    // Runs in the page: the names come as its argument.
+    const attrs = (els: unknown[], names: string[]) => els.map((el) => names.map((n) => (el as PageElement).getAttribute(n)));
+    expect(await cells.evaluateAll(attrs, ['data-frame', 'data-state'])).toEqual(listed.map((f) => [f, 'done']));
+    expect((await page.locator('.frames img').evaluateAll(attrs, ['src'])).map(([src]) => src!.replace(/^.*\/frames\//, ''))).toEqual(
+      listed.map((f) => `${f}/preview`),
+    );
+    expect(await page.locator('.grid-note').textContent()).toBe('Frames 1–10 of the 5 listed (1-5x2,8,10).');
+    expect(await page.locator('.pager').isHidden()).toBe(true);
+    await page.screenshot({ path: join(SCREENSHOTS, 'job-frame-list.png'), fullPage: true });
+    expect(pageErrors).toEqual([]);
+  });
+
+  it('a long frame list is paged by its listed frames, not by the span from its first to its last', async () => {
+    const url = securedMaster.url;
+    // 1001 frames over 0-2000: three pages of 500, 500 and 1 (no node renders them here).
+    const job = await submitJob(url, new Blob([readFileSync(scene)]), { frames: '0-2000x2', name: 'long list' }, 'scene.blend', SUBMIT_TOKEN);
+    expect(job.total_frames).toBe(1001);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const paged = await context.newPage();
+    paged.setDefaultTimeout(60_000);
+    await paged.goto(`${url}/#/jobs/${job.job_id}`);
+    await paged.getByLabel('API token').fill(SUBMIT_TOKEN);
+    await paged.getByRole('button', { name: 'Save' }).click();
+    const labels = paged.locator('.frames li .frame-label');
+    const evens = (from: number, count: number) => Array.from({ length: count }, (_, i) => String(from + 2 * i));
+    await paged.locator('.pager', { hasText: 'Page 1 of 3' }).waitFor();
+    expect(await labels.allTextContents()).toEqual(evens(0, 500));
+    expect(await paged.locator('.frames li.state-queued').count()).toBe(500);
+    expect(await paged.locator('.grid-note').textContent()).toBe('Frames 0–998 of the 1001 listed (0-2000x2).');
+    await paged.getByRole('button', { name: 'Next frames' }).click();
+    await paged.locator('.pager', { hasText: 'Page 2 of 3' }).waitFor();
+    await paged.locator('.frames li[data-frame="1000"]').waitFor();
+    expect(await labels.allTextContents()).toEqual(evens(1000, 500));
+    await paged.getByRole('button', { name: 'Next frames' }).click();
+    await paged.locator('.pager', { hasText: 'Page 3 of 3' }).waitFor();
+    await paged.locator('.frames li[data-frame="2000"]').waitFor();
+    expect(await labels.allTextContents()).toEqual(['2000']);
+    expect(await paged.getByRole('button', { name: 'Next frames' }).isDisabled()).toBe(true);
+    await paged.screenshot({ path: join(SCREENSHOTS, 'job-frame-list-paged.png'), fullPage: true });
     await context.close();
   });
 });
