@@ -2,8 +2,9 @@
 // Builds the dashboard into dashboard/dist/, the Worker's static assets (wrangler.toml [assets]):
 // the TypeScript of dashboard/src/ bundled by esbuild into dashboard.js, next to the files of
 // dashboard/public/ (the HTML page, the style sheet, the _headers rules). Run by wrangler itself
-// before `wrangler dev` and `wrangler deploy` (wrangler.toml [build]), and by scripts/setup.mjs for
-// the tests that read wrangler.toml without building. Plain JavaScript, so Node 20 runs it.
+// before `wrangler dev` and `wrangler deploy` (wrangler.toml [build]), so `npm start`, `npm run
+// dev`, `npm test` (its bundle check and end-to-end masters) and a deploy each build it first.
+// Plain JavaScript, so Node 20 runs it.
 //
 // Several `wrangler dev` may start at once (the end-to-end tests start masters in parallel): a file
 // is written only when its content changed, through a temporary file renamed over it, so none of

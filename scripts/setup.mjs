@@ -2,7 +2,8 @@
 // Set-up shared by `npm start`, `npm test`, `npm run dev` and `npm run worker`. Runs on whatever
 // Node the machine has (20 here): it installs the project's dependencies, which bring Node 22
 // (the `node` package) for wrangler, miniflare and the render node, then applies the local D1
-// migrations and builds the dashboard. Idempotent and quick when nothing changed.
+// migrations. Idempotent and quick when nothing changed. (The dashboard is built by wrangler
+// itself, before `wrangler dev` and `wrangler deploy`: wrangler.toml [build].)
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -38,9 +39,3 @@ run(node22, [join(root, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'd1',
   env: { ...process.env, CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false' },
   stdio: ['ignore', 'ignore', 'inherit'],
 });
-
-// 3. The dashboard's static files (dashboard/dist). wrangler builds them itself before `wrangler
-// dev` and `wrangler deploy` (wrangler.toml [build]); the tests of the master read wrangler.toml
-// without building, and its [assets] folder must exist.
-log('building the dashboard');
-run(node22, [join(root, 'scripts', 'build-dashboard.mjs')]);
