@@ -33,6 +33,7 @@ class RENDER_FARM_PT_panel(bpy.types.Panel):
         col.prop(rf, "name")
         col.prop(rf, "priority")
         col.prop(rf, "chunk_size")
+        col.prop(rf, "order")
         col.prop(rf, "device")
         col.prop(rf, "tags")
         col.prop(rf, "preview_video")

@@ -8,6 +8,11 @@ import bpy
 ADDON = __package__
 DEFAULT_MASTER = "http://localhost:8000"
 DEVICES = ("any", "cpu", "gpu", "cuda", "optix", "hip", "oneapi", "metal")
+# FRAME_ORDERS (protocol/schemas.ts), with what each means.
+ORDERS = (
+    ("sequential", "Sequential", "Frames in order"),
+    ("progressive", "Progressive", "First, last and middle frame, then halves: the whole shot in rough form first"),
+)
 
 
 class RenderFarmPreferences(bpy.types.AddonPreferences):
@@ -54,6 +59,7 @@ class RenderFarmSettings(bpy.types.PropertyGroup):
         default="any",
     )
     tags: bpy.props.StringProperty(name="Tags", description="Only nodes carrying all these tags render it, like gpu-24g,studio-a")
+    order: bpy.props.EnumProperty(name="Order", description="The order nodes render the frames in", items=ORDERS, default="sequential")
     preview_video: bpy.props.BoolProperty(name="Preview video", description="Make an H.264 preview of an animation", default=True)
     last_job_id: bpy.props.StringProperty(name="Last job", description="The job the last submission made")
 

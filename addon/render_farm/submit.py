@@ -99,6 +99,8 @@ def job_options(rf, scene, main_blend):
     options = dict(fields)
     if rf.chunk_size > 0:
         options["chunk_size"] = rf.chunk_size
+    if rf.order != "sequential":
+        options["order"] = rf.order
     options["priority"] = rf.priority
     options["name"] = rf.name.strip() or os.path.splitext(os.path.basename(main_blend))[0]
     if rf.device != "any":

@@ -19,6 +19,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { countFrames, formatFrameList, isPlainRange, parseFrameList, type FrameRange } from '../../protocol/frame-list.ts';
 import {
   DEVICE_REQUIREMENTS,
+  FRAME_ORDERS,
   MAX_PREVIEW_VIDEO_FRAMES,
   MAX_TILES,
   tagsSchema,
@@ -26,6 +27,7 @@ import {
   webhookUrlSchema,
   type CreateJobBody,
   type DeviceRequirement,
+  type FrameOrder,
   type InputKind,
   type SubmitJobResponse,
 } from '../../protocol/schemas.ts';
@@ -41,6 +43,7 @@ import { createProgress, formatBytes } from '../upload/progress.ts';
 export interface SubmitOptions {
   frames?: string;
   chunkSize?: number;
+  order?: FrameOrder;
   priority?: number;
   name?: string;
   maxAttempts?: number;
@@ -272,6 +275,7 @@ export async function submit(file: string, options: SubmitOptions, client: HttpC
       ...(kind === 'zip' && mainBlend !== null ? { main_blend: mainBlend } : {}),
       ...framesBody(frames),
       ...(options.chunkSize !== undefined ? { chunk_size: options.chunkSize } : {}),
+      ...(options.order !== undefined ? { order: options.order } : {}),
       ...(options.priority !== undefined ? { priority: options.priority } : {}),
       name: options.name ?? basename(path).replace(/\.(blend\d*|zip)$/i, ''),
       ...(options.maxAttempts !== undefined ? { max_attempts: options.maxAttempts } : {}),
@@ -294,6 +298,10 @@ export function register(program: Command): void {
     .argument('<file>', 'the .blend to render, or a .zip project')
     .option('--frames <list>', "frames to render, like 1-250, 7, 1-100x5 (every 5th) or 1,5,10-20 (default: the scene's range and frame step)")
     .option('--chunk-size <n>', 'frames per task (default: sized by the master)', wholeNumber('--chunk-size', 1, 10_000))
+    .option('--order <order>', 'sequential (default), or progressive: first, last, middle frame, then halves, so the whole shot renders roughly first', (value: string) => {
+      if (!(FRAME_ORDERS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--order must be one of ${FRAME_ORDERS.join(', ')}.`);
+      return value as FrameOrder;
+    })
     .option('--priority <n>', 'higher runs first, 0-100 (default 50)', wholeNumber('--priority', 0, 100))
     .option('--name <name>', 'job name (default: the file name)')
     .option('--max-attempts <n>', 'tries per task before the job fails (default 3)', wholeNumber('--max-attempts', 1, 20))

@@ -23,6 +23,7 @@ rf = bpy.context.scene.render_farm
 rf.frames = frames
 rf.name = "from-blender"
 rf.preview_video = False
+rf.order = "progressive"
 for _ in range(2):
     rf.last_job_id = ""
     result = bpy.ops.render_farm.submit()

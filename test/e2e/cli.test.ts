@@ -9,10 +9,11 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FrameListResponse, WebhookPayload, WorkerListResponse } from '../../protocol/api.ts';
+import type { FrameListResponse, TaskListResponse, WebhookPayload, WorkerListResponse } from '../../protocol/api.ts';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
-import { jobStatus, makeScene, ROOT, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { BLENDER, jobStatus, makeScene, ROOT, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
 import { decodePng } from './png.ts';
 
 const FRAMES = 6;
@@ -81,9 +82,10 @@ describe('the farm CLI against a running master', () => {
   let jobId: string;
   let corrupt: { job_id: string };
 
-  it('submits, watches to completion (exit 0), calls the webhook, downloads frames whose SHA-256 match, and resumes a download', async () => {
+  it('submits in progressive order, watches to completion (exit 0), calls the webhook, downloads frames whose SHA-256 match and that equal a local render, and resumes a download', async () => {
     const submitted = JSON.parse(
-      (await farmOk('submit', scene, '--frames', `1-${FRAMES}`, '--no-deps', '--name', 'cli e2e', '--webhook', hookUrl, '--json', '--no-progress')).stdout,
+      (await farmOk('submit', scene, '--frames', `1-${FRAMES}`, '--order', 'progressive', '--chunk-size', '2', '--no-deps', '--name', 'cli e2e',
+        '--webhook', hookUrl, '--json', '--no-progress')).stdout,
     ) as { job_id: string; total_frames: number };
     jobId = submitted.job_id;
     // --webhook armed it with the job.
@@ -95,7 +97,11 @@ describe('the farm CLI against a running master', () => {
     const watch = await farm('watch', jobId, '--json', '--interval', '0.5');
     expect(watch.code, watch.stderr).toBe(0);
     const updates = watch.stdout.trim().split('\n').map((line) => JSON.parse(line) as JobStatusResponse);
-    expect(updates.at(-1)).toMatchObject({ status: 'completed', completed_frames: FRAMES, progress: 1 });
+    expect(updates.at(-1)).toMatchObject({ status: 'completed', completed_frames: FRAMES, progress: 1, order: 'progressive' });
+    // Progressive: the first and last frame in one task, then the middle, then the halves, the
+    // node rendering each task's frames though they are not consecutive.
+    const { tasks } = (await (await fetch(`${master.url}/jobs/${jobId}/tasks`)).json()) as TaskListResponse;
+    expect(tasks.filter((t) => t.kind === 'render').map((t) => [t.start_frame, t.end_frame, t.frame_step])).toEqual([[1, 6, 5], [2, 4, 2], [3, 3, 1], [5, 5, 4]]);
     // `farm submit` asks for a preview video of an animation unless told not to.
     expect(updates.at(-1)!.preview_video).toMatchObject({ status: 'completed', url: `/jobs/${jobId}/video` });
     // It saw the job move: progress never goes back.
@@ -118,6 +124,12 @@ describe('the farm CLI against a running master', () => {
       const bytes = readFileSync(join(out, frame.file_name));
       expect(sha256(bytes), frame.file_name).toBe(frame.sha256);
       expect(decodePng(bytes).width).toBe(64);
+    }
+    // Each frame is its own: equal, pixel for pixel, to Blender rendering the frames in order.
+    await promisify(execFile)(BLENDER, ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', scene, '-o', join(dir, 'local', 'f_######'), '-t', '1', '-a']);
+    for (const frame of listing.frames) {
+      const local = decodePng(readFileSync(join(dir, 'local', `f_${String(frame.frame).padStart(6, '0')}.png`)));
+      expect(decodePng(readFileSync(join(out, frame.file_name))).pixelHash, `frame ${frame.frame}`).toBe(local.pixelHash);
     }
 
     // Resumable: a second run fetches nothing; a damaged file is fetched again.
