@@ -12,7 +12,7 @@
  * 65, 97 | ... Every position is in exactly one pass (d is the largest power of two dividing its
  * distance from the middle), and a pass's positions are evenly spaced (2d apart), so a task (a
  * run of one pass's positions: chunks are sized as for sequential jobs, but never cross into
- * the next pass) is its first and last frame and a step (tasks.frame_step, see taskFrames), and
+ * the next pass) is its first and last frame and a step (tasks.frame_step, see framesOfTask), and
  * the cursor is one number: for a progressive job `next_frame` is end_frame + 1 less the frames
  * not handed out yet, so that `next_frame <= end_frame` means "frames are left" in both orders
  * and a million frames still cost one job row.

@@ -6,9 +6,11 @@
  * position of `start` in the whole list: the claim maps between frames and positions in the list
  * with one indexed lookup, so a million listed frames cost what ten do.
  *
- * Its start_frame and end_frame are the list's first and last frames and `next_frame` is still a
- * frame (the first listed frame no task has covered yet, end_frame + 1 when all are handed out);
- * a task covers the listed frames from its start_frame to its end_frame, both listed.
+ * Its start_frame and end_frame are the list's first and last frames, and in sequential order
+ * `next_frame` is still a frame (the first listed frame no task has covered yet, end_frame + 1
+ * when all are handed out; for progressive order see edge/frame-order.ts). A task renders every
+ * frame_step-th listed frame from its start_frame to its end_frame, both listed
+ * (protocol/frame-list.ts framesOfTask).
  */
 import {
   countFrames,
