@@ -57,7 +57,13 @@ export function progressBar(label: string): HTMLProgressElement {
 
 /** A table's header row of column titles. */
 export function headRow(titles: readonly string[]): HTMLTableSectionElement {
-  return h('thead', null, [h('tr', null, titles.map((text) => h('th', { scope: 'col', text })))]);
+  return h('thead', null, [
+    h(
+      'tr',
+      null,
+      titles.map((text) => h('th', { scope: 'col', text })),
+    ),
+  ]);
 }
 
 /**

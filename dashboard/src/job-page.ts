@@ -163,7 +163,9 @@ export function showJob(jobId: string, view: number): void {
     if (grid.dataset.shown !== shown) {
       grid.dataset.shown = shown;
       grid.replaceChildren(
-        ...frames.map((f) => h('li', { class: 'frame', 'data-frame': f }, [h('div', { class: 'thumb' }), h('span', { class: 'frame-label', text: String(f) })])),
+        ...frames.map((f) =>
+          h('li', { class: 'frame', 'data-frame': f }, [h('div', { class: 'thumb' }), h('span', { class: 'frame-label', text: String(f) })]),
+        ),
       );
     }
     for (const cell of Array.from(grid.children) as HTMLElement[]) {

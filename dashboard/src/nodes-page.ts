@@ -57,10 +57,7 @@ export function showNodes(): void {
           c.task.textContent = '–';
         }
       }
-      setText(
-        c.devices,
-        node.devices.length ? node.devices.map((d) => `${d.type}: ${d.name}`).join('; ') : node.threads ? `${node.threads} threads` : '–',
-      );
+      setText(c.devices, node.devices.length ? node.devices.map((d) => `${d.type}: ${d.name}`).join('; ') : node.threads ? `${node.threads} threads` : '–');
       setText(c.frames, node.frames_rendered);
       setText(c.failures, node.failures);
       setText(c.seen, ago(node.last_seen_at));

@@ -35,8 +35,15 @@ const SCREENSHOTS = join(OUTPUT_DIR, 'dashboard');
 
 /** Flags that keep Chromium headless and off the network (the machine has no internet). */
 const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage',
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-dev-shm-usage',
 ];
 
 describe('the dashboard in Chromium', () => {
@@ -108,7 +115,13 @@ describe('the dashboard in Chromium', () => {
 
   it('shows a submitted job reaching 100% with thumbnails, after pausing and resuming it from the page', async () => {
     // One frame per task, so a pause takes effect after the frame being rendered.
-    const job = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: FRAMES, chunk_size: 1, name: 'dashboard shot', preview_video: 'true' });
+    const job = await submitJob(master.url, new Blob([readFileSync(scene)]), {
+      start_frame: 1,
+      end_frame: FRAMES,
+      chunk_size: 1,
+      name: 'dashboard shot',
+      preview_video: 'true',
+    });
 
     // The job list links to the job.
     await page.goto(`${master.url}/`);
@@ -119,17 +132,25 @@ describe('the dashboard in Chromium', () => {
     await page.getByRole('heading', { level: 1, name: 'dashboard shot' }).waitFor();
 
     // Thumbnails appear as frames arrive: a loaded image (the node's preview) in the frame grid.
-    await page.waitForFunction(() => Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).some((img) => img.complete && img.naturalWidth > 0), null, { timeout: 120_000 });
+    await page.waitForFunction(
+      () => Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).some((img) => img.complete && img.naturalWidth > 0),
+      null,
+      { timeout: 120_000 },
+    );
 
     // Pause from the page: the job is paused and no new frame is handed out.
     await page.getByRole('button', { name: 'Pause' }).click();
     await page.locator('.job-status .badge', { hasText: 'paused' }).waitFor();
     expect((await jobStatus(master.url, job.job_id)).status).toBe('paused');
     expect(await page.getByRole('button', { name: 'Resume' }).isEnabled()).toBe(true);
-    const settled = await waitFor('the frame in hand to finish', async () => {
-      const s = await jobStatus(master.url, job.job_id);
-      return s.running_frames === 0 ? s : null;
-    }, 60_000);
+    const settled = await waitFor(
+      'the frame in hand to finish',
+      async () => {
+        const s = await jobStatus(master.url, job.job_id);
+        return s.running_frames === 0 ? s : null;
+      },
+      60_000,
+    );
     expect(settled.completed_frames).toBeLessThan(FRAMES);
     await new Promise((r) => setTimeout(r, 3_000));
     expect((await jobStatus(master.url, job.job_id)).completed_frames).toBe(settled.completed_frames);
@@ -142,10 +163,14 @@ describe('the dashboard in Chromium', () => {
     expect(await page.locator('#job-progress').getAttribute('value')).toBe('100');
 
     // Every frame has a thumbnail, and they are the node's previews (JPEG), loaded.
-    await waitFor('every frame to have its preview', async () => {
-      const listed = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
-      return listed.frames.length === FRAMES && listed.frames.every((f) => f.preview_url !== null);
-    }, 30_000);
+    await waitFor(
+      'every frame to have its preview',
+      async () => {
+        const listed = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
+        return listed.frames.length === FRAMES && listed.frames.every((f) => f.preview_url !== null);
+      },
+      30_000,
+    );
     await page.waitForFunction(
       (n) => {
         const imgs = Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img'));
@@ -208,18 +233,41 @@ describe('the dashboard in Chromium', () => {
     const png = new Uint8Array(await (await fetch(`${master.url}/jobs/${firstJob}/frames/1`)).arrayBuffer());
     const jpeg = new Uint8Array(await (await fetch(`${master.url}/jobs/${firstJob}/frames/1/preview`)).arrayBuffer());
 
-    const job = await submitJob(url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: 2, chunk_size: 1, name: 'secured shot' }, 'scene.blend', SUBMIT_TOKEN);
-    const enrolled = (await (await fetch(`${url}/register_worker`, {
-      method: 'POST', headers: { 'content-type': 'application/json', ...auth(ENROL_TOKEN) }, body: JSON.stringify({ name: 'fake-node' }),
-    })).json()) as { worker_id: string; node_token: string };
-    const task = (await (await fetch(`${url}/get_job`, {
-      method: 'POST', headers: { 'content-type': 'application/json', ...auth(enrolled.node_token) }, body: JSON.stringify({ worker_id: enrolled.worker_id }),
-    })).json()) as { task_id: string; lease_id: string };
+    const job = await submitJob(
+      url,
+      new Blob([readFileSync(scene)]),
+      { start_frame: 1, end_frame: 2, chunk_size: 1, name: 'secured shot' },
+      'scene.blend',
+      SUBMIT_TOKEN,
+    );
+    const enrolled = (await (
+      await fetch(`${url}/register_worker`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...auth(ENROL_TOKEN) },
+        body: JSON.stringify({ name: 'fake-node' }),
+      })
+    ).json()) as { worker_id: string; node_token: string };
+    const task = (await (
+      await fetch(`${url}/get_job`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...auth(enrolled.node_token) },
+        body: JSON.stringify({ worker_id: enrolled.worker_id }),
+      })
+    ).json()) as { task_id: string; lease_id: string };
     const lease = { ...auth(enrolled.node_token), 'x-farm-worker-id': enrolled.worker_id, 'x-farm-lease-id': task.lease_id };
-    expect((await fetch(`${url}/tasks/${task.task_id}/frames/1?ext=png`, { method: 'PUT', headers: { ...lease, 'content-length': String(png.length) }, body: png })).status).toBe(201);
-    expect((await fetch(`${url}/tasks/${task.task_id}/frames/1/preview`, {
-      method: 'PUT', headers: { ...lease, 'content-type': 'image/jpeg', 'content-length': String(jpeg.length) }, body: jpeg,
-    })).status).toBe(201);
+    expect(
+      (await fetch(`${url}/tasks/${task.task_id}/frames/1?ext=png`, { method: 'PUT', headers: { ...lease, 'content-length': String(png.length) }, body: png }))
+        .status,
+    ).toBe(201);
+    expect(
+      (
+        await fetch(`${url}/tasks/${task.task_id}/frames/1/preview`, {
+          method: 'PUT',
+          headers: { ...lease, 'content-type': 'image/jpeg', 'content-length': String(jpeg.length) },
+          body: jpeg,
+        })
+      ).status,
+    ).toBe(201);
 
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const secured = await context.newPage();
@@ -234,7 +282,10 @@ describe('the dashboard in Chromium', () => {
     await secured.getByRole('link', { name: 'secured shot' }).click();
     // The thumbnail came with the token, as a blob: URL (img tags cannot send headers).
     await secured.waitForFunction(
-      () => Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).some((img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:')),
+      () =>
+        Array.from((globalThis as unknown as PageGlobal).document.querySelectorAll('.frames img')).some(
+          (img) => img.complete && img.naturalWidth > 0 && img.src.startsWith('blob:'),
+        ),
       null,
       { timeout: 60_000 },
     );
@@ -255,10 +306,14 @@ describe('the dashboard in Chromium', () => {
     expect(job.total_frames).toBe(listed.length);
     await page.goto(`${master.url}/#/jobs/${job.job_id}`);
     await page.locator('#job-percent', { hasText: '100.0%' }).waitFor({ timeout: 180_000 });
-    await waitFor('every listed frame to have its preview', async () => {
-      const frames = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
-      return frames.frames.length === listed.length && frames.frames.every((f) => f.preview_url !== null);
-    }, 30_000);
+    await waitFor(
+      'every listed frame to have its preview',
+      async () => {
+        const frames = (await (await fetch(`${master.url}/jobs/${job.job_id}/frames`)).json()) as FrameListResponse;
+        return frames.frames.length === listed.length && frames.frames.every((f) => f.preview_url !== null);
+      },
+      30_000,
+    );
     // One loaded thumbnail per listed frame, each the preview of its own frame.
     await page.waitForFunction(
       (n) => {
