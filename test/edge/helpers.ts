@@ -6,7 +6,9 @@
 import { applyD1Migrations, reset } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { zstdCompressSync } from 'node:zlib';
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect, vi } from 'vitest';
+import { webhookTiming } from '../../edge/webhooks.ts';
+import type { WebhookPayload } from '../../protocol/api.ts';
 import type {
   JobStatusResponse,
   RegisterWorkerResponse,
@@ -244,4 +246,46 @@ export async function expireLease(taskId: string, agoMs = 1_000): Promise<void> 
 /** `GET /job_status/{id}`, answered 200. */
 export async function jobStatus(jobId: string): Promise<JobStatusResponse> {
   return json<JobStatusResponse>(await call(`/job_status/${jobId}`), 200);
+}
+
+/** A webhook call as its receiver saw it. */
+export interface WebhookCall {
+  url: string;
+  method: string | undefined;
+  headers: Headers;
+  /** The raw body, as signed. */
+  body: string;
+  payload: WebhookPayload;
+}
+
+/**
+ * Makes the isolate's global fetch a webhook receiver for each test of the calling file or
+ * describe: the master runs in this isolate, so its calls (after a response, or from the cron)
+ * land here instead of on the network. Retries come after 5 ms instead of seconds.
+ * `calls` is emptied before each test; a test sets `answers`, what the receiver answers call
+ * after call: a status, or 'hang' (no answer until the caller gives up); after them, `otherwise`.
+ */
+export function webhookReceiver(otherwise: number): { calls: WebhookCall[]; answers: (number | 'hang')[] } {
+  const receiver = { calls: [] as WebhookCall[], answers: [] as (number | 'hang')[] };
+  const timing = { ...webhookTiming };
+  beforeEach(() => {
+    receiver.calls.length = 0;
+    receiver.answers = [];
+    webhookTiming.delaysMs = [0, 5, 5, 5];
+    vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
+      const body = String(init.body);
+      receiver.calls.push({ url, method: init.method, headers: new Headers(init.headers), body, payload: JSON.parse(body) as WebhookPayload });
+      const answer = receiver.answers.shift() ?? otherwise;
+      if (answer === 'hang') {
+        // Like a receiver that accepts the connection and never answers: only the caller's timeout ends it.
+        return new Promise<Response>((_, reject) => init.signal!.addEventListener('abort', () => reject(init.signal!.reason)));
+      }
+      return new Response(null, { status: answer });
+    });
+  });
+  afterEach(() => {
+    vi.unstubAllGlobals();
+    Object.assign(webhookTiming, timing);
+  });
+  return receiver;
 }

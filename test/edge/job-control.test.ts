@@ -4,7 +4,7 @@
  * what `job_status` (or D1 and R2) reports afterwards and what render nodes are then told.
  */
 import { env } from 'cloudflare:workers';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type {
   DeleteJobResponse,
   FrameListResponse,
@@ -14,9 +14,9 @@ import type {
   WorkerControlResponse,
   WorkerListResponse,
 } from '../../protocol/api.ts';
-import type { JobStatusResponse, TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
+import type { TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
 import { runScheduledWork } from '../../edge/cron.ts';
-import { claimDueWebhooks, deliverWebhook, webhookTiming } from '../../edge/webhooks.ts';
+import { claimDueWebhooks, deliverWebhook } from '../../edge/webhooks.ts';
 import {
   call,
   claim,
@@ -37,6 +37,7 @@ import {
   taskRow,
   update,
   jobStatus,
+  webhookReceiver,
 } from './helpers.ts';
 
 beforeEach(emptyFarm);
@@ -381,25 +382,9 @@ describe('frame previews', () => {
 
 describe('webhooks', () => {
   const URL_OK = 'https://hooks.example.com/farm?job=1';
-  /** Answers given to the webhook calls in turn (then 500), and the calls made. */
-  let answers: number[];
-  let calls: { url: string; init: RequestInit; body: { event: string; job: JobStatusResponse } }[];
-
-  // The master runs in this isolate: its fetch is the global one, so the calls it makes after
-  // a response (waitUntil) land here instead of on the network.
-  beforeEach(() => {
-    answers = [];
-    calls = [];
-    webhookTiming.delaysMs = [0, 5, 5, 5];
-    vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
-      calls.push({ url, init, body: JSON.parse(String(init.body)) });
-      return new Response(null, { status: answers.shift() ?? 500 });
-    });
-  });
-  afterEach(() => {
-    vi.unstubAllGlobals();
-    webhookTiming.delaysMs = [0, 1_000, 4_000, 10_000];
-  });
+  /** What the receiver answers (then 500), and the calls it got. */
+  const receiver = webhookReceiver(500);
+  const calls = receiver.calls;
 
   const webhookStatus = async (jobId: string) => json<WebhookStatus>(await call(`/jobs/${jobId}/webhook`), 200);
   async function waitForWebhook(jobId: string, states: string[]): Promise<WebhookStatus> {
@@ -430,7 +415,7 @@ describe('webhooks', () => {
 
   it('on completion the job is POSTed to the URL; failed calls are retried and recorded until one succeeds, then never again', async () => {
     const jobId = await jobWithWebhook();
-    answers = [503, 500, 204];
+    receiver.answers = [503, 500, 204];
     const node = await registerWorker();
     await renderAll(node, await claim(node));
     const hook = await waitForWebhook(jobId, ['delivered', 'failed']);
@@ -438,9 +423,9 @@ describe('webhooks', () => {
     expect(hook.delivered_at).not.toBeNull();
     expect(calls).toHaveLength(3);
     expect(calls[0]!.url).toBe(URL_OK);
-    expect(calls[0]!.init.method).toBe('POST');
-    expect(new Headers(calls[0]!.init.headers).get('x-farm-event')).toBe('job.completed');
-    expect(calls[2]!.body).toMatchObject({ event: 'job.completed', job: { job_id: jobId, status: 'completed', completed_frames: 1 } });
+    expect(calls[0]!.method).toBe('POST');
+    expect(calls[0]!.headers.get('x-farm-event')).toBe('job.completed');
+    expect(calls[2]!.payload).toMatchObject({ event: 'job.completed', job: { job_id: jobId, status: 'completed', completed_frames: 1 } });
     // Later requests sweep again but find nothing due.
     await json(await patchJob(jobId, { priority: 7 }), 200);
     await new Promise((r) => setTimeout(r, 100));
@@ -449,7 +434,7 @@ describe('webhooks', () => {
 
   it('a webhook that never answers 2xx ends failed with the last error, after every attempt', async () => {
     const jobId = await jobWithWebhook();
-    answers = [500, 500, 500, 404];
+    receiver.answers = [500, 500, 500, 404];
     const node = await registerWorker();
     await renderAll(node, await claim(node));
     const hook = await waitForWebhook(jobId, ['delivered', 'failed']);
@@ -459,19 +444,19 @@ describe('webhooks', () => {
 
   it('a failed job sends job.failed; requeueing it arms the webhook again, and its completion sends job.completed', async () => {
     const jobId = await jobWithWebhook({ max_attempts: 1 });
-    answers = [200, 200];
+    receiver.answers = [200, 200];
     const node = await registerWorker();
     const task = await claim(node);
     await json(await update(node, task, 'failed', { message: 'Blender crashed', failure_reason: 'crash' }), 200);
     await waitForWebhook(jobId, ['delivered']);
-    expect(calls.map((c) => c.body.event)).toEqual(['job.failed']);
-    expect(calls[0]!.body.job.error).toContain('Blender crashed');
+    expect(calls.map((c) => c.payload.event)).toEqual(['job.failed']);
+    expect(calls[0]!.payload.job.error).toContain('Blender crashed');
 
     await json(await postJson(`/jobs/${jobId}/requeue_failed`, {}), 200);
     await renderAll(node, await claim(node));
     await new Promise((r) => setTimeout(r, 50));
     await waitForWebhook(jobId, ['delivered']);
-    expect(calls.map((c) => c.body.event)).toEqual(['job.failed', 'job.completed']);
+    expect(calls.map((c) => c.payload.event)).toEqual(['job.failed', 'job.completed']);
   });
 
   it('a webhook given at submission (curl -F webhook_url=...) is armed; a bad one is refused and nothing is stored', async () => {
@@ -484,7 +469,7 @@ describe('webhooks', () => {
     const job = await submitOk({ start_frame: 1, end_frame: 1 });
     const node = await registerWorker();
     await renderAll(node, await claim(node));
-    answers = [200];
+    receiver.answers = [200];
     await json(await patchJob(job.job_id, { webhook_url: URL_OK }), 200);
     expect(await waitForWebhook(job.job_id, ['delivered'])).toMatchObject({ attempts: 1 });
   });
@@ -497,7 +482,7 @@ describe('webhooks', () => {
     expect(await claimDueWebhooks(env.DB, Date.now())).toHaveLength(0);
     const [stale] = await claimDueWebhooks(env.DB, Date.now() + 6 * 60_000);
     expect(stale!.id).toBe(jobId);
-    answers = [204];
+    receiver.answers = [204];
     expect(await deliverWebhook(env.DB, stale!)).toBe(true);
     expect((await webhookStatus(jobId)).state).toBe('delivered');
     await json(await patchJob(jobId, { webhook_url: null }), 200);

@@ -6,12 +6,12 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { env } from 'cloudflare:workers';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { WebhookPayload, WebhookStatus } from '../../protocol/api.ts';
 import { app } from '../../edge/app.ts';
 import { runScheduledWork } from '../../edge/cron.ts';
 import { STALE_SENDING_MS, webhookTiming } from '../../edge/webhooks.ts';
-import { BASE, call, claim, emptyFarm, json, postJson, registerWorker, renderAll, submitOk, update } from './helpers.ts';
+import { BASE, call, claim, emptyFarm, json, postJson, registerWorker, renderAll, submitOk, update, webhookReceiver } from './helpers.ts';
 
 const SECRET = 'whsec-test-0123456789';
 const HOOK = 'https://hooks.example.com/farm';
@@ -28,36 +28,10 @@ function verifyFarmSignature(secret: string, rawBody: string, headers: Headers, 
   return signature.length === expected.length && timingSafeEqual(Buffer.from(signature), Buffer.from(expected));
 }
 
-interface Received {
-  headers: Headers;
-  body: string;
-}
-
-let received: Received[];
-/** What the receiver answers, call after call: a status, or 'hang' (no answer until the caller gives up). Then 204. */
-let answers: (number | 'hang')[];
-
-beforeEach(async () => {
-  await emptyFarm();
-  received = [];
-  answers = [];
-  webhookTiming.delaysMs = [0, 5, 5, 5];
-  vi.stubGlobal('fetch', async (_url: string, init: RequestInit) => {
-    received.push({ headers: new Headers(init.headers), body: String(init.body) });
-    const answer = answers.shift() ?? 204;
-    if (answer === 'hang') {
-      // Like a receiver that accepts the connection and never answers: only the caller's timeout ends it.
-      return new Promise<Response>((_, reject) => init.signal!.addEventListener('abort', () => reject(init.signal!.reason)));
-    }
-    return new Response(null, { status: answer });
-  });
-});
-afterEach(() => {
-  vi.unstubAllGlobals();
-  webhookTiming.delaysMs = [0, 1_000, 4_000, 10_000];
-  webhookTiming.timeoutMs = 8_000;
-  webhookTiming.inRequestBudgetMs = 25_000;
-});
+/** What the receiver answers (then 204), and the calls it got. */
+const receiver = webhookReceiver(204);
+const received = receiver.calls;
+beforeEach(emptyFarm);
 
 const patchJob = (jobId: string, body: unknown) =>
   call(`/jobs/${jobId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -138,14 +112,14 @@ describe('webhook delivery ids', () => {
     const job = await submitOk({ start_frame: 1, end_frame: 1, max_attempts: 1 });
     await json(await patchJob(job.job_id, { webhook_url: HOOK }), 200);
     const node = await registerWorker();
-    answers = [500, 503, 204];
+    receiver.answers = [500, 503, 204];
     await json(await update(node, await claim(node), 'failed', { message: 'Blender crashed', failure_reason: 'crash' }), 200);
     await waitForWebhook(job.job_id, (h) => h.state === 'delivered');
     expect(received).toHaveLength(3);
     const failedIds = received.map((r) => r.headers.get('x-farm-delivery'));
     expect(failedIds[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     expect(new Set(failedIds).size).toBe(1);
-    expect(received.map((r) => (JSON.parse(r.body) as WebhookPayload).delivery_id)).toEqual(failedIds);
+    expect(received.map((r) => r.payload.delivery_id)).toEqual(failedIds);
 
     // Requeued, it fails again: the same event name, but a new event.
     await json(await postJson(`/jobs/${job.job_id}/requeue_failed`, {}), 200);
@@ -166,7 +140,7 @@ describe('webhooks and the cron', () => {
     webhookTiming.timeoutMs = 100;
     webhookTiming.inRequestBudgetMs = 150;
     const jobId = await finishedJob();
-    answers = ['hang', 'hang', 'hang'];
+    receiver.answers = ['hang', 'hang', 'hang'];
     await json(await patchJob(jobId, { webhook_url: HOOK }), 200);
     // The request's attempt timed out; no time was left for another, so the claim waits for the cron.
     const handedOver = await waitForWebhook(jobId, (h) => h.attempts === 1);
@@ -180,7 +154,7 @@ describe('webhooks and the cron', () => {
     expect(received).toHaveLength(1);
 
     // Once the claim is stale the cron takes it, carries on from attempt 2, and gets through.
-    answers = [204];
+    receiver.answers = [204];
     await runScheduledWork(env, Date.now() + STALE_SENDING_MS + 1_000);
     expect(await webhookStatus(jobId)).toMatchObject({ state: 'delivered', attempts: 2, last_error: null });
     expect(received).toHaveLength(2);
@@ -195,7 +169,7 @@ describe('webhooks and the cron', () => {
     webhookTiming.timeoutMs = 50;
     const jobId = await finishedJob();
     await env.DB.prepare(`UPDATE jobs SET webhook_url = ?, webhook_state = 'armed' WHERE id = ?`).bind(HOOK, jobId).run();
-    answers = ['hang', 'hang', 'hang', 'hang'];
+    receiver.answers = ['hang', 'hang', 'hang', 'hang'];
     await runScheduledWork(env, Date.now());
     expect(await webhookStatus(jobId)).toMatchObject({ state: 'failed', attempts: 4, last_error: expect.stringContaining('calling the webhook failed') });
     expect(received).toHaveLength(4);
