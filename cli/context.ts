@@ -26,7 +26,7 @@ export function clientFor(command: Command): FarmClient {
 }
 
 /** Why a try failed, in a few words. */
-export function retryReason(error: Error): string {
+function retryReason(error: Error): string {
   if (!(error instanceof FarmApiError)) return error.message;
   return error.status === null ? 'no answer from the master' : `HTTP ${error.status}`;
 }

@@ -34,7 +34,7 @@ import { jobStatusSchema, type JobStatus, type JobStatusResponse } from './schem
 export { FarmApiError, type Response } from './http-client.ts';
 
 /** A person waits for the answer: a few quick tries. */
-export const PERSON_RETRY: RetryPolicy = { retries: 4, minDelayMs: 500, maxDelayMs: 15_000 };
+const PERSON_RETRY: RetryPolicy = { retries: 4, minDelayMs: 500, maxDelayMs: 15_000 };
 
 export interface FarmClientOptions {
   /** The master, e.g. `http://localhost:8000`. */

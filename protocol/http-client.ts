@@ -256,8 +256,14 @@ export class HttpClient {
     return parsed.data;
   }
 
+  /** Lets the requests in flight finish, then closes the connections. */
   async close(): Promise<void> {
     await this.dispatcher.close();
+  }
+
+  /** Ends the requests in flight at once (a command that failed half-way through an upload). */
+  async destroy(): Promise<void> {
+    await this.dispatcher.destroy();
   }
 
   private retryInit(method: string, init: RequestInit): RetryInit {

@@ -70,19 +70,19 @@ export async function register(deps: PollLoopDeps, stop: AbortSignal, reuse = tr
     } catch (err) {
       if (stop.aborted || !(err instanceof FarmApiError)) throw err;
       if (err.status === 401 && client.hasCredential) {
-        log.warn(`the master refused this node's credential (${err.message}); enrolling again with the enrolment token`);
+        log.warn(`the master refused this node's credential (${err.summary}); enrolling again with the enrolment token`);
         client.setCredential(undefined);
         await forgetCredential(config.workDir);
         continue;
       }
       if (err.status === 409 && known) {
-        log.warn(`${err.message}; enrolling as a new node`);
+        log.warn(`${err.summary}; enrolling as a new node`);
         known = undefined;
         continue;
       }
       if (err.status === 401 || err.status === 403) {
         log.error(
-          `enrolment refused: ${err.message}. Give this node the master's enrolment token with --token or FARM_NODE_TOKEN; ` +
+          `enrolment refused: ${err.summary}. Give this node the master's enrolment token with --token or FARM_NODE_TOKEN; ` +
             `trying again in ${ENROL_RETRY_MS / 1000} s`,
         );
         await sleep(ENROL_RETRY_MS, undefined, { signal: stop });
@@ -132,7 +132,7 @@ export async function pollLoop(deps: PollLoopDeps, stop: AbortSignal): Promise<v
       }
       if (err instanceof FarmApiError && err.status === 401) {
         // The credential was revoked, or the master's database was reset: enrol again.
-        log.warn(`the master refused this node's credential (${err.message}); enrolling again`);
+        log.warn(`the master refused this node's credential (${err.summary}); enrolling again`);
         client.setCredential(undefined);
         await forgetCredential(config.workDir);
         workerId = await register(deps, stop);

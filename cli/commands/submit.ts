@@ -348,7 +348,7 @@ export function register(program: Command): void {
         } finally {
           process.off('SIGINT', onSignal);
           process.off('SIGTERM', onSignal);
-          await client.close();
+          await client.destroy();
         }
       }),
     );

@@ -57,7 +57,7 @@ const partLength = (state: UploadState, n: number) =>
   n < state.part_count ? state.part_size : state.size - state.part_size * (state.part_count - 1);
 
 /** Whether the master already holds the blob `sha256` (of `size` bytes). */
-export async function blobExists(client: HttpClient, sha256: string, size: number, signal?: AbortSignal): Promise<boolean> {
+async function blobExists(client: HttpClient, sha256: string, size: number, signal?: AbortSignal): Promise<boolean> {
   try {
     const response = await client.request('HEAD', `/blobs/${sha256}`, { signal, policy: UPLOAD_RETRY });
     await response.body.dump();
