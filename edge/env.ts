@@ -1,4 +1,4 @@
-import { onOffSetting, SettingError, wholeNumberSetting } from '../protocol/settings.ts';
+import { SettingError, wholeNumberSetting } from '../protocol/settings.ts';
 import { fail } from './errors.ts';
 
 /** Bindings and variables of the master Worker (see wrangler.toml). */
@@ -115,7 +115,9 @@ type Variable = { [K in keyof Env]-?: Env[K] extends string | undefined ? K : ne
 function parseConfig(env: Env): FarmConfig {
   const positive = (name: Variable, fallback: number, max?: number) => wholeNumberSetting(name, env[name], fallback, { min: 1, max });
   return {
-    allowAnonymous: onOffSetting('FARM_ALLOW_ANONYMOUS', env.FARM_ALLOW_ANONYMOUS, false),
+    // Not an on/off setting: the switch that opens the master opens it only on the exact word,
+    // and anything else keeps it closed (a closed master says why on every request).
+    allowAnonymous: env.FARM_ALLOW_ANONYMOUS === 'true',
     submitTokens: (env.FARM_SUBMIT_TOKEN ?? '').split(',').map((t) => t.trim()).filter(Boolean),
     nodeToken: env.FARM_NODE_TOKEN?.trim() || null,
     webhookSecret: env.FARM_WEBHOOK_SECRET?.trim() || null,

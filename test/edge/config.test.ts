@@ -12,11 +12,7 @@ const withVars = (vars: Partial<Env>): Env => ({ ...env, ...vars });
 
 describe('the master configuration', () => {
   it('reads what is set, and takes the default for what is unset or empty', () => {
-    expect(readConfig(withVars({ LEASE_MS: '30000', RATE_LIMIT_PER_MINUTE: '0', FARM_ALLOW_ANONYMOUS: 'false' }))).toMatchObject({
-      leaseMs: 30_000,
-      rateLimitPerMinute: 0,
-      allowAnonymous: false,
-    });
+    expect(readConfig(withVars({ LEASE_MS: '30000', RATE_LIMIT_PER_MINUTE: '0' }))).toMatchObject({ leaseMs: 30_000, rateLimitPerMinute: 0 });
     expect(readConfig(withVars({ LEASE_MS: '', TARGET_CHUNK_MS: undefined })).leaseMs).toBe(60_000);
     expect(readConfig(withVars({ TARGET_CHUNK_MS: undefined })).targetChunkMs).toBe(120_000);
   });
@@ -26,7 +22,6 @@ describe('the master configuration', () => {
     expect(() => readConfig(withVars({ LEASE_MS: '0' }))).toThrow(/LEASE_MS must be/);
     expect(() => readConfig(withVars({ DELETE_PAGE_SIZE: '5000' }))).toThrow('DELETE_PAGE_SIZE must be a whole number from 1 to 1000 (got "5000")');
     expect(() => readConfig(withVars({ BLOB_PART_BYTES: '1024' }))).toThrow(/BLOB_PART_BYTES must be a whole number of at least 5242880/);
-    expect(() => readConfig(withVars({ FARM_ALLOW_ANONYMOUS: 'yes' }))).toThrow('FARM_ALLOW_ANONYMOUS must be true or false (got "yes")');
   });
 
   it('every request answers 500 naming the bad variable, public routes too', async () => {
