@@ -32,6 +32,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
 import type { AppEnv } from './app-env.ts';
+import { countRequests, holdsTaskRendering, workerWithCredential } from './db/workers.ts';
 import type { FarmConfig } from './env.ts';
 import { fail } from './errors.ts';
 
@@ -204,14 +205,6 @@ interface Counted {
   window_start: number;
 }
 
-/** Adds ?4 requests to `?3`'s window, or opens a new window with them. */
-const WINDOW_UPSERT = `INSERT INTO rate_limits (key, window_start, count) VALUES (?3, ?1, ?4)
-  ON CONFLICT (key) DO UPDATE SET
-    -- SET expressions all read the row as it was, so both CASEs test the old window.
-    count = CASE WHEN rate_limits.window_start > ?1 - ?2 THEN rate_limits.count + ?4 ELSE ?4 END,
-    window_start = CASE WHEN rate_limits.window_start > ?1 - ?2 THEN rate_limits.window_start ELSE ?1 END
-  RETURNING window_start, count`;
-
 /**
  * How many shares of the limit an isolate may count in memory before it writes: each write adds
  * one share. An idle node (3 polls a minute) never fills one of the default limit's (600 / 16).
@@ -234,16 +227,10 @@ async function countRequest(db: D1Database, key: string, now: number, limit: num
   local.count++;
   local.unwritten++;
   if (local.unwritten >= Math.ceil(limit / RATE_SHARES)) {
-    const row = await db.prepare(WINDOW_UPSERT).bind(now, RATE_WINDOW_MS, key, local.unwritten).first<Counted>();
+    const row = await countRequests(db, key, local.unwritten, now, RATE_WINDOW_MS);
     Object.assign(local, row, { unwritten: 0 });
   }
   return { count: local.count, window_start: local.window_start };
-}
-
-/** Finds the node a credential belongs to. Null: no node has this credential. */
-async function identifyNode(db: D1Database, hash: string): Promise<string | null> {
-  const row = await db.prepare(`SELECT id FROM workers WHERE credential_hash = ?`).bind(hash).first<{ id: string }>();
-  return row?.id ?? null;
 }
 
 function assertWithinLimit(counted: Counted, config: FarmConfig, now: number): void {
@@ -278,7 +265,7 @@ async function authenticateToken(c: Context<AppEnv>, access: Exclude<Access, 'pu
     }
     if (limited) counted = await countRequest(c.env.DB, `e:${rateKey}`, now, config.rateLimitPerMinute);
   } else if (token.startsWith(NODE_CREDENTIAL_PREFIX)) {
-    const workerId = await identifyNode(c.env.DB, toHex(presented));
+    const workerId = await workerWithCredential(c.env.DB, toHex(presented));
     if (!workerId) {
       unauthorized(access, 'this node credential is not known to the master (it was revoked, or the database was reset); enrol again with the enrolment token');
     }
@@ -345,14 +332,7 @@ export async function assertMayDownloadInput(c: Context<AppEnv>, blendFile: stri
   const principal = c.get('principal');
   if (principal.kind !== 'node') return;
   c.set('actingWorkerId', principal.workerId);
-  const held = await c.env.DB.prepare(
-    // Running tasks are about as many as nodes, and the (status, ...) index finds them.
-    `SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job_id
-     WHERE t.status = 'running' AND t.worker_id = ?2 AND j.blend_file = ?1 LIMIT 1`,
-  )
-    .bind(blendFile, principal.workerId)
-    .first();
-  if (!held) {
+  if (!(await holdsTaskRendering(c.env.DB, principal.workerId, blendFile))) {
     fail(403, `worker ${principal.workerId} holds no task of a job that renders ${blendFile}: a node may download only the input of a task it was given`);
   }
 }

@@ -9,6 +9,18 @@
  * assembled object through SHA-256; only bytes that hash to the name are recorded in `blobs`.
  */
 import { MAX_PARTS, MIN_PART_BYTES, type BlobInfo, type UploadState } from '../protocol/schemas.ts';
+import {
+  blobRow,
+  completeUploadRows,
+  forgetUpload,
+  insertUpload,
+  recordPart,
+  staleUploads,
+  uploadById,
+  uploadOf,
+  uploadParts,
+  type UploadRow,
+} from './db/blobs.ts';
 import type { FarmConfig } from './env.ts';
 import { fail } from './errors.ts';
 import { pipeObject } from './object-response.ts';
@@ -16,23 +28,6 @@ import { blendKey, blobUploadKey } from './storage-keys.ts';
 
 /** R2 aborts multipart uploads left incomplete for 7 days; ours are restarted a day before. */
 export const UPLOAD_MAX_AGE_MS = 6 * 24 * 3600 * 1000;
-
-interface BlobRow {
-  sha256: string;
-  size: number;
-  r2_key: string;
-}
-
-interface UploadRow {
-  id: string;
-  sha256: string;
-  size: number;
-  part_size: number;
-  part_count: number;
-  r2_key: string;
-  r2_upload_id: string;
-  created_at: number;
-}
 
 export interface StoredBlob extends BlobInfo {
   key: string;
@@ -43,17 +38,10 @@ export interface StoredBlob extends BlobInfo {
  * before the blobs table existed are found under their old key.
  */
 export async function findBlob(db: D1Database, bucket: R2Bucket, sha256: string): Promise<StoredBlob | null> {
-  const row = await db.prepare(`SELECT sha256, size, r2_key FROM blobs WHERE sha256 = ?`).bind(sha256).first<BlobRow>();
-  if (row) return { sha256: row.sha256, size: Number(row.size), key: row.r2_key };
+  const row = await blobRow(db, sha256);
+  if (row) return { sha256: row.sha256, size: Number(row.size), key: row.key };
   const legacy = await bucket.head(blendKey(sha256));
   return legacy ? { sha256, size: legacy.size, key: legacy.key } : null;
-}
-
-/** Records a blob whose bytes are verified; the first record of a hash wins. */
-export function recordBlobStatement(db: D1Database, blob: StoredBlob, now: number): D1PreparedStatement {
-  return db
-    .prepare(`INSERT INTO blobs (sha256, size, r2_key, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING`)
-    .bind(blob.sha256, blob.size, blob.key, now);
 }
 
 /** Bytes per part for a blob of `size`: the preferred size, raised so that 10,000 parts suffice. */
@@ -68,16 +56,12 @@ export function choosePartSize(size: number, preferred: number, config: FarmConf
 }
 
 /** Size of part `n` (1-based) of an upload. */
-export function partBytes(upload: Pick<UploadRow, 'size' | 'part_size' | 'part_count'>, n: number): number {
-  return n < upload.part_count ? upload.part_size : upload.size - upload.part_size * (upload.part_count - 1);
+export function partBytes(upload: Pick<UploadRow, 'size' | 'partSize' | 'partCount'>, n: number): number {
+  return n < upload.partCount ? upload.partSize : upload.size - upload.partSize * (upload.partCount - 1);
 }
 
 async function partsDone(db: D1Database, uploadId: string): Promise<number[]> {
-  const { results } = await db
-    .prepare(`SELECT part_number FROM blob_upload_parts WHERE upload_id = ? ORDER BY part_number`)
-    .bind(uploadId)
-    .all<{ part_number: number }>();
-  return results.map((r) => r.part_number);
+  return (await uploadParts(db, uploadId)).map((p) => p.partNumber);
 }
 
 function describeUpload(upload: UploadRow, done: number[]): UploadState {
@@ -85,8 +69,8 @@ function describeUpload(upload: UploadRow, done: number[]): UploadState {
     sha256: upload.sha256,
     size: Number(upload.size),
     upload_id: upload.id,
-    part_size: upload.part_size,
-    part_count: upload.part_count,
+    part_size: upload.partSize,
+    part_count: upload.partCount,
     parts_done: done,
     blob_exists: false,
   };
@@ -94,15 +78,12 @@ function describeUpload(upload: UploadRow, done: number[]): UploadState {
 
 /** Forgets an upload and tells R2 to drop its parts. */
 async function dropUpload(db: D1Database, bucket: R2Bucket, upload: UploadRow): Promise<void> {
-  await db.batch([
-    db.prepare(`DELETE FROM blob_upload_parts WHERE upload_id = ?`).bind(upload.id),
-    db.prepare(`DELETE FROM blob_uploads WHERE id = ?`).bind(upload.id),
-  ]);
+  await forgetUpload(db, upload.id);
   try {
-    await bucket.resumeMultipartUpload(upload.r2_key, upload.r2_upload_id).abort();
+    await bucket.resumeMultipartUpload(upload.key, upload.r2UploadId).abort();
   } catch (err) {
     // Already completed or expired in R2: nothing is left to free.
-    console.warn(`aborting R2 upload ${upload.r2_upload_id}: ${String(err)}`);
+    console.warn(`aborting R2 upload ${upload.r2UploadId}: ${String(err)}`);
   }
 }
 
@@ -129,10 +110,10 @@ export async function startUpload(
     fail(413, `a blob of ${request.size} bytes is over this master's limit of ${config.maxBlobBytes} bytes (MAX_BLOB_BYTES)`);
   }
   const now = Date.now();
-  const current = await db.prepare(`SELECT * FROM blob_uploads WHERE sha256 = ?`).bind(sha256).first<UploadRow>();
+  const current = await uploadOf(db, sha256);
   if (current) {
     // The same hash with another size cannot be the same file; an old upload R2 may have expired.
-    if (Number(current.size) === request.size && now - current.created_at < UPLOAD_MAX_AGE_MS) {
+    if (Number(current.size) === request.size && now - current.createdAt < UPLOAD_MAX_AGE_MS) {
       return { state: describeUpload(current, await partsDone(db, current.id)), created: false };
     }
     await dropUpload(db, bucket, current);
@@ -143,27 +124,20 @@ export async function startUpload(
   const id = crypto.randomUUID();
   const key = blobUploadKey(sha256, id);
   const multipart = await bucket.createMultipartUpload(key);
-  const inserted = await db
-    .prepare(
-      `INSERT INTO blob_uploads (id, sha256, size, part_size, part_count, r2_key, r2_upload_id, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING RETURNING id`,
-    )
-    .bind(id, sha256, request.size, partSize, partCount, key, multipart.uploadId, now, now)
-    .first<{ id: string }>();
-  if (!inserted) {
+  const row: UploadRow = { id, sha256, size: request.size, partSize, partCount, key, r2UploadId: multipart.uploadId, createdAt: now, updatedAt: now };
+  if (!(await insertUpload(db, row))) {
     // Another client started this blob at the same moment: theirs is the upload to resume.
     await multipart.abort().catch(() => {});
-    const winner = await db.prepare(`SELECT * FROM blob_uploads WHERE sha256 = ?`).bind(sha256).first<UploadRow>();
+    const winner = await uploadOf(db, sha256);
     if (!winner) fail(409, `the upload of blob ${sha256} changed while starting it; start it again`);
     return { state: describeUpload(winner, await partsDone(db, winner.id)), created: false };
   }
-  const row = { id, sha256, size: request.size, part_size: partSize, part_count: partCount, r2_key: key, r2_upload_id: multipart.uploadId, created_at: now };
   return { state: describeUpload(row, []), created: true };
 }
 
 /** The upload `uploadId` of blob `sha256`, or a 404 that says how to go on. */
 export async function requireUpload(db: D1Database, sha256: string, uploadId: string): Promise<UploadRow> {
-  const upload = await db.prepare(`SELECT * FROM blob_uploads WHERE id = ? AND sha256 = ?`).bind(uploadId, sha256).first<UploadRow>();
+  const upload = await uploadById(db, sha256, uploadId);
   if (!upload) {
     fail(404, `no upload ${uploadId} of blob ${sha256} is in progress (completed, aborted or expired): start it again with POST /blobs/${sha256}/uploads`);
   }
@@ -182,12 +156,12 @@ export async function storePart(
   body: ReadableStream<Uint8Array>,
   length: number,
 ): Promise<{ part_number: number; size: number }> {
-  if (n < 1 || n > upload.part_count) fail(400, `part number must be from 1 to ${upload.part_count} for this upload`);
+  if (n < 1 || n > upload.partCount) fail(400, `part number must be from 1 to ${upload.partCount} for this upload`);
   const expected = partBytes(upload, n);
   if (length !== expected) fail(400, `part ${n} must be exactly ${expected} bytes (got a Content-Length of ${length})`);
   let etag: string;
   try {
-    ({ etag } = await bucket.resumeMultipartUpload(upload.r2_key, upload.r2_upload_id).uploadPart(n, body));
+    ({ etag } = await bucket.resumeMultipartUpload(upload.key, upload.r2UploadId).uploadPart(n, body));
   } catch (err) {
     const text = String(err);
     if (/NoSuchUpload|does not exist|not found/i.test(text)) {
@@ -197,19 +171,8 @@ export async function storePart(
     if (/length|stream|body|disconnect|closed|aborted|network connection lost/i.test(text)) fail(400, `part ${n} ended before its Content-Length: send the whole part again`);
     throw err;
   }
-  const now = Date.now();
-  const [recorded] = await db.batch([
-    db
-      .prepare(
-        `INSERT INTO blob_upload_parts (upload_id, part_number, size, etag, created_at)
-         SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM blob_uploads WHERE id = ?1)
-         ON CONFLICT (upload_id, part_number) DO UPDATE SET etag = excluded.etag, size = excluded.size, created_at = excluded.created_at
-         RETURNING part_number`,
-      )
-      .bind(upload.id, n, expected, etag, now),
-    db.prepare(`UPDATE blob_uploads SET updated_at = ? WHERE id = ?`).bind(now, upload.id),
-  ]);
-  if (recorded!.results.length === 0) fail(404, `upload ${upload.id} was completed or aborted while part ${n} was arriving`);
+  const recorded = await recordPart(db, { uploadId: upload.id, partNumber: n, size: expected, etag, createdAt: Date.now() });
+  if (!recorded) fail(404, `upload ${upload.id} was completed or aborted while part ${n} was arriving`);
   return { part_number: n, size: expected };
 }
 
@@ -234,48 +197,38 @@ export async function digestObject(bucket: R2Bucket, key: string): Promise<{ sha
  * and only a match is recorded as the blob. A mismatch deletes everything and answers 400.
  */
 export async function completeUpload(db: D1Database, bucket: R2Bucket, upload: UploadRow): Promise<StoredBlob> {
-  const { results: parts } = await db
-    .prepare(`SELECT part_number, etag, size FROM blob_upload_parts WHERE upload_id = ? ORDER BY part_number`)
-    .bind(upload.id)
-    .all<{ part_number: number; etag: string; size: number }>();
-  const have = new Set(parts.map((p) => p.part_number));
+  const parts = await uploadParts(db, upload.id);
+  const have = new Set(parts.map((p) => p.partNumber));
   const missing: number[] = [];
-  for (let n = 1; n <= upload.part_count; n++) if (!have.has(n)) missing.push(n);
+  for (let n = 1; n <= upload.partCount; n++) if (!have.has(n)) missing.push(n);
   if (missing.length > 0) {
     fail(409, `upload ${upload.id} is missing ${missing.length} part(s) (${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''}); send them, then complete`);
   }
-  const multipart = bucket.resumeMultipartUpload(upload.r2_key, upload.r2_upload_id);
+  const multipart = bucket.resumeMultipartUpload(upload.key, upload.r2UploadId);
   try {
-    await multipart.complete(parts.map((p) => ({ partNumber: p.part_number, etag: p.etag })));
+    await multipart.complete(parts.map((p) => ({ partNumber: p.partNumber, etag: p.etag })));
   } catch (err) {
     // A complete asked again after its answer was lost (a dropped connection, a master that
     // restarted while hashing): R2 assembled the object the first time; verify and record it now.
     const blob = await findBlob(db, bucket, upload.sha256);
     if (blob) return blob;
-    const assembled = await bucket.head(upload.r2_key);
+    const assembled = await bucket.head(upload.key);
     if (!assembled || assembled.size !== Number(upload.size)) {
       fail(409, `R2 could not complete upload ${upload.id} (${String(err).slice(0, 200)}); if another request is completing it, ask again in a moment`);
     }
   }
-  const got = await digestObject(bucket, upload.r2_key);
+  const got = await digestObject(bucket, upload.key);
   const now = Date.now();
   if (got.sha256 !== upload.sha256 || got.size !== Number(upload.size)) {
-    await bucket.delete(upload.r2_key);
-    await db.batch([
-      db.prepare(`DELETE FROM blob_upload_parts WHERE upload_id = ?`).bind(upload.id),
-      db.prepare(`DELETE FROM blob_uploads WHERE id = ?`).bind(upload.id),
-    ]);
+    await bucket.delete(upload.key);
+    await forgetUpload(db, upload.id);
     fail(
       400,
       `the uploaded bytes (${got.size} bytes) have SHA-256 ${got.sha256}, not ${upload.sha256}: the file changed while it was uploading, or a part was corrupted. Nothing was kept; upload it again`,
     );
   }
-  const blob: StoredBlob = { sha256: upload.sha256, size: got.size, key: upload.r2_key };
-  await db.batch([
-    recordBlobStatement(db, blob, now),
-    db.prepare(`DELETE FROM blob_upload_parts WHERE upload_id = ?`).bind(upload.id),
-    db.prepare(`DELETE FROM blob_uploads WHERE id = ?`).bind(upload.id),
-  ]);
+  const blob: StoredBlob = { sha256: upload.sha256, size: got.size, key: upload.key };
+  await completeUploadRows(db, upload.id, blob, now);
   const recorded = await findBlob(db, bucket, upload.sha256);
   if (recorded && recorded.key !== blob.key) await bucket.delete(blob.key); // an equal blob was recorded first
   return recorded ?? blob;
@@ -297,10 +250,7 @@ const STALE_UPLOADS_PER_RUN = 3;
  * @returns how many uploads were aborted
  */
 export async function abortStaleUploads(db: D1Database, bucket: R2Bucket, staleUploadMs: number, now: number): Promise<number> {
-  const { results } = await db
-    .prepare(`SELECT * FROM blob_uploads WHERE updated_at < ?1 OR created_at < ?2 ORDER BY updated_at LIMIT ?3`)
-    .bind(now - staleUploadMs, now - UPLOAD_MAX_AGE_MS, STALE_UPLOADS_PER_RUN)
-    .all<UploadRow>();
+  const results = await staleUploads(db, now - staleUploadMs, now - UPLOAD_MAX_AGE_MS, STALE_UPLOADS_PER_RUN);
   for (const upload of results) await dropUpload(db, bucket, upload);
   if (results.length > 0) console.warn(`aborted ${results.length} chunked upload(s) that received no part for ${staleUploadMs / 3_600_000} h`);
   return results.length;

@@ -4,23 +4,8 @@
  * so when the answer is lost on the way (a reset connection after the claim was committed) the
  * retry finds the claim by its lease id and gets it again, instead of the claim sitting leased to
  * a node that does not know about it until the lease runs out and costs the task an attempt.
- * The claim itself does the finding, in the same batch (scheduler.ts).
+ * The claim itself does the finding, in the same batch (db/claims.ts).
  */
-
-import type { TaskKind } from '../protocol/schemas.ts';
-
-export interface ClaimedTask {
-  id: string;
-  job_id: string;
-  start_frame: number;
-  end_frame: number;
-  /** See tasks.frame_step (edge/frame-ranges.ts taskFrames). */
-  frame_step: number;
-  attempts: number;
-  kind: TaskKind;
-  tile_index: number | null;
-}
-
 /**
  * The newest `get_job` of each node, in this isolate. A node has one request for work open at a
  * time, so when a newer one arrives (a retry after a reset connection, or the node restarted)

@@ -5,6 +5,7 @@
  * case; what is left is swept once the job is complete (and, for every job, by the cron's pass over
  * the bucket, orphan-objects.ts), and `auditJobStorage` reports both sides.
  */
+import { framePage, unrecordedFrames } from './db/frames.ts';
 import { parseObjectKey } from './storage-keys.ts';
 
 /** Objects listed (and checked against D1) per step; one bound JSON array per D1 query. */
@@ -17,26 +18,18 @@ const framePrefix = (jobId: string) => `renders/${jobId}/`;
 
 /**
  * The keys among `keys` (frame objects, of any jobs) that no frames row names. Each is looked up
- * by the job and frame its key names (the primary key), so a check costs a row read per key
- * whatever the job's size; a key that is not a frame key is never named. Shared with the cron's
+ * by the job and frame its key names (db/frames.ts); a key that is not a frame key is never named. Shared with the cron's
  * orphaned-object sweep (orphan-objects.ts).
  */
 export async function unrecordedFrameKeys(db: D1Database, keys: string[]): Promise<string[]> {
   if (keys.length === 0) return [];
-  const entries = keys.map((key) => {
-    const parsed = parseObjectKey(key);
-    return parsed?.kind === 'frame' ? [key, parsed.jobId, parsed.frame] : [key, '', 0];
-  });
-  // One bound JSON array, whatever the page size (D1 allows 100 bound parameters per statement).
-  const { results } = await db
-    .prepare(
-      `SELECT json_extract(value, '$[0]') AS key FROM json_each(?1)
-       WHERE NOT EXISTS (SELECT 1 FROM frames f WHERE f.job_id = json_extract(value, '$[1]')
-         AND f.frame = json_extract(value, '$[2]') AND f.r2_key = json_extract(value, '$[0]'))`,
-    )
-    .bind(JSON.stringify(entries))
-    .all<{ key: string }>();
-  return results.map((r) => r.key);
+  return unrecordedFrames(
+    db,
+    keys.map((key) => {
+      const parsed = parseObjectKey(key);
+      return parsed?.kind === 'frame' ? [key, parsed.jobId, parsed.frame] : [key, '', 0];
+    }),
+  );
 }
 
 async function* listFrameObjects(bucket: R2Bucket, jobId: string): AsyncGenerator<R2Object[]> {
@@ -103,10 +96,7 @@ export async function auditJobStorage(db: D1Database, bucket: R2Bucket, jobId: s
   let recorded = 0;
   let after = -1;
   for (;;) {
-    const { results } = await db
-      .prepare(`SELECT frame, r2_key FROM frames WHERE job_id = ? AND frame > ? ORDER BY frame LIMIT ?`)
-      .bind(jobId, after, PAGE)
-      .all<{ frame: number; r2_key: string }>();
+    const results = await framePage(db, jobId, after, PAGE);
     for (const row of results) {
       recorded++;
       if (complete && !stored.has(row.r2_key) && missing.length < 100) missing.push(row.frame);

@@ -8,9 +8,11 @@
  */
 import { FRAME_CONTENT_TYPES, FRAME_EXTENSIONS, type FrameInfo } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
-import { assertLease, assertTaskFrame, loadTask } from './task-lease.ts';
+import { frameNames, recordFrame } from './db/frames.ts';
+import { loadTask } from './db/tasks.ts';
+import { assertLease, assertTaskFrame } from './task-lease.ts';
 import { frameKey } from './storage-keys.ts';
-import { seenOr404, touchStatements } from './workers-registry.ts';
+import { unknownWorker } from './workers-registry.ts';
 
 
 /** Checks a frame file extension against the allowed image types. */
@@ -34,7 +36,7 @@ export interface FrameUpload {
   /** Hex SHA-256 from the node; R2 verifies it while storing. Computed here when absent. */
   sha256: string | null;
   renderMs: number | null;
-  /** The master's LEASE_MS: the node's `last_seen_at` is rewritten once that old (`touchStatements`). */
+  /** The master's LEASE_MS: the node's `last_seen_at` is rewritten once that old (db/workers.ts touchStatements). */
   leaseMs: number;
 }
 
@@ -71,44 +73,20 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
   }
   if (!stored) fail(500, 'R2 did not store the frame');
   const sha256 = upload.sha256 ?? (stored.checksums.sha256 ? hex(stored.checksums.sha256) : await digestObject(bucket, key));
-  const now = Date.now();
-  const leaseHeld = `EXISTS (SELECT 1 FROM tasks WHERE id = ?3 AND lease_id = ?4 AND status = 'running')`;
-  const isNew = `NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ?1 AND frame = ?2)`;
-  const [touched, , previous, , , inserted, job] = await db.batch([
-    // The node is seen now (in this batch rather than a round trip of its own), written once per lease.
-    ...touchStatements(db, upload.workerId, now, upload.leaseMs),
-    db.prepare(`SELECT r2_key FROM frames WHERE job_id = ? AND frame = ?`).bind(task.job_id, upload.frame),
-    db
-      .prepare(
-        `UPDATE jobs SET completed_frames = completed_frames + 1,
-           frame_time_ms_total = frame_time_ms_total + COALESCE(?5, 0), frames_timed = frames_timed + (?5 IS NOT NULL),
-           updated_at = ?6
-         WHERE id = ?1 AND ${isNew} AND ${leaseHeld}`,
-      )
-      .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.renderMs, now),
-    db
-      .prepare(`UPDATE workers SET frames_rendered = frames_rendered + 1 WHERE id = ?5 AND ${isNew} AND ${leaseHeld}`)
-      .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.workerId),
-    db
-      .prepare(
-        `INSERT INTO frames (job_id, frame, task_id, worker_id, r2_key, size, sha256, content_type, render_ms, created_at)
-         SELECT ?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11 WHERE ${leaseHeld}
-         ON CONFLICT (job_id, frame) DO UPDATE SET task_id = excluded.task_id, worker_id = excluded.worker_id,
-           r2_key = excluded.r2_key, size = excluded.size, sha256 = excluded.sha256, content_type = excluded.content_type,
-           render_ms = COALESCE(excluded.render_ms, frames.render_ms)
-         RETURNING frame`,
-      )
-      .bind(task.job_id, upload.frame, upload.taskId, upload.leaseId, upload.workerId, key, stored.size, sha256, contentType, upload.renderMs, now),
-    db.prepare(`SELECT completed_frames FROM jobs WHERE id = ?`).bind(task.job_id),
-  ]);
-  seenOr404(touched!, upload.workerId);
-  if (inserted!.results.length === 0) {
+  // The node is seen now, in the batch that records the frame rather than a round trip of its own.
+  const { worker, recorded, replaced, completedFrames } = await recordFrame(
+    db,
+    { ...upload, jobId: task.job_id, key, size: stored.size, sha256, contentType },
+    Date.now(),
+    upload.leaseMs,
+  );
+  if (!worker) unknownWorker(upload.workerId);
+  if (!recorded) {
     // Not recorded by this upload. The key is this lease's, so a frames row names it only if an
     // earlier upload on the same lease recorded it (this one was a retry): that object stays.
     await deleteUnlessRecorded(db, bucket, task.job_id, upload.frame, key);
     fail(409, `lease ${upload.leaseId} of task ${upload.taskId} ended while the frame was uploading; the frame was not recorded`);
   }
-  const replaced = (previous!.results[0] as { r2_key: string } | undefined)?.r2_key;
   if (replaced && replaced !== key) {
     await bucket.delete(replaced).catch((err) => console.error(`deleting replaced frame ${replaced}:`, err));
   }
@@ -122,15 +100,14 @@ export async function storeFrame(db: D1Database, bucket: R2Bucket, upload: Frame
     url: frameUrl(task.job_id, upload.frame),
     render_ms: upload.renderMs,
     worker_id: upload.workerId,
-    completed_frames: (job!.results[0] as { completed_frames: number }).completed_frames,
+    completed_frames: completedFrames,
   };
 }
 
 /** Deletes a frame object unless a frames row names it (a late retry must not delete a recorded frame). */
 async function deleteUnlessRecorded(db: D1Database, bucket: R2Bucket, jobId: string, frame: number, key: string): Promise<void> {
   try {
-    const recorded = await db.prepare(`SELECT 1 AS n FROM frames WHERE job_id = ? AND frame = ? AND r2_key = ?`).bind(jobId, frame, key).first();
-    if (!recorded) await bucket.delete(key);
+    if (!(await frameNames(db, jobId, frame, key))) await bucket.delete(key);
   } catch (err) {
     console.error(`deleting unrecorded upload ${key}:`, err);
   }

@@ -11,7 +11,8 @@
  * blobs table), a few inputs per run.
  */
 import type { Env, FarmConfig } from './env.ts';
-import { readCursor, saveCursor } from './sweep-cursors.ts';
+import { deleteUnusedBlobs } from './db/blobs.ts';
+import { readCursor, saveCursor } from './db/sweep-cursors.ts';
 
 const CURSOR = 'unused_inputs';
 /** Inputs deleted per run: the keys go to one R2 delete call. */
@@ -28,27 +29,9 @@ const PASS_INTERVAL_MS = 3_600_000;
 export async function deleteUnusedInputs(env: Env, config: FarmConfig, now: number): Promise<number> {
   const cursor = await readCursor(env.DB, CURSOR);
   if (now < cursor.nextPassAt) return 0;
-  // A job being deleted (status 'deleted') no longer uses its input; jobs_blend_sha256 finds the
-  // others, and manifest_files_blob the files of the manifests live jobs render.
-  const { results } = await env.DB
-    .prepare(
-      `DELETE FROM blobs WHERE sha256 IN (
-         SELECT b.sha256 FROM blobs b WHERE COALESCE(b.last_used_at, b.created_at) < ?1
-           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.blend_sha256 = b.sha256 AND j.status <> 'deleted')
-           AND NOT EXISTS (SELECT 1 FROM manifest_files mf JOIN jobs j ON j.blend_sha256 = mf.manifest_sha256
-             WHERE mf.blob_sha256 = b.sha256 AND j.status <> 'deleted')
-         LIMIT ?2)
-       RETURNING sha256, r2_key`,
-    )
-    .bind(now - config.inputRetentionMs, INPUTS_PER_RUN)
-    .all<{ sha256: string; r2_key: string }>();
+  // A job being deleted no longer uses its input.
+  const results = await deleteUnusedBlobs(env.DB, now - config.inputRetentionMs, INPUTS_PER_RUN);
   if (results.length > 0) {
-    // A manifest collected takes its file list along (its blobs follow once unused themselves).
-    const shas = JSON.stringify(results.map((r) => r.sha256));
-    await env.DB.batch([
-      env.DB.prepare(`DELETE FROM manifest_files WHERE manifest_sha256 IN (SELECT value FROM json_each(?1))`).bind(shas),
-      env.DB.prepare(`DELETE FROM manifests WHERE sha256 IN (SELECT value FROM json_each(?1))`).bind(shas),
-    ]);
     await env.FILES.delete(results.map((r) => r.r2_key));
     console.log(`deleted ${results.length} input(s) no job used for ${config.inputRetentionMs / 86_400_000} days`);
   }

@@ -3,7 +3,7 @@
  * rows than one Worker invocation may delete (50 subrequests on Workers Free, 1000 keys per R2
  * delete, D1's per-query limits).
  *
- *  1. `DELETE /jobs/{id}` marks it (`status = 'deleted'`, one batch): from then on it answers 404
+ *  1. `DELETE /jobs/{id}` marks it (`status = 'deleted'`, one batch, db/state-machine.ts markJobDeleted): from then on it answers 404
  *     on every route and is gone from lists, no node is given its work (the claim serves only
  *     queued and running jobs), and its running tasks go back to the queue, so the nodes rendering
  *     it are refused at their next renewal or upload (409) and can never record a frame again.
@@ -18,37 +18,8 @@
  */
 import type { Env, FarmConfig } from './env.ts';
 import { jobObjectPrefixes } from './storage-keys.ts';
-import { saveCursor } from './sweep-cursors.ts';
-
-/** Marks a job deleted (step 1). False when there is no such job, or it was deleted already. */
-export async function markJobDeleted(db: D1Database, jobId: string, now: number): Promise<boolean> {
-  const [marked] = await db.batch([
-    // No webhook is called for a deleted job.
-    db
-      .prepare(
-        `UPDATE jobs SET status = 'deleted', updated_at = ?1, webhook_state = NULL, claim_token = NULL
-         WHERE id = ?2 AND status <> 'deleted' RETURNING id`,
-      )
-      .bind(now, jobId),
-    // Fencing: a task that is not running takes no renewal, frame, preview, output or report.
-    db
-      .prepare(
-        `UPDATE tasks SET status = 'queued', lease_expires_at = NULL, updated_at = ?1, message = 'the job was deleted'
-         WHERE job_id = ?2 AND status = 'running' AND (SELECT status FROM jobs WHERE id = ?2) = 'deleted'`,
-      )
-      .bind(now, jobId),
-    // The input's retention starts now (it is deleted after it only if no other job uses it), and
-    // so does that of every file its manifest names, for a project stored file by file.
-    db
-      .prepare(
-        `UPDATE blobs SET last_used_at = ?1 WHERE sha256 IN (SELECT blend_sha256 FROM jobs WHERE id = ?2 AND status = 'deleted'
-           UNION SELECT mf.blob_sha256 FROM manifest_files mf JOIN jobs j ON mf.manifest_sha256 = j.blend_sha256
-             WHERE j.id = ?2 AND j.status = 'deleted' AND j.input_kind = 'manifest')`,
-      )
-      .bind(now, jobId),
-  ]);
-  return marked!.results.length > 0;
-}
+import { deleteJobRowsPage, nextDeletedJob } from './db/deleted-jobs.ts';
+import { saveCursor } from './db/sweep-cursors.ts';
 
 export interface PurgeProgress {
   /** Jobs whose last row was removed in this run. */
@@ -77,13 +48,8 @@ export async function purgeDeletedJobs(env: Env, config: Pick<FarmConfig, 'delet
   // One call is kept back for saving the stage: a list and a delete need two more.
   const room = (calls: number) => progress.calls + calls + 1 <= budget;
   while (room(1)) {
-    // The jobs_runnable index starts with status: deleted jobs are found without a scan.
     progress.calls++;
-    const job = await env.DB.prepare(
-      `SELECT id, (SELECT last_key FROM sweep_cursors WHERE name = ?1) AS stage FROM jobs WHERE status = 'deleted' LIMIT 1`,
-    )
-      .bind(STAGE)
-      .first<{ id: string; stage: string | null }>();
+    const job = await nextDeletedJob(env.DB, STAGE);
     if (!job) break;
     const prefixes = jobObjectPrefixes(job.id);
     const saved = job.stage?.startsWith(`${job.id}/`) ? Number(job.stage.slice(job.id.length + 1)) : 0;
@@ -105,18 +71,9 @@ export async function purgeDeletedJobs(env: Env, config: Pick<FarmConfig, 'delet
     let removed = false;
     while (stage === prefixes.length && !removed && room(1)) {
       progress.calls++;
-      const results = await env.DB.batch([
-        env.DB.prepare(`DELETE FROM frames WHERE job_id = ?1 AND frame IN (SELECT frame FROM frames WHERE job_id = ?1 LIMIT ?2)`).bind(job.id, size),
-        env.DB.prepare(`DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE job_id = ?1 LIMIT ?2)`).bind(job.id, size),
-        env.DB.prepare(`DELETE FROM job_blocklist WHERE job_id = ?1 AND worker_id IN (SELECT worker_id FROM job_blocklist WHERE job_id = ?1 LIMIT ?2)`).bind(job.id, size),
-        env.DB.prepare(
-          `DELETE FROM jobs WHERE id = ?1 AND status = 'deleted' AND NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ?1)
-             AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ?1) AND NOT EXISTS (SELECT 1 FROM job_blocklist WHERE job_id = ?1)
-           RETURNING id`,
-        ).bind(job.id),
-      ]);
-      progress.rowsDeleted += results.slice(0, 3).reduce((n, r) => n + (r.meta.changes ?? 0), 0);
-      removed = results[3]!.results.length > 0;
+      const page = await deleteJobRowsPage(env.DB, job.id, size);
+      progress.rowsDeleted += page.rows;
+      removed = page.removed;
     }
     if (removed) {
       progress.jobsRemoved++;

@@ -3,6 +3,7 @@
  * A split still is the exception: its tile tasks (at most MAX_TILES) are created with the job.
  */
 import { DEFAULT_MAX_NODE_LOSSES, type CreateJobRequest, type DeviceRequirement, type FrameOrder, type InputKind } from '../protocol/schemas.ts';
+import { insertJobRows } from './db/jobs.ts';
 import { firstCursor } from './frame-order.ts';
 import type { JobFrames } from './frame-ranges.ts';
 
@@ -71,50 +72,39 @@ export async function insertJob(db: D1Database, job: NewJob, now = Date.now()): 
   const jobId = crypto.randomUUID();
   const tiles = job.tiles ?? null;
   const frameOrder = job.frameOrder ?? 'sequential';
-  const insert = db
-    .prepare(
-      `INSERT INTO jobs (id, name, status, priority, start_frame, end_frame, chunk_size, next_frame, blend_file,
-         blend_sha256, blend_size, input_kind, main_blend, max_attempts, warnings, created_at, updated_at, webhook_url, webhook_state,
-         device, tags, tiles, preview_video, max_node_losses, input_sent_bytes, frame_ranges, frame_order)
-       VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    )
-    .bind(
-      jobId,
-      job.name.slice(0, 200),
-      job.priority,
-      job.startFrame,
-      job.endFrame,
-      job.chunkSize,
+  await insertJobRows(
+    db,
+    {
+      id: jobId,
+      name: job.name.slice(0, 200),
+      status: 'queued',
+      priority: job.priority,
+      startFrame: job.startFrame,
+      endFrame: job.endFrame,
+      chunkSize: job.chunkSize,
       // A split still's frame is rendered by its tile tasks, never by the frame cursor.
-      tiles ? job.endFrame + 1 : firstCursor(frameOrder, job),
-      job.blendFile,
-      job.sha256,
-      job.size,
-      job.inputKind,
-      job.mainBlend,
-      job.maxAttempts,
-      JSON.stringify(job.warnings),
-      now,
-      now,
-      job.webhookUrl ?? null,
-      job.webhookUrl ? 'armed' : null,
-      job.device ?? 'any',
-      JSON.stringify(job.tags ?? []),
+      nextFrame: tiles ? job.endFrame + 1 : firstCursor(frameOrder, job),
+      blendFile: job.blendFile,
+      blendSha256: job.sha256,
+      blendSize: job.size,
+      inputKind: job.inputKind,
+      mainBlend: job.mainBlend,
+      maxAttempts: job.maxAttempts,
+      warnings: JSON.stringify(job.warnings),
+      createdAt: now,
+      updatedAt: now,
+      webhookUrl: job.webhookUrl ?? null,
+      webhookState: job.webhookUrl ? 'armed' : null,
+      device: job.device ?? 'any',
+      tags: JSON.stringify(job.tags ?? []),
       tiles,
-      job.previewVideo ? 1 : 0,
-      job.maxNodeLosses ?? DEFAULT_MAX_NODE_LOSSES,
-      job.inputSentBytes ?? null,
-      job.frameRanges ?? null,
+      previewVideo: job.previewVideo ?? false,
+      maxNodeLosses: job.maxNodeLosses ?? DEFAULT_MAX_NODE_LOSSES,
+      inputSentBytes: job.inputSentBytes ?? null,
+      frameRanges: job.frameRanges ?? null,
       frameOrder,
-    );
-  const tileTasks = Array.from({ length: tiles ?? 0 }, (_, index) =>
-    db
-      .prepare(
-        `INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind, tile_index)
-         VALUES (?1, ?2, ?3, ?3, 'queued', 0, ?4, ?4, 'tile', ?5)`,
-      )
-      .bind(crypto.randomUUID(), jobId, job.startFrame, now, index),
+    },
+    tiles ?? 0,
   );
-  await db.batch([insert, ...tileTasks]);
   return jobId;
 }

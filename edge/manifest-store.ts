@@ -8,7 +8,8 @@
  */
 import { canonicalManifest, manifestBytes, manifestOverLimits, manifestSha256, type Manifest, type ManifestResponse } from '../protocol/manifest.ts';
 import type { JobStatusResponse } from '../protocol/schemas.ts';
-import { findBlob, recordBlobStatement } from './blob-store.ts';
+import { findBlob } from './blob-store.ts';
+import { manifestCheck, manifestFileBlob, manifestFileList, manifestRow, missingBlobs, recordManifest, type ManifestRow } from './db/manifests.ts';
 import type { FarmConfig } from './env.ts';
 import { fail } from './errors.ts';
 import { manifestKey } from './storage-keys.ts';
@@ -18,28 +19,6 @@ export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49
 
 /** D1 caps one bound value at 2 MB; file lists go in as JSON pages below that. */
 const FILES_JSON_PAGE_BYTES = 1_000_000;
-
-export interface ManifestRow {
-  sha256: string;
-  main_blend: string;
-  file_count: number;
-  total_bytes: number;
-  created_at: number;
-  checked_at: number;
-}
-
-/** The blobs of manifest `sha256` that the master does not hold, each once. */
-async function missingBlobs(db: D1Database, sha256: string): Promise<{ sha256: string; size: number }[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT mf.blob_sha256 AS sha256, MAX(mf.size) AS size FROM manifest_files mf
-       WHERE mf.manifest_sha256 = ?1 AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = mf.blob_sha256)
-       GROUP BY mf.blob_sha256 ORDER BY mf.blob_sha256`,
-    )
-    .bind(sha256)
-    .all<{ sha256: string; size: number }>();
-  return results.map((r) => ({ sha256: r.sha256, size: Number(r.size) }));
-}
 
 /** Pages of the file list as JSON arrays, each small enough to bind as one value. */
 function filePages(manifest: Manifest): string[] {
@@ -88,29 +67,7 @@ export async function storeManifest(db: D1Database, bucket: R2Bucket, config: Fa
     await bucket.put(manifestKey(EMPTY_SHA256), new Uint8Array(0));
     stored.push({ sha256: EMPTY_SHA256, key: manifestKey(EMPTY_SHA256), size: 0 });
   }
-  await db.batch([
-    db
-      .prepare(
-        `INSERT INTO manifests (sha256, main_blend, file_count, total_bytes, created_at, checked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-         ON CONFLICT (sha256) DO UPDATE SET checked_at = excluded.checked_at`,
-      )
-      .bind(sha256, manifest.main_blend, manifest.files.length, total, now),
-    ...filePages(manifest).map((page) =>
-      db
-        .prepare(
-          `INSERT INTO manifest_files (manifest_sha256, path, blob_sha256, size)
-           SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?2)
-           WHERE true ON CONFLICT (manifest_sha256, path) DO NOTHING`,
-        )
-        .bind(sha256, page),
-    ),
-    ...stored.map((blob) => recordBlobStatement(db, blob, now)),
-    // Blobs the client is told it need not send start their retention again, so the cron cannot
-    // collect one between this answer and the job that uses it.
-    db
-      .prepare(`UPDATE blobs SET last_used_at = ?2 WHERE sha256 IN (SELECT blob_sha256 FROM manifest_files WHERE manifest_sha256 = ?1)`)
-      .bind(sha256, now),
-  ]);
+  await recordManifest(db, { sha256, mainBlend: manifest.main_blend, fileCount: manifest.files.length, totalBytes: total }, filePages(manifest), stored, now);
   const missing = await missingBlobs(db, sha256);
   return {
     manifest_sha256: sha256,
@@ -127,31 +84,20 @@ export async function storeManifest(db: D1Database, bucket: R2Bucket, config: Fa
  * the bytes uploaded since the manifest was last posted: what this submission sent.
  */
 export async function requireCompleteManifest(db: D1Database, sha256: string): Promise<{ manifest: ManifestRow; sentBytes: number }> {
-  const manifest = await db.prepare(`SELECT * FROM manifests WHERE sha256 = ?`).bind(sha256).first<ManifestRow>();
+  const manifest = await manifestRow(db, sha256);
   if (!manifest) fail(404, `no manifest ${sha256} on this master: send it first (POST /manifests, or \`farm submit\`)`);
   const missing = await missingBlobs(db, sha256);
   if (missing.length > 0) {
     fail(409, `manifest ${sha256.slice(0, 12)} names ${missing.length} blob(s) the master lacks (${missing.slice(0, 5).map((b) => b.sha256.slice(0, 12)).join(', ')}${missing.length > 5 ? ', …' : ''}): upload them first (POST /blobs/{sha256}/uploads)`);
   }
-  const row = await db
-    .prepare(
-      `SELECT
-         (SELECT COUNT(*) FROM manifest_files mf JOIN blobs b ON b.sha256 = mf.blob_sha256 WHERE mf.manifest_sha256 = ?1 AND b.size <> mf.size) AS wrong_size,
-         (SELECT COALESCE(SUM(b.size), 0) FROM blobs b WHERE b.created_at >= ?2
-            AND b.sha256 IN (SELECT blob_sha256 FROM manifest_files WHERE manifest_sha256 = ?1)) AS sent`,
-    )
-    .bind(sha256, manifest.checked_at)
-    .first<{ wrong_size: number; sent: number }>();
+  const row = await manifestCheck(db, sha256, manifest.checked_at);
   if (row && row.wrong_size > 0) fail(400, `manifest ${sha256.slice(0, 12)} gives ${row.wrong_size} file(s) a size other than that of the stored blob with their hash`);
   return { manifest, sentBytes: Number(row?.sent ?? 0) };
 }
 
 /** The stored blob of a manifest's main .blend, for the header check at submission. */
 export async function mainBlendBlob(db: D1Database, manifest: ManifestRow): Promise<{ sha256: string; key: string } | null> {
-  return db
-    .prepare(`SELECT b.sha256 AS sha256, b.r2_key AS key FROM manifest_files mf JOIN blobs b ON b.sha256 = mf.blob_sha256 WHERE mf.manifest_sha256 = ? AND mf.path = ?`)
-    .bind(manifest.sha256, manifest.main_blend)
-    .first<{ sha256: string; key: string }>();
+  return (await manifestFileBlob(db, manifest.sha256, manifest.main_blend)) ?? null;
 }
 
 /** A job's files for `GET /jobs/{id}`: a manifest's list, or the one .blend or .zip. */
@@ -163,10 +109,6 @@ export async function jobInputs(
     const kind = job.input_kind === 'zip' ? 'zip' : 'blend';
     return { kind, files: [{ path: job.blend_file, sha256: job.blend_sha256, size: Number(job.blend_size) }], total_bytes: Number(job.blend_size), sent_bytes: null };
   }
-  const { results } = await db
-    .prepare(`SELECT path, blob_sha256 AS sha256, size FROM manifest_files WHERE manifest_sha256 = ? ORDER BY path`)
-    .bind(job.blend_sha256)
-    .all<{ path: string; sha256: string; size: number }>();
-  const files = results.map((f) => ({ path: f.path, sha256: f.sha256, size: Number(f.size) }));
+  const files = (await manifestFileList(db, job.blend_sha256)).map((f) => ({ ...f, size: Number(f.size) }));
   return { kind: 'manifest', files, total_bytes: files.reduce((sum, f) => sum + f.size, 0), sent_bytes: job.input_sent_bytes ?? null };
 }

@@ -4,6 +4,7 @@
  * the task kinds beside `render` it runs. A node that leaves a field out keeps what it had.
  */
 import { DEVICE_REQUIREMENTS, type RegisterWorkerRequest } from '../protocol/schemas.ts';
+import { updateCapabilities } from './db/workers.ts';
 
 /** Backends a device type gives: `CUDA` → `cuda`; CPU always. Unknown types are shown but not matched. */
 function backendsOf(devices: NonNullable<RegisterWorkerRequest['devices']>): string[] {
@@ -22,11 +23,5 @@ export async function recordCapabilities(db: D1Database, workerId: string, body:
   const tags = body.tags ? JSON.stringify([...new Set(body.tags)]) : null;
   const kinds = body.task_kinds ? JSON.stringify([...new Set(['render', ...body.task_kinds])]) : null;
   if (!devices && !tags && !kinds) return;
-  await db
-    .prepare(
-      `UPDATE workers SET devices = COALESCE(?1, devices), backends = COALESCE(?2, backends), tags = COALESCE(?3, tags),
-         task_kinds = COALESCE(?4, task_kinds) WHERE id = ?5`,
-    )
-    .bind(devices, backends, tags, kinds, workerId)
-    .run();
+  await updateCapabilities(db, workerId, { devices, backends, tags, taskKinds: kinds });
 }

@@ -13,20 +13,15 @@
 import type { Env, FarmConfig } from './env.ts';
 import { unrecordedFrameKeys } from './frame-audit.ts';
 import { parseObjectKey } from './storage-keys.ts';
-import { readCursor, saveCursor } from './sweep-cursors.ts';
+import { unnamedKeys } from './db/objects.ts';
+import { readCursor, saveCursor } from './db/sweep-cursors.ts';
 
 const CURSOR = 'orphan_objects';
 /** Keys listed per run: R2's page limit, one list call. */
 const LIST_LIMIT = 1000;
 
-/**
- * The keys among `keys` (none of them frame keys) that no row names. A log belongs to its task
- * (every attempt's log is kept while the task is); a tile or video to the task whose output it is;
- * a blob to its blobs row or to the upload completing it; a blend stored by the seed's
- * `POST /submit_job` to its blobs row or to a job that renders it. A frame held while its form
- * is read (`uploads/`) is never named: the request that stored it copies and deletes it.
- */
-async function unnamedKeys(db: D1Database, keys: string[]): Promise<string[]> {
+/** The keys among `keys` (none of them frame keys) that no row names (db/objects.ts). */
+function unnamedOf(db: D1Database, keys: string[]): Promise<string[]> {
   const entries = keys.flatMap((key) => {
     const p = parseObjectKey(key);
     if (!p || p.kind === 'frame') return [];
@@ -35,27 +30,7 @@ async function unnamedKeys(db: D1Database, keys: string[]): Promise<string[]> {
     const frame = p.kind === 'preview' ? p.frame : null;
     return [{ key, kind: p.kind, job, id, frame }];
   });
-  if (entries.length === 0) return [];
-  const field = (name: string) => `json_extract(value, '$.${name}')`;
-  const { results } = await db
-    .prepare(
-      `SELECT ${field('key')} AS key FROM json_each(?1) WHERE NOT CASE ${field('kind')}
-         WHEN 'preview' THEN EXISTS (SELECT 1 FROM frames f WHERE f.job_id = ${field('job')} AND f.frame = ${field('frame')}
-           AND f.preview_key = ${field('key')})
-         WHEN 'log' THEN EXISTS (SELECT 1 FROM tasks t WHERE t.id = ${field('id')} AND t.job_id = ${field('job')})
-         WHEN 'tile' THEN EXISTS (SELECT 1 FROM tasks t WHERE t.id = ${field('id')} AND t.output_key = ${field('key')})
-         WHEN 'video' THEN EXISTS (SELECT 1 FROM tasks t WHERE t.job_id = ${field('job')} AND t.kind = 'video'
-           AND t.output_key = ${field('key')})
-         WHEN 'blob' THEN EXISTS (SELECT 1 FROM blobs b WHERE b.r2_key = ${field('key')})
-           OR EXISTS (SELECT 1 FROM blob_uploads u WHERE u.r2_key = ${field('key')})
-         WHEN 'pending_frame' THEN 0
-         WHEN 'legacy_blend' THEN EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = ${field('id')} AND b.r2_key = ${field('key')})
-           OR EXISTS (SELECT 1 FROM jobs j WHERE j.blend_sha256 = ${field('id')})
-         ELSE 1 END`,
-    )
-    .bind(JSON.stringify(entries))
-    .all<{ key: string }>();
-  return results.map((r) => r.key);
+  return unnamedKeys(db, entries);
 }
 
 /**
@@ -72,7 +47,7 @@ export async function sweepOrphanObjects(env: Env, config: FarmConfig, now: numb
   const old = page.objects.filter((o) => o.uploaded.getTime() < now - config.orphanGraceMs).map((o) => o.key);
   const frameKeys = old.filter((key) => parseObjectKey(key)?.kind === 'frame');
   const otherKeys = old.filter((key) => parseObjectKey(key)?.kind !== 'frame');
-  const orphans = [...(await unrecordedFrameKeys(env.DB, frameKeys)), ...(await unnamedKeys(env.DB, otherKeys))];
+  const orphans = [...(await unrecordedFrameKeys(env.DB, frameKeys)), ...(await unnamedOf(env.DB, otherKeys))];
   if (orphans.length > 0) {
     await env.FILES.delete(orphans);
     console.warn(`deleted ${orphans.length} R2 object(s) that no D1 row named, e.g. ${orphans[0]}`);

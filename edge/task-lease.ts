@@ -2,36 +2,9 @@
  * Fencing: every update, upload and release names the lease it holds. These helpers find the
  * task a lease-bearing request is about and explain a refusal precisely.
  */
-import type { TaskKind } from '../protocol/schemas.ts';
+import { loadTask, type TaskRow } from './db/tasks.ts';
 import { fail } from './errors.ts';
 import { isTaskFrame } from './frame-ranges.ts';
-
-export interface TaskRow {
-  id: string;
-  job_id: string;
-  start_frame: number;
-  end_frame: number;
-  /** See taskFrames (edge/frame-ranges.ts). */
-  frame_step: number;
-  status: string;
-  worker_id: string | null;
-  lease_id: string | null;
-  lease_expires_at: number | null;
-  attempts: number;
-  /** The lease whose failure report was applied last (see failTask). */
-  failed_lease: string | null;
-  log_key: string | null;
-  kind: TaskKind;
-  tile_index: number | null;
-  /** The job's frame list (edge/frame-ranges.ts); null: the task covers every frame of its range. */
-  frame_ranges: string | null;
-}
-
-/** A batch of one, so that under load the read joins other requests' D1 batches (batch-together.ts). */
-export async function loadTask(db: D1Database, taskId: string): Promise<TaskRow | null> {
-  const [read] = await db.batch<TaskRow>([db.prepare(`SELECT t.*, j.frame_ranges FROM tasks t LEFT JOIN jobs j ON j.id = t.job_id WHERE t.id = ?`).bind(taskId)]);
-  return read!.results[0] ?? null;
-}
 
 /** Answers 404 for an unknown task and 409 for a lease that is not (or no longer) the task's. */
 export function assertLease(task: TaskRow | null, taskId: string, workerId: string, leaseId: string, needRunning: boolean): TaskRow {

@@ -25,7 +25,8 @@ import type { WebhookPayload } from '../protocol/api.ts';
 import type { AppEnv } from './app-env.ts';
 import type { FarmConfig } from './env.ts';
 import { executionContext } from './execution-context.ts';
-import { describeJob, type JobRow } from './job-status.ts';
+import { claimWebhooks, webhookAttemptFailed, webhookDelivered, webhookFailed, type WebhookJobRow } from './db/webhooks.ts';
+import { describeJob } from './job-status.ts';
 
 /**
  * Waits before each attempt (at once, then 1 s, 4 s, 10 s after the previous one), how long one
@@ -64,8 +65,6 @@ export const WEBHOOK_HEADERS = {
   timestamp: 'x-farm-timestamp',
   signature: 'x-farm-signature',
 } as const;
-
-type WebhookJobRow = JobRow & { webhook_url: string; webhook_attempts: number; webhook_last_error: string | null };
 
 export interface DeliveryOptions {
   fetcher?: typeof fetch;
@@ -133,19 +132,7 @@ export function webhookSigning(config: FarmConfig): { signed: boolean; warning: 
  * stale claim keeps the attempts it reached.
  */
 export async function claimDueWebhooks(db: D1Database, now: number, limit = REQUEST_CLAIM_LIMIT): Promise<WebhookJobRow[]> {
-  const { results } = await db
-    .prepare(
-      `UPDATE jobs SET webhook_state = 'sending', webhook_updated_at = ?1,
-         webhook_attempts = CASE WHEN webhook_state = 'armed' THEN 0 ELSE webhook_attempts END,
-         webhook_last_error = CASE WHEN webhook_state = 'armed' THEN NULL ELSE webhook_last_error END
-       WHERE id IN (SELECT id FROM jobs
-         WHERE (webhook_state = 'armed' AND status IN ('completed', 'failed'))
-            OR (webhook_state = 'sending' AND webhook_updated_at < ?2)
-         LIMIT ?3)
-       RETURNING *`,
-    )
-    .bind(now, now - STALE_SENDING_MS, limit)
-    .all<WebhookJobRow>();
+  const results = await claimWebhooks(db, now, now - STALE_SENDING_MS, limit);
   return results.filter((job) => job.webhook_url);
 }
 
@@ -194,14 +181,7 @@ export async function deliverWebhook(db: D1Database, job: WebhookJobRow, options
       const response = await fetcher(job.webhook_url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
       await response.body?.cancel().catch(() => {});
       if (response.status >= 200 && response.status < 300) {
-        const now = Date.now();
-        await db
-          .prepare(
-            `UPDATE jobs SET webhook_state = 'delivered', webhook_attempts = webhook_attempts + 1, webhook_last_error = NULL,
-               webhook_delivered_at = ?1, webhook_updated_at = ?1 WHERE id = ?2 AND webhook_state = 'sending'`,
-          )
-          .bind(now, job.id)
-          .run();
+        await webhookDelivered(db, job.id, Date.now());
         return true;
       }
       lastError = `the webhook answered HTTP ${response.status}`;
@@ -210,18 +190,9 @@ export async function deliverWebhook(db: D1Database, job: WebhookJobRow, options
     }
     // Recorded as it happens, so `GET /jobs/{id}/webhook` shows retries in progress and the
     // claim stays fresh while this caller is alive.
-    await db
-      .prepare(
-        `UPDATE jobs SET webhook_attempts = webhook_attempts + 1, webhook_last_error = ?1, webhook_updated_at = ?2
-         WHERE id = ?3 AND webhook_state = 'sending'`,
-      )
-      .bind(lastError, Date.now(), job.id)
-      .run();
+    await webhookAttemptFailed(db, job.id, lastError, Date.now());
   }
-  await db
-    .prepare(`UPDATE jobs SET webhook_state = 'failed', webhook_updated_at = ?1 WHERE id = ?2 AND webhook_state = 'sending'`)
-    .bind(Date.now(), job.id)
-    .run();
+  await webhookFailed(db, job.id, Date.now());
   console.warn(`webhook of job ${job.id} failed after ${delays.length} attempts: ${lastError}`);
   return false;
 }

@@ -46,7 +46,7 @@ export const jobs = sqliteTable(
     maxNodeFailures: integer('max_node_failures').notNull().default(2),
     /**
      * A task whose lease ran out (its node vanished or lost its link) this many times in a row
-     * fails the job: a .blend that kills the machines rendering it (edge/lease-expiry.ts).
+     * fails the job: a .blend that kills the machines rendering it (edge/db/state-machine.ts).
      */
     maxNodeLosses: integer('max_node_losses').notNull().default(5),
     completedFrames: integer('completed_frames').notNull().default(0),
@@ -113,7 +113,7 @@ export const tasks = sqliteTable(
     attempts: integer('attempts').notNull().default(0),
     /**
      * Leases in a row that ended with their node lost (ran out, or the node restarted): counted
-     * when the task is leased again, reset when a lease ends any other way (lease-expiry.ts).
+     * when the task is leased again, reset when a lease ends any other way (db/state-machine.ts).
      */
     nodeLosses: integer('node_losses').notNull().default(0),
     /**

@@ -11,6 +11,7 @@ import { Hono } from 'hono';
 import { SHA256_HEX, startUploadSchema, type BlobInfo } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { abortUpload, completeUpload, findBlob, requireUpload, startUpload, storePart } from '../blob-store.ts';
+import { uploadExists } from '../db/blobs.ts';
 import { fail } from '../errors.ts';
 import { objectResponse } from '../object-response.ts';
 import { contentLength, readJson, requireId } from '../validation.ts';
@@ -56,8 +57,7 @@ export const blobRoutes = new Hono<AppEnv>()
   .post('/blobs/:sha256/uploads/:upload_id/complete', async (c) => {
     const sha256 = requireSha256(c.req.param('sha256'));
     const uploadId = requireId(c.req.param('upload_id'), 'upload_id');
-    const upload = await c.env.DB.prepare(`SELECT id FROM blob_uploads WHERE id = ?`).bind(uploadId).first();
-    if (!upload) {
+    if (!(await uploadExists(c.env.DB, uploadId))) {
       // Completing twice (the first answer was lost) is fine once the blob is there.
       const blob = await findBlob(c.env.DB, c.env.FILES, sha256);
       if (blob) return c.json({ sha256, size: blob.size } satisfies BlobInfo, 200);

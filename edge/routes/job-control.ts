@@ -20,8 +20,10 @@ import { updateJobSchema, type DeleteJobResponse, type JobControlResponse, type 
 import type { JobStatus } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
-import { describeJob, requireJobRow, type JobRow } from '../job-status.ts';
-import { markJobDeleted } from '../job-deletion.ts';
+import { describeJob, requireJobRow } from '../job-status.ts';
+import type { JobRow } from '../db/jobs.ts';
+import { updateJob, webhookRow } from '../db/jobs.ts';
+import { cancelJob, markJobDeleted, pauseJob, resumeJob } from '../db/state-machine.ts';
 import { completeJobIfDone } from '../task-outcomes.ts';
 import { readJson, requireId } from '../validation.ts';
 import { webhookSigning } from '../webhooks.ts';
@@ -49,11 +51,7 @@ export const jobControlRoutes = new Hono<AppEnv>()
   .post('/jobs/:job_id/pause', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const job = await requireJobRow(c.env.DB, jobId);
-    const changed = await c.env.DB.prepare(
-      `UPDATE jobs SET status = 'paused', updated_at = ?1 WHERE id = ?2 AND status IN ('queued', 'running') RETURNING id`,
-    )
-      .bind(Date.now(), jobId)
-      .first();
+    const changed = await pauseJob(c.env.DB, jobId, Date.now());
     if (!changed && job.status !== 'paused') refuse(job, 'paused');
     return c.json(await answer(c.env.DB, jobId, job.status));
   })
@@ -61,13 +59,7 @@ export const jobControlRoutes = new Hono<AppEnv>()
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const job = await requireJobRow(c.env.DB, jobId);
     const now = Date.now();
-    // A job that never had a frame claimed is queued again; one that had is running.
-    const changed = await c.env.DB.prepare(
-      `UPDATE jobs SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END, finished_at = NULL, updated_at = ?1
-       WHERE id = ?2 AND status IN ('paused', 'canceled') RETURNING id`,
-    )
-      .bind(now, jobId)
-      .first();
+    const changed = await resumeJob(c.env.DB, jobId, now);
     if (!changed && job.status !== 'queued' && job.status !== 'running') refuse(job, 'resumed');
     if (changed) {
       // Frames finished while it was paused may have been its last ones.
@@ -80,42 +72,14 @@ export const jobControlRoutes = new Hono<AppEnv>()
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const job = await requireJobRow(c.env.DB, jobId);
     const now = Date.now();
-    // One transaction: the job stops being served and its leased tasks go back to the queue
-    // (without using an attempt), so a node's next renewal or upload is refused and it stops.
-    const [changed] = await c.env.DB.batch([
-      c.env.DB.prepare(
-        `UPDATE jobs SET status = 'canceled', finished_at = ?1, updated_at = ?1
-         WHERE id = ?2 AND status IN ('queued', 'running', 'paused') RETURNING id`,
-      ).bind(now, jobId),
-      c.env.DB.prepare(
-        `UPDATE tasks SET status = 'queued', lease_expires_at = NULL, attempts = MAX(0, attempts - 1), updated_at = ?1,
-           message = 'canceled while rendering; the node was told to stop'
-         WHERE job_id = ?2 AND status = 'running' AND (SELECT status FROM jobs WHERE id = ?2) = 'canceled'`,
-      ).bind(now, jobId),
-    ]);
-    if (changed!.results.length === 0 && job.status !== 'canceled') refuse(job, 'canceled');
+    if (!(await cancelJob(c.env.DB, jobId, now)) && job.status !== 'canceled') refuse(job, 'canceled');
     return c.json(await answer(c.env.DB, jobId, job.status));
   })
   .patch('/jobs/:job_id', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const body = await readJson(c, updateJobSchema, c.get('config').maxJsonBytes);
     const job = await requireJobRow(c.env.DB, jobId);
-    const statements: D1PreparedStatement[] = [];
-    const now = Date.now();
-    if (body.priority !== undefined) {
-      statements.push(c.env.DB.prepare(`UPDATE jobs SET priority = ?1, updated_at = ?2 WHERE id = ?3`).bind(body.priority, now, jobId));
-    }
-    if (body.webhook_url !== undefined) {
-      // A new URL is armed: it is called when the job finishes, or at once if it has finished.
-      statements.push(
-        c.env.DB.prepare(
-          `UPDATE jobs SET webhook_url = ?1, webhook_state = CASE WHEN ?1 IS NULL THEN NULL ELSE 'armed' END,
-             webhook_attempts = 0, webhook_last_error = NULL, webhook_delivered_at = NULL, webhook_updated_at = ?2, updated_at = ?2
-           WHERE id = ?3`,
-        ).bind(body.webhook_url, now, jobId),
-      );
-    }
-    await c.env.DB.batch(statements);
+    await updateJob(c.env.DB, jobId, { priority: body.priority, webhookUrl: body.webhook_url }, Date.now());
     // A job that rose in priority may now be the one a waiting node should take.
     if (body.priority !== undefined) c.get('wake')();
     return c.json(await answer(c.env.DB, jobId, job.status));
@@ -132,11 +96,7 @@ export const jobControlRoutes = new Hono<AppEnv>()
   })
   .get('/jobs/:job_id/webhook', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
-    const row = await c.env.DB.prepare(
-      `SELECT webhook_url, webhook_state, webhook_attempts, webhook_last_error, webhook_delivered_at FROM jobs WHERE id = ? AND status <> 'deleted'`,
-    )
-      .bind(jobId)
-      .first<{ webhook_url: string | null; webhook_state: WebhookStatus['state']; webhook_attempts: number; webhook_last_error: string | null; webhook_delivered_at: number | null }>();
+    const row = await webhookRow(c.env.DB, jobId);
     if (!row) fail(404, `no job with id ${jobId}`);
     const body: WebhookStatus = {
       job_id: jobId,

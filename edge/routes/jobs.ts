@@ -4,25 +4,16 @@ import type { FrameListItem } from '../../protocol/api.ts';
 import { listFramesQuerySchema, listJobsQuerySchema } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
+import { framePage, liveFrame, type FrameRow } from '../db/frames.ts';
+import { jobBlocklist, jobPage } from '../db/jobs.ts';
+import { requeueFailed } from '../db/state-machine.ts';
+import { jobTasks, taskLog } from '../db/tasks.ts';
 import { frameUrl } from '../frame-store.ts';
-import { describeJob, requireJobRow, type JobRow } from '../job-status.ts';
+import { describeJob, requireJobRow } from '../job-status.ts';
 import { jobInputs } from '../manifest-store.ts';
 import { parseOr400, requireId } from '../validation.ts';
 import { previewUrl } from './previews.ts';
 import { zipStream, type ZipEntry } from '../zip-stream.ts';
-
-interface FrameRow {
-  frame: number;
-  r2_key: string;
-  size: number;
-  sha256: string;
-  content_type: string;
-  render_ms: number | null;
-  worker_id: string | null;
-  preview_key: string | null;
-  /** When the frame was stored (ms since epoch): the entry's date in frames.zip. */
-  created_at: number;
-}
 
 const toFrameInfo = (jobId: string, row: FrameRow): FrameListItem => ({
   frame: row.frame,
@@ -42,10 +33,7 @@ const FRAME_PAGE = 500;
 async function* framesOf(db: D1Database, jobId: string): AsyncGenerator<FrameRow> {
   let after = -Infinity;
   for (;;) {
-    const { results } = await db
-      .prepare(`SELECT * FROM frames WHERE job_id = ? AND frame > ? ORDER BY frame LIMIT ?`)
-      .bind(jobId, Number.isFinite(after) ? after : -2_000_000, FRAME_PAGE)
-      .all<FrameRow>();
+    const results = await framePage(db, jobId, Number.isFinite(after) ? after : -2_000_000, FRAME_PAGE);
     yield* results;
     if (results.length < FRAME_PAGE) return;
     after = results[results.length - 1]!.frame;
@@ -74,12 +62,7 @@ export const jobRoutes = new Hono<AppEnv>()
       cursorAt = Number(match[1]);
       cursorId = match[2]!;
     }
-    const { results } = await c.env.DB.prepare(
-      `SELECT * FROM jobs WHERE (created_at < ?1 OR (created_at = ?1 AND id < ?2)) AND (?3 IS NULL OR status = ?3) AND status <> 'deleted'
-       ORDER BY created_at DESC, id DESC LIMIT ?4`,
-    )
-      .bind(cursorAt, cursorId || 'g', query.status ?? null, limit)
-      .all<JobRow>();
+    const results = await jobPage(c.env.DB, { createdAt: cursorAt, id: cursorId || 'g' }, query.status ?? null, limit);
     const now = Date.now();
     const jobs = await Promise.all(results.map((job) => describeJob(c.env.DB, job, now)));
     const last = results[results.length - 1];
@@ -95,9 +78,7 @@ export const jobRoutes = new Hono<AppEnv>()
     const query = parseOr400(listFramesQuerySchema, c.req.query());
     await requireJobRow(c.env.DB, jobId);
     const limit = query.limit ?? 1000;
-    const { results } = await c.env.DB.prepare(`SELECT * FROM frames WHERE job_id = ? AND frame > ? ORDER BY frame LIMIT ?`)
-      .bind(jobId, query.after ?? -2_000_000, limit)
-      .all<FrameRow>();
+    const results = await framePage(c.env.DB, jobId, query.after ?? -2_000_000, limit);
     const last = results[results.length - 1];
     return c.json({
       job_id: jobId,
@@ -131,12 +112,7 @@ export const jobRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/frames/:frame', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const frame = parseFrameParam(c.req.param('frame'));
-    // The frames of a deleted job are gone at once, though the cron may not have removed them yet.
-    const row = await c.env.DB.prepare(
-      `SELECT * FROM frames WHERE job_id = ?1 AND frame = ?2 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status <> 'deleted')`,
-    )
-      .bind(jobId, frame)
-      .first<FrameRow>();
+    const row = await liveFrame(c.env.DB, jobId, frame);
     if (!row) {
       await requireJobRow(c.env.DB, jobId);
       fail(404, `frame ${frame} of job ${jobId} has not been rendered yet`);
@@ -156,13 +132,7 @@ export const jobRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/tasks', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     await requireJobRow(c.env.DB, jobId);
-    const { results } = await c.env.DB.prepare(
-      `SELECT id, start_frame, end_frame, frame_step, status, worker_id, attempts, node_losses, message, failure_reason, log_key, current_frame,
-         peak_mem_mb, lease_expires_at, created_at, updated_at, kind, tile_index FROM tasks WHERE job_id = ?
-       ORDER BY kind = 'video', start_frame, CASE kind WHEN 'tile' THEN 0 WHEN 'render' THEN 1 ELSE 2 END, tile_index LIMIT 5000`,
-    )
-      .bind(jobId)
-      .all<Record<string, unknown> & { id: string; log_key: string | null; lease_expires_at: number | null }>();
+    const results = await jobTasks(c.env.DB, jobId);
     return c.json({
       job_id: jobId,
       tasks: results.map(({ log_key, lease_expires_at, ...task }) => ({
@@ -176,11 +146,7 @@ export const jobRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/tasks/:task_id/log', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const taskId = requireId(c.req.param('task_id'), 'task_id');
-    const row = await c.env.DB.prepare(
-      `SELECT log_key, log_tail FROM tasks WHERE id = ?1 AND job_id = ?2 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?2 AND status <> 'deleted')`,
-    )
-      .bind(taskId, jobId)
-      .first<{ log_key: string | null; log_tail: string | null }>();
+    const row = await taskLog(c.env.DB, jobId, taskId);
     if (!row) fail(404, `no task ${taskId} in job ${jobId}`);
     const object = row.log_key ? await c.env.FILES.get(row.log_key) : null;
     if (object) return new Response(object.body, { headers: { 'content-type': 'text/plain; charset=utf-8' } });
@@ -190,12 +156,7 @@ export const jobRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/blocklist', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const job = await requireJobRow(c.env.DB, jobId);
-    const { results } = await c.env.DB.prepare(
-      `SELECT b.worker_id, w.name, b.failures, b.last_reason, b.updated_at FROM job_blocklist b
-       LEFT JOIN workers w ON w.id = b.worker_id WHERE b.job_id = ? ORDER BY b.updated_at DESC`,
-    )
-      .bind(jobId)
-      .all<{ worker_id: string; name: string | null; failures: number; last_reason: string | null; updated_at: number }>();
+    const results = await jobBlocklist(c.env.DB, jobId);
     return c.json({
       job_id: jobId,
       max_node_failures: job.max_node_failures,
@@ -205,24 +166,8 @@ export const jobRoutes = new Hono<AppEnv>()
   .post('/jobs/:job_id/requeue_failed', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     await requireJobRow(c.env.DB, jobId);
-    const now = Date.now();
-    const [requeued] = await c.env.DB.batch([
-      c.env.DB.prepare(
-        // Also tasks left running on a lease that ran out while the job was failed: their nodes
-        // were told to stop, and an old attempt count must not fail the job again at once.
-        `UPDATE tasks SET status = 'queued', attempts = 0, node_losses = 0, lease_id = NULL, worker_id = NULL, updated_at = ?1
-         WHERE job_id = ?2 AND (status = 'failed' OR (status = 'running' AND lease_expires_at < ?1)) RETURNING id`,
-      ).bind(now, jobId),
-      c.env.DB.prepare(`DELETE FROM job_blocklist WHERE job_id = ?`).bind(jobId),
-      c.env.DB.prepare(
-        `UPDATE jobs SET status = CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END, error = NULL,
-           finished_at = NULL, updated_at = ?1,
-           -- its webhook is called again when it finishes again (edge/webhooks.ts)
-           webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'armed' END
-         WHERE id = ?2 AND status IN ('failed', 'running', 'queued')`,
-      ).bind(now, jobId),
-    ]);
+    const requeued = await requeueFailed(c.env.DB, jobId, Date.now());
     c.get('wake')();
     const job = await requireJobRow(c.env.DB, jobId);
-    return c.json({ job_id: jobId, requeued_tasks: requeued!.results.length, status: job.status });
+    return c.json({ job_id: jobId, requeued_tasks: requeued, status: job.status });
   });

@@ -12,6 +12,7 @@ import { SHA256_HEX } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { assertMayDownloadInput } from '../auth.ts';
 import { findBlob } from '../blob-store.ts';
+import { manifestNames } from '../db/manifests.ts';
 import { fail } from '../errors.ts';
 import { storeManifest } from '../manifest-store.ts';
 import { objectResponse } from '../object-response.ts';
@@ -32,8 +33,7 @@ export const manifestRoutes = new Hono<AppEnv>()
     const sha256 = requireSha256(c.req.param('sha256'), 'the manifest');
     const blobSha = requireSha256(c.req.param('blob'), 'the file');
     await assertMayDownloadInput(c, inputFileName(sha256, 'manifest'));
-    const listed = await c.env.DB.prepare(`SELECT 1 FROM manifest_files WHERE manifest_sha256 = ? AND blob_sha256 = ? LIMIT 1`).bind(sha256, blobSha).first();
-    if (!listed) fail(404, `manifest ${sha256.slice(0, 12)} lists no file ${blobSha}`);
+    if (!(await manifestNames(c.env.DB, sha256, blobSha))) fail(404, `manifest ${sha256.slice(0, 12)} lists no file ${blobSha}`);
     const blob = await findBlob(c.env.DB, c.env.FILES, blobSha);
     if (!blob) fail(404, `no blob ${blobSha} on this master`);
     return objectResponse(c, c.env.FILES, blob.key, blobSha);

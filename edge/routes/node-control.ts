@@ -12,27 +12,9 @@ import type { Device, TaskKind } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { requireId } from '../validation.ts';
+import { setWorkerEnabled, workerList } from '../db/workers.ts';
+import { disableWorker } from '../db/state-machine.ts';
 import { onlineWindowMs } from '../workers-registry.ts';
-
-interface WorkerListRow {
-  id: string;
-  name: string;
-  hostname: string | null;
-  blender_version: string | null;
-  threads: number | null;
-  enabled: number;
-  frames_rendered: number;
-  failures: number;
-  created_at: number;
-  last_seen_at: number;
-  devices: string | null;
-  backends: string;
-  tags: string;
-  task_kinds: string;
-  task_id: string | null;
-  job_id: string | null;
-  current_frame: number | null;
-}
 
 /** A JSON array column; a damaged one reads as empty rather than failing the whole list. */
 function parseList<T>(json: string | null): T[] {
@@ -49,18 +31,7 @@ function parseList<T>(json: string | null): T[] {
  * run out). `workerId` narrows the list to one node.
  */
 export async function describeWorkers(db: D1Database, leaseMs: number, workerId?: string, now = Date.now()): Promise<WorkerInfo[]> {
-  const { results } = await db
-    .prepare(
-      `SELECT w.id, w.name, w.hostname, w.blender_version, w.threads, w.enabled, w.frames_rendered, w.failures,
-         w.created_at, w.last_seen_at, w.devices, w.backends, w.tags, w.task_kinds, t.id AS task_id, t.job_id AS job_id, t.current_frame AS current_frame
-       FROM workers w
-       LEFT JOIN tasks t ON t.id = (SELECT t2.id FROM tasks t2 WHERE t2.worker_id = w.id AND t2.status = 'running'
-         AND t2.lease_expires_at >= ?1 LIMIT 1)
-       WHERE ?2 IS NULL OR w.id = ?2
-       ORDER BY w.name, w.id LIMIT 1000`,
-    )
-    .bind(now, workerId ?? null)
-    .all<WorkerListRow>();
+  const results = await workerList(db, now, workerId);
   return results.map((w) => {
     const online = now - w.last_seen_at <= onlineWindowMs(leaseMs);
     const enabled = w.enabled === 1;
@@ -108,36 +79,21 @@ export const nodeControlRoutes = new Hono<AppEnv>()
   })
   .post('/workers/:worker_id/drain', async (c) => {
     const workerId = requireId(c.req.param('worker_id'), 'worker_id');
-    const row = await c.env.DB.prepare(`UPDATE workers SET enabled = 0 WHERE id = ? RETURNING id`).bind(workerId).first();
-    if (!row) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    if (!(await setWorkerEnabled(c.env.DB, workerId, false))) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
     const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: 0 };
     return c.json(body);
   })
   .post('/workers/:worker_id/disable', async (c) => {
     const workerId = requireId(c.req.param('worker_id'), 'worker_id');
-    const now = Date.now();
-    // The node's leased tasks return to the queue without using an attempt (it is not the
-    // task's fault); its next renewal or upload is refused, so it stops Blender.
-    const [updated, released] = await c.env.DB.batch([
-      c.env.DB.prepare(`UPDATE workers SET enabled = 0 WHERE id = ? RETURNING id`).bind(workerId),
-      c.env.DB.prepare(
-        `UPDATE tasks SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
-           attempts = MAX(0, attempts - 1), updated_at = ?1, message = 'handed back: its node was disabled'
-         WHERE worker_id = ?2 AND status = 'running' RETURNING id`,
-      ).bind(now, workerId),
-    ]);
-    if (updated!.results.length === 0) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
-    if (released!.results.length > 0) c.get('wake')();
-    const body: WorkerControlResponse = {
-      ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)),
-      released_tasks: released!.results.length,
-    };
+    const { found, released } = await disableWorker(c.env.DB, workerId, Date.now());
+    if (!found) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    if (released > 0) c.get('wake')();
+    const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: released };
     return c.json(body);
   })
   .post('/workers/:worker_id/enable', async (c) => {
     const workerId = requireId(c.req.param('worker_id'), 'worker_id');
-    const row = await c.env.DB.prepare(`UPDATE workers SET enabled = 1 WHERE id = ? RETURNING id`).bind(workerId).first();
-    if (!row) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
+    if (!(await setWorkerEnabled(c.env.DB, workerId, true))) fail(404, `no node with id ${workerId} (list them with GET /workers or farm nodes)`);
     // A disabled node's long poll waits like one without work: this is what it waits for.
     c.get('wake')();
     const body: WorkerControlResponse = { ...(await describeWorker(c.env.DB, c.get('config').leaseMs, workerId)), released_tasks: 0 };

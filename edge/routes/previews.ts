@@ -14,11 +14,13 @@ import { MAX_PREVIEW_BYTES } from '../../protocol/api.ts';
 import { HEADER_LEASE_ID, HEADER_WORKER_ID } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { actAsWorker } from '../auth.ts';
+import { framePreviewKey, liveFrame, recordFramePreview } from '../db/frames.ts';
 import { fail } from '../errors.ts';
 import { requireJobRow } from '../job-status.ts';
 import { failIfCutShort, watchBody } from '../request-body.ts';
 import { previewKey } from '../storage-keys.ts';
-import { assertLease, assertTaskFrame, loadTask } from '../task-lease.ts';
+import { loadTask } from '../db/tasks.ts';
+import { assertLease, assertTaskFrame } from '../task-lease.ts';
 import { assertBodySize, contentLength, requireId } from '../validation.ts';
 
 const PREVIEW_TYPES: Record<string, 'jpg' | 'png'> = { 'image/jpeg': 'jpg', 'image/png': 'png' };
@@ -52,9 +54,7 @@ export const previewRoutes = new Hono<AppEnv>()
     const task = assertLease(await loadTask(c.env.DB, taskId), taskId, workerId, leaseId, false);
     if (task.status !== 'running' && task.status !== 'completed') fail(409, `task ${taskId} is ${task.status}: stop working on it`);
     assertTaskFrame(task, frame);
-    const existing = await c.env.DB.prepare(`SELECT preview_key FROM frames WHERE job_id = ? AND frame = ?`)
-      .bind(task.job_id, frame)
-      .first<{ preview_key: string | null }>();
+    const existing = await framePreviewKey(c.env.DB, task.job_id, frame);
     if (!existing) fail(409, `frame ${frame} of task ${taskId} was not uploaded yet: upload the frame before its preview`);
 
     const key = previewKey(task.job_id, frame, ext, crypto.randomUUID());
@@ -66,13 +66,7 @@ export const previewRoutes = new Hono<AppEnv>()
       throw err;
     }
     // Recorded only while the lease is still held, like frames; the replaced preview is deleted.
-    const recorded = await c.env.DB.prepare(
-      `UPDATE frames SET preview_key = ?1 WHERE job_id = ?2 AND frame = ?3
-         AND EXISTS (SELECT 1 FROM tasks WHERE id = ?4 AND lease_id = ?5 AND status IN ('running', 'completed'))
-       RETURNING frame`,
-    )
-      .bind(key, task.job_id, frame, taskId, leaseId)
-      .first();
+    const recorded = await recordFramePreview(c.env.DB, { taskId, leaseId, jobId: task.job_id }, frame, key);
     if (!recorded) {
       await c.env.FILES.delete(key);
       fail(409, `lease ${leaseId} of task ${taskId} ended while the preview was uploading; it was not recorded`);
@@ -85,11 +79,7 @@ export const previewRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/frames/:frame/preview', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const frame = parseFrame(c.req.param('frame'));
-    const row = await c.env.DB.prepare(
-      `SELECT preview_key FROM frames WHERE job_id = ?1 AND frame = ?2 AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND status <> 'deleted')`,
-    )
-      .bind(jobId, frame)
-      .first<{ preview_key: string | null }>();
+    const row = await liveFrame(c.env.DB, jobId, frame);
     if (!row) {
       await requireJobRow(c.env.DB, jobId);
       fail(404, `frame ${frame} of job ${jobId} has not been rendered yet`);

@@ -9,11 +9,12 @@ import {
 } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { actAsWorker } from '../auth.ts';
+import { loadTask, recordTaskLog } from '../db/tasks.ts';
 import { fail } from '../errors.ts';
 import { frameExtension, storeFrame } from '../frame-store.ts';
 import { failIfCutShort, storeStream, watchBody } from '../request-body.ts';
 import { logKey, pendingFrameKey } from '../storage-keys.ts';
-import { assertLease, loadTask } from '../task-lease.ts';
+import { assertLease } from '../task-lease.ts';
 import { assertBodySize, contentLength, multipartError, openMultipart, parseOr400, partText, requireId } from '../validation.ts';
 import { z } from 'zod';
 
@@ -132,6 +133,6 @@ export const resultRoutes = new Hono<AppEnv>()
       failIfCutShort(err, body, 'the log');
       throw err;
     }
-    await c.env.DB.prepare(`UPDATE tasks SET log_key = ? WHERE id = ? AND lease_id = ?`).bind(key, taskId, leaseId).run();
+    await recordTaskLog(c.env.DB, taskId, leaseId, key);
     return c.json({ task_id: taskId, log_url: `/jobs/${task.job_id}/tasks/${taskId}/log` }, 201);
   });

@@ -2,7 +2,8 @@
 import { Hono } from 'hono';
 import { submitJobFieldsSchema, type SubmitJobResponse } from '../../protocol/schemas.ts';
 import { checkBlendHeader } from '../blend-header.ts';
-import { findBlob, recordBlobStatement, type StoredBlob } from '../blob-store.ts';
+import { findBlob, type StoredBlob } from '../blob-store.ts';
+import { saveBlob } from '../db/blobs.ts';
 import { fail } from '../errors.ts';
 import { newJobFrames } from '../frame-ranges.ts';
 import { insertJob, jobSettings } from '../job-insert.ts';
@@ -26,7 +27,7 @@ function checkFields(raw: Record<string, string>, maxFramesPerJob: number) {
 async function keepBlob(db: D1Database, bucket: R2Bucket, file: StreamedObject): Promise<StoredBlob> {
   const existing = await findBlob(db, bucket, file.sha256);
   if (!existing) {
-    await recordBlobStatement(db, { sha256: file.sha256, size: file.size, key: file.key }, Date.now()).run();
+    await saveBlob(db, { sha256: file.sha256, size: file.size, key: file.key }, Date.now());
   }
   const kept = existing ?? (await findBlob(db, bucket, file.sha256))!;
   if (kept.key !== file.key) await bucket.delete(file.key);

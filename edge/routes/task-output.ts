@@ -11,11 +11,13 @@ import { HEADER_LEASE_ID, HEADER_SHA256, HEADER_WORKER_ID, TASK_OUTPUT_TYPES } f
 import type { AppEnv } from '../app-env.ts';
 import { actAsWorker } from '../auth.ts';
 import { fail } from '../errors.ts';
+import { storedFrameObject } from '../db/frames.ts';
+import { loadTask, recordTaskOutput, storedTile, videoOutputKey } from '../db/tasks.ts';
 import { digestObject, hex } from '../frame-store.ts';
 import { objectResponse } from '../object-response.ts';
 import { failIfCutShort, watchBody } from '../request-body.ts';
 import { taskOutputKey } from '../storage-keys.ts';
-import { assertLease, assertTaskFrame, loadTask } from '../task-lease.ts';
+import { assertLease, assertTaskFrame } from '../task-lease.ts';
 import { assertBodySize, contentLength, parseOr400, requireId } from '../validation.ts';
 import { requireJobRow } from '../job-status.ts';
 
@@ -73,13 +75,8 @@ export const taskOutputRoutes = new Hono<AppEnv>()
     }
     if (!stored) fail(500, 'R2 did not store the output');
     const digest = sha256 ?? (stored.checksums.sha256 ? hex(stored.checksums.sha256) : await digestObject(c.env.FILES, key));
-    const row = await c.env.DB.prepare(
-      `UPDATE tasks SET output_key = ?1, output_size = ?2, output_sha256 = ?3, updated_at = ?4
-       WHERE id = ?5 AND lease_id = ?6 AND worker_id = ?7 AND status = 'running' RETURNING id`,
-    )
-      .bind(key, stored.size, digest, Date.now(), taskId, leaseId, workerId)
-      .first();
-    if (!row) {
+    const recorded = await recordTaskOutput(c.env.DB, { taskId, leaseId, workerId }, { key, size: stored.size, sha256: digest }, Date.now());
+    if (!recorded) {
       await c.env.FILES.delete(key).catch(() => {});
       fail(409, `lease ${leaseId} of task ${taskId} ended while its output was uploading; it was not recorded`);
     }
@@ -90,21 +87,13 @@ export const taskOutputRoutes = new Hono<AppEnv>()
     const taskId = requireId(c.req.param('task_id'), 'task_id');
     const n = parseOr400(inputNumberSchema, c.req.param('n'));
     const { task } = await heldTask(c, taskId);
-    const db = c.env.DB;
-    let source: { key: string; contentType: string } | null;
+    let source: { key: string; contentType: string } | undefined;
     if (task.kind === 'stitch') {
-      source = await db
-        .prepare(`SELECT output_key AS key, 'image/png' AS contentType FROM tasks
-                  WHERE job_id = ? AND kind = 'tile' AND tile_index = ? AND status = 'completed' AND output_key IS NOT NULL`)
-        .bind(task.job_id, n)
-        .first();
+      source = await storedTile(c.env.DB, task.job_id, n);
       if (!source) fail(404, `tile ${n} of job ${task.job_id} is not stored`);
     } else if (task.kind === 'video') {
       assertTaskFrame(task, n);
-      source = await db
-        .prepare(`SELECT r2_key AS key, content_type AS contentType FROM frames WHERE job_id = ? AND frame = ?`)
-        .bind(task.job_id, n)
-        .first();
+      source = await storedFrameObject(c.env.DB, task.job_id, n);
       if (!source) fail(404, `frame ${n} of job ${task.job_id} is not stored`);
     } else {
       fail(409, `task ${taskId} is a ${task.kind} task: it has no inputs to download`);
@@ -116,12 +105,10 @@ export const taskOutputRoutes = new Hono<AppEnv>()
   .get('/jobs/:job_id/video', async (c) => {
     const jobId = requireId(c.req.param('job_id'), 'job_id');
     const job = await requireJobRow(c.env.DB, jobId);
-    const video = await c.env.DB.prepare(`SELECT output_key FROM tasks WHERE job_id = ? AND kind = 'video' AND status = 'completed'`)
-      .bind(jobId)
-      .first<{ output_key: string | null }>();
-    if (!video?.output_key) {
+    const video = await videoOutputKey(c.env.DB, jobId);
+    if (!video) {
       fail(404, job.preview_video ? `the preview video of job ${jobId} is not made yet` : `job ${jobId} did not ask for a preview video (preview_video)`);
     }
     const fileName = `${job.name.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80) || 'preview'}.mp4`;
-    return objectResponse(c, c.env.FILES, video.output_key, fileName, { contentType: 'video/mp4' });
+    return objectResponse(c, c.env.FILES, video, fileName, { contentType: 'video/mp4' });
   });

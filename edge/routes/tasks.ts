@@ -12,12 +12,14 @@ import { executionContext } from '../execution-context.ts';
 import { actAsWorker } from '../auth.ts';
 import { startPoll } from '../claim-redelivery.ts';
 import { sweepUnrecordedFrames } from '../frame-audit.ts';
-import { recordJobWarnings } from '../job-warnings.ts';
+import { addJobWarnings } from '../db/jobs.ts';
+import { releaseTask } from '../db/state-machine.ts';
+import { renewLease } from '../db/tasks.ts';
 import { claimTask, describeClaim } from '../scheduler.ts';
 import { explainLeaseRefusal } from '../task-lease.ts';
 import { readJson } from '../validation.ts';
 import { readGeneration, waitForWork } from '../work-signal.ts';
-import { seenOr404, touchStatements, touchWorker } from '../workers-registry.ts';
+import { touchWorker, unknownWorker } from '../workers-registry.ts';
 import { completeJobIfDone, completeTask, failTask, type JobProgress } from '../task-outcomes.ts';
 
 /**
@@ -116,11 +118,11 @@ export const taskRoutes = new Hono<AppEnv>()
     actAsWorker(c, body.worker_id);
     const db = c.env.DB;
     const now = Date.now();
+    const lease = { taskId: body.task_id, leaseId: body.lease_id, workerId: body.worker_id };
     // Renewals and completions mark the node as seen in their own batch; the rest first.
-    const touch = touchStatements(db, body.worker_id, now, config.leaseMs);
     if (body.status !== 'running' && body.status !== 'completed') await touchWorker(db, body.worker_id, now, config.leaseMs);
     // Missing textures and libraries the node found; kept only while its lease is current.
-    if (body.warnings?.length) await recordJobWarnings(db, body, now);
+    if (body.warnings?.length) await addJobWarnings(db, lease, body.warnings, now);
 
     let response: UpdateTaskStatusResponse;
     // The job of a task that ended, to be moved on once the answer is known.
@@ -130,28 +132,20 @@ export const taskRoutes = new Hono<AppEnv>()
         c.set('noJobFinished', true);
         // Renewed while the lease is the task's, even past its expiry: a holder back from a
         // dropped link keeps its work unless another node took the task meanwhile (then the lease
-        // id differs: 409, and the node stops Blender). See lease-expiry.ts.
-        const [touched, , renewed] = await db.batch([
-          ...touch,
-          db.prepare(
-            `UPDATE tasks SET lease_expires_at = ?1, updated_at = ?2, message = COALESCE(?3, message),
-               current_frame = COALESCE(?4, current_frame), peak_mem_mb = MAX(COALESCE(peak_mem_mb, 0), COALESCE(?5, 0))
-             WHERE id = ?6 AND lease_id = ?7 AND worker_id = ?8 AND status = 'running'
-             RETURNING lease_expires_at, (SELECT status FROM jobs WHERE jobs.id = tasks.job_id) AS job_status`,
-          )
-          .bind(
-            now + config.leaseMs,
-            now,
-            body.message ?? null,
-            body.current_frame ?? null,
-            body.peak_mem_mb === undefined ? null : Math.round(body.peak_mem_mb),
-            body.task_id,
-            body.lease_id,
-            body.worker_id,
-          ),
-        ]);
-        seenOr404(touched!, body.worker_id);
-        const row = renewed!.results[0] as { lease_expires_at: number; job_status: string } | undefined;
+        // id differs: 409, and the node stops Blender). See db/state-machine.ts.
+        const { worker, renewed: row } = await renewLease(
+          db,
+          lease,
+          {
+            leaseExpiresAt: now + config.leaseMs,
+            message: body.message ?? null,
+            currentFrame: body.current_frame ?? null,
+            peakMemMb: body.peak_mem_mb === undefined ? null : Math.round(body.peak_mem_mb),
+          },
+          now,
+          config.leaseMs,
+        );
+        if (!worker) unknownWorker(body.worker_id);
         if (!row) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
         response = {
           task_id: body.task_id,
@@ -162,7 +156,7 @@ export const taskRoutes = new Hono<AppEnv>()
         break;
       }
       case 'completed': {
-        const done = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message, touch);
+        const done = await completeTask(db, body.task_id, body.worker_id, body.lease_id, now, body.message, { leaseMs: config.leaseMs });
         await afterEnd(c, done.jobId, done.progress);
         // A completed task ends its job or nothing: only then is a webhook due.
         if (!done.progress.completed) c.set('noJobFinished', true);
@@ -186,17 +180,10 @@ export const taskRoutes = new Hono<AppEnv>()
       }
       case 'released': {
         // A node shutting down hands its task back; a graceful stop does not use up an attempt,
-        // and ends a run of node losses (lease-expiry.ts).
-        const row = await db
-          .prepare(
-            `UPDATE tasks SET status = 'queued', lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
-               attempts = MAX(0, attempts - 1), node_losses = 0, updated_at = ?1, message = ?2
-             WHERE id = ?3 AND lease_id = ?4 AND worker_id = ?5 AND status = 'running' RETURNING job_id`,
-          )
-          .bind(now, body.message ?? 'released by the node', body.task_id, body.lease_id, body.worker_id)
-          .first<{ job_id: string }>();
-        if (!row) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
-        ended = row!.job_id;
+        // and ends a run of node losses (db/state-machine.ts).
+        const jobId = await releaseTask(db, lease, now, body.message ?? 'released by the node');
+        if (!jobId) await explainLeaseRefusal(db, body.task_id, body.worker_id, body.lease_id);
+        ended = jobId!;
         c.get('wake')();
         response = { task_id: body.task_id, status: 'queued', lease_expires_at: null, abort: false };
         break;

@@ -4,18 +4,18 @@ import { registerWorkerSchema, type RegisterWorkerResponse } from '../../protoco
 import type { AppEnv } from '../app-env.ts';
 import { credentialHash, newNodeCredential } from '../auth.ts';
 import { fail } from '../errors.ts';
+import { enrolWorker, updateRegistration } from '../db/workers.ts';
 import { readJson } from '../validation.ts';
 import { recordCapabilities } from '../node-capabilities.ts';
-import { bootRestartStatements } from '../lease-expiry.ts';
+import { handBackRestartedNode } from '../db/state-machine.ts';
 
 /**
  * After a registration: a node whose boot id changed restarted, so the tasks its earlier life
- * held are handed back now (lease-expiry.ts) and the nodes waiting for work are woken.
+ * held are handed back now (db/state-machine.ts) and the nodes waiting for work are woken.
  */
 async function handBackEarlierLife(c: Context<AppEnv>, workerId: string, bootId: string | undefined, now: number): Promise<void> {
   if (bootId === undefined) return;
-  const [handedBack] = await c.env.DB.batch(bootRestartStatements(c.env.DB, workerId, bootId, now));
-  if (handedBack!.results.length > 0) c.get('wake')();
+  if ((await handBackRestartedNode(c.env.DB, workerId, bootId, now)) > 0) c.get('wake')();
 }
 
 export const workerRoutes = new Hono<AppEnv>()
@@ -24,18 +24,14 @@ export const workerRoutes = new Hono<AppEnv>()
     const body = await readJson(c, registerWorkerSchema, config.maxJsonBytes);
     const principal = c.get('principal');
     const now = Date.now();
-    const info = [body.name, body.hostname ?? null, body.blender_version ?? null, body.threads ?? null, now] as const;
+    const info = { name: body.name, hostname: body.hostname ?? null, blenderVersion: body.blender_version ?? null, threads: body.threads ?? null };
 
     if (principal.kind === 'node') {
       // An enrolled node registering again (a restart): same identity, same credential.
       if (body.worker_id !== undefined && body.worker_id !== principal.workerId) {
         fail(403, `this node credential belongs to worker ${principal.workerId}; it cannot register as worker ${body.worker_id}`);
       }
-      await c.env.DB.prepare(
-        `UPDATE workers SET name = ?1, hostname = ?2, blender_version = ?3, threads = ?4, last_seen_at = ?5 WHERE id = ?6`,
-      )
-        .bind(...info, principal.workerId)
-        .run();
+      await updateRegistration(c.env.DB, principal.workerId, info, now);
       await recordCapabilities(c.env.DB, principal.workerId, body);
       await handBackEarlierLife(c, principal.workerId, body.boot_id, now);
       const response: RegisterWorkerResponse = { worker_id: principal.workerId, name: body.name, lease_ms: config.leaseMs };
@@ -47,19 +43,8 @@ export const workerRoutes = new Hono<AppEnv>()
     // the enrolment token does not let one node take over another's identity.
     const workerId = body.worker_id ?? crypto.randomUUID();
     const nodeToken = newNodeCredential();
-    const takeOver = principal.kind === 'anonymous' ? 1 : 0;
-    const row = await c.env.DB.prepare(
-      `INSERT INTO workers (id, name, hostname, blender_version, threads, enabled, created_at, last_seen_at, credential_hash)
-       VALUES (?6, ?1, ?2, ?3, ?4, 1, ?5, ?5, ?7)
-       ON CONFLICT (id) DO UPDATE SET name = excluded.name, hostname = excluded.hostname,
-         blender_version = excluded.blender_version, threads = excluded.threads, last_seen_at = excluded.last_seen_at,
-         credential_hash = excluded.credential_hash
-       WHERE workers.credential_hash IS NULL OR ?8 = 1
-       RETURNING id`,
-    )
-      .bind(...info, workerId, await credentialHash(nodeToken), takeOver)
-      .first();
-    if (!row) {
+    const enrolled = await enrolWorker(c.env.DB, workerId, info, await credentialHash(nodeToken), principal.kind === 'anonymous', now);
+    if (!enrolled) {
       fail(409, `worker ${workerId} is enrolled already and has its own credential: register with that credential, or without worker_id to enrol as a new node`);
     }
     await recordCapabilities(c.env.DB, workerId, body);

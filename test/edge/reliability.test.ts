@@ -5,7 +5,7 @@
 import { env } from 'cloudflare:workers';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { TaskAssignment } from '../../protocol/schemas.ts';
-import { MAX_JOB_WARNINGS } from '../../edge/job-warnings.ts';
+import { MAX_JOB_WARNINGS } from '../../edge/db/jobs.ts';
 import { sweepUnrecordedFrames } from '../../edge/frame-audit.ts';
 import { claimTask } from '../../edge/scheduler.ts';
 import { wakeWaitingNodes } from '../../edge/work-signal.ts';
