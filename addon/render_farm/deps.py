@@ -185,7 +185,9 @@ def collect_sequencer(c):
         editor = scene.sequence_editor
         if editor is None:
             continue
-        for strip in editor.sequences_all:
+        # `strips_all` since Blender 4.4; `sequences_all`, its old name, is gone in 5.0.
+        strips = editor.strips_all if hasattr(editor, "strips_all") else editor.sequences_all
+        for strip in strips:
             if strip.type == "IMAGE":
                 for element in strip.elements:
                     c.note("sequencer image", strip.directory.rstrip("/\\") + "/" + element.filename, scene)

@@ -13,7 +13,8 @@ from . import settings, submit
 from .client import FarmError, Master
 
 # What the panel shows; written by the main thread only (timers apply what threads produced).
-STATE = {"check": None, "jobs": {}, "busy": None}
+# `note`: (icon, text) saying how the last background task ended, None while one runs.
+STATE = {"check": None, "jobs": {}, "busy": None, "note": None}
 # Jobs in these states change no more: the panel stops refreshing them.
 FINAL = {"completed", "failed", "canceled"}
 POLL_SECONDS = 0.25
@@ -58,15 +59,27 @@ def redraw():
                 area.tag_redraw()
 
 
+def note(icon, text):
+    """Says in the panel how a background task ended (an operator's report is over by then)."""
+    STATE["note"] = (icon, text)
+    print("render_farm: " + text, flush=True)
+
+
 def start(label, work, done):
     """Runs `work(task)` in a thread; then `done(task)` in the main thread."""
     task = Background(label, work, done)
-    STATE["busy"] = task
+    STATE.update(busy=task, note=None)
     task.thread.start()
+    shown = [None]
 
     def poll():
         if task.thread.is_alive():
-            status_bar("Render Farm: %s (%d%%)" % (task.status, round(task.fraction * 100)))
+            line = "%s (%d%%)" % (task.status, round(task.fraction * 100))
+            if line != shown[0]:
+                shown[0] = line
+                status_bar("Render Farm: " + line)
+                # The panel shows the same line: Blender redraws it only when asked.
+                redraw()
             return POLL_SECONDS
         STATE["busy"] = None
         status_bar(None)
@@ -80,7 +93,7 @@ def start(label, work, done):
 
 def stop():
     """Unregistering: forget what the panel shows (threads are daemons and end with Blender)."""
-    STATE.update(check=None, jobs={}, busy=None)
+    STATE.update(check=None, jobs={}, busy=None, note=None)
 
 
 def master():
@@ -175,8 +188,7 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
 
         def done(task):
             if task.error is not None:
-                print("render_farm: submission failed: %s" % task.error)
-                status_bar("Render Farm: submission failed: %s" % task.error)
+                note("ERROR", "Submission failed: %s" % task.error)
                 return
             target = bpy.data.scenes.get(scene_name)
             if target is not None:
@@ -243,9 +255,9 @@ class RENDER_FARM_OT_download_frames(bpy.types.Operator):
 
         def done(task):
             if task.error is not None:
-                status_bar("Render Farm: download failed: %s" % task.error)
+                note("ERROR", "Download failed: %s" % task.error)
             else:
-                print("render_farm: %d frame(s) downloaded to %s" % (task.result, folder))
+                note("INFO", "%d frame(s) downloaded to %s" % (task.result, folder))
 
         if bpy.app.background:
             task = Background("downloading", work, done)

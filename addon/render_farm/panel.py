@@ -46,6 +46,9 @@ class RENDER_FARM_PT_panel(bpy.types.Panel):
         sub.operator("render_farm.submit", icon="EXPORT")
         if busy is not None:
             layout.label(text="%s (%d%%)" % (busy.status, round(busy.fraction * 100)), icon="TIME")
+        elif STATE["note"] is not None:
+            icon, text = STATE["note"]
+            layout.label(text=text, icon=icon)
 
         checked = STATE["check"]
         if checked is not None:
