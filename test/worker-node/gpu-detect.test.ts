@@ -1,6 +1,6 @@
 /**
  * GPU nodes: what Blender reports as Cycles devices, the snippets that turn them on, the
- * render slots planned from them and the job matching. This machine has no GPU, so the real
+ * render slots planned from them and the backend a job renders with. This machine has no GPU, so the real
  * detection must say so, and multi-GPU machines are played by a captured report line and by
  * a Blender whose Cycles device list is faked from Python. Needs Blender 3.x as $BLENDER or
  * `blender` on PATH.
@@ -20,7 +20,7 @@ import {
   pciAddressOfCyclesId,
   type CyclesDeviceReport,
 } from '../../worker-node/gpu/detect-devices.ts';
-import { canRunJob, chooseBackend, tagsSatisfied } from '../../worker-node/gpu/device-requirement.ts';
+import { chooseBackend } from '../../worker-node/gpu/device-requirement.ts';
 import { cpuOnlyExpr, enableDevicesExpr } from '../../worker-node/gpu/enable-devices.ts';
 import { planRenderSlots } from '../../worker-node/gpu/render-slots.ts';
 import { runProcess } from '../../worker-node/process/run-process.ts';
@@ -80,12 +80,12 @@ describe('Cycles device detection on this machine (no GPU)', () => {
     for (const type of report.compiledTypes) expect(['CUDA', 'OPTIX', 'HIP', 'ONEAPI', 'METAL']).toContain(type);
   });
 
-  it('so a job that needs a GPU is not claimed here, and a CPU or any-device job is, on one CPU slot', () => {
-    const node = { backends: report.backends, tags: [] };
-    expect(canRunJob({ device: 'gpu', tags: [] }, node)).toBe(false);
-    expect(canRunJob({ device: 'cuda', tags: [] }, node)).toBe(false);
-    expect(canRunJob({ device: 'optix', tags: [] }, node)).toBe(false);
-    expect(canRunJob({ device: 'cpu', tags: [] }, node)).toBe(true);
+  // Which jobs such a node may claim is the master's claim's (test/edge/node-matching.test.ts).
+  it('so a job that needs a GPU finds no backend here, and a CPU or any-device job renders on one CPU slot', () => {
+    expect(chooseBackend('gpu', report.backends)).toBeNull();
+    expect(chooseBackend('cuda', report.backends)).toBeNull();
+    expect(chooseBackend('optix', report.backends)).toBeNull();
+    expect(chooseBackend('cpu', report.backends)).toBe('cpu');
     expect(chooseBackend('any', report.backends)).toBe('cpu');
     expect(planRenderSlots(report.devices)).toEqual([{ index: 0, backend: 'cpu', deviceIds: [], label: 'CPU', pythonExpr: cpuOnlyExpr }]);
   });
@@ -117,16 +117,12 @@ describe('a two-GPU machine, from its captured report line', () => {
     expect(() => planRenderSlots(report.devices, { backend: 'hip' })).toThrow('no HIP device on this node');
   });
 
-  it('takes GPU jobs, picking the requested backend, and checks tags', () => {
+  it('takes GPU jobs, picking the requested backend', () => {
     expect(chooseBackend('gpu', report.backends)).toBe('optix');
     expect(chooseBackend('any', report.backends)).toBe('optix');
     expect(chooseBackend('cuda', report.backends)).toBe('cuda');
     expect(chooseBackend('cpu', report.backends)).toBe('cpu');
     expect(chooseBackend('hip', report.backends)).toBeNull();
-    const node = { backends: report.backends, tags: ['studio-a', 'big-vram'] };
-    expect(canRunJob({ device: 'gpu', tags: ['big-vram'] }, node)).toBe(true);
-    expect(canRunJob({ device: 'gpu', tags: ['studio-b'] }, node)).toBe(false);
-    expect(tagsSatisfied([], [])).toBe(true);
   });
 
   it('matches nvidia-smi memory to Cycles ids by PCI address', () => {

@@ -1,7 +1,6 @@
 /**
- * Whether a node may take a job, by the job's device requirement and tags, and which backend
- * it then renders with. The master's scheduler applies the same rule when it hands out work;
- * the node uses it to pick the backend for a claimed task.
+ * Which backend a node renders a claimed task with, by its job's device requirement. Which jobs
+ * a node may claim at all (device and tags) is the master's claim's (edge/db/claims.ts).
  */
 import type { DeviceRequirement } from '../../protocol/schemas.ts';
 import type { GpuBackend, RenderBackend } from './detect-devices.ts';
@@ -35,17 +34,4 @@ export function chooseBackend(requirement: DeviceRequirement, backends: readonly
     default:
       return backends.includes(requirement) ? requirement : null;
   }
-}
-
-/** True when the node carries every tag the job asks for (a job without tags runs anywhere). */
-export function tagsSatisfied(jobTags: readonly string[], nodeTags: readonly string[]): boolean {
-  return jobTags.every((tag) => nodeTags.includes(tag));
-}
-
-/** Whether a node may claim a job: its device requirement can be met and its tags are carried. */
-export function canRunJob(
-  job: { device: DeviceRequirement; tags: readonly string[] },
-  node: { backends: readonly RenderBackend[]; tags: readonly string[] },
-): boolean {
-  return chooseBackend(job.device, node.backends) !== null && tagsSatisfied(job.tags, node.tags);
 }
