@@ -42,6 +42,9 @@ interface WindowResult {
   checked: { travel: string[]; missing: string[]; outside: string[] } | null;
   panel_after_check: Drawn;
   submit: string[];
+  dirty_before_submit: boolean;
+  dirty_after_submit: boolean;
+  filepath_after_submit: string;
   submit_failed: string[];
   job_id: string;
   panel_after_job: Drawn;
@@ -140,6 +143,8 @@ describe('the Blender add-on in a Blender window', () => {
 
     // Submit returns at once; the upload runs while the interface goes on.
     expect(r.submit).toEqual(['FINISHED']);
+    // The copy it saved is not the artist's file: that is still the open one, still unsaved.
+    expect([r.dirty_before_submit, r.dirty_after_submit, r.filepath_after_submit]).toEqual([true, true, blend]);
     expect(r.submit_failed).toEqual([]);
     const { submit_clicked, submit_returned, submitted } = r.events;
     const uploadSeconds = submitted - submit_returned;

@@ -200,6 +200,9 @@ def scenario():
     rf.frames = "1-2"
     rf.name = "from-window"
     rf.preview_video = False
+    # As an edit in the interface does, which marks the file modified.
+    with override():
+        bpy.ops.ed.undo_push(message="the artist's changes")
 
     RESULT["check"] = click(bpy.ops.render_farm.check)
     checked = addon_ops.STATE["check"]
@@ -208,8 +211,12 @@ def scenario():
     RESULT["panel_after_check"] = last_panel()
 
     event("submit_clicked")
+    RESULT["dirty_before_submit"] = bpy.data.is_dirty
     RESULT["submit"] = click(bpy.ops.render_farm.submit)
     event("submit_returned")
+    # Saving the copy must leave the artist's changes unsaved (Blender still asks before quitting).
+    RESULT["dirty_after_submit"] = bpy.data.is_dirty
+    RESULT["filepath_after_submit"] = bpy.data.filepath
     yield from wait_until("the submission's job id", lambda: rf.last_job_id != "" and addon_ops.STATE["busy"] is None)
     event("submitted")
     RESULT["job_id"] = rf.last_job_id
