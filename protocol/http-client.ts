@@ -65,7 +65,10 @@ export type Query = Record<string, string | number | undefined>;
 export interface SendInit {
   query?: Query;
   headers?: Record<string, string>;
-  /** Sent as it is (a stream needs a content-length header). */
+  /**
+   * Sent as it is (a stream needs a content-length header). A stream can be sent once: a caller
+   * that wants retries makes one per try, inside `retrying`, and sends it with `send`.
+   */
   body?: Dispatcher.DispatchOptions['body'];
   /** Sent as JSON, with its content type. */
   json?: unknown;
