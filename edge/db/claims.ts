@@ -20,8 +20,8 @@ import { sql } from 'drizzle-orm';
 import { MAX_WAIT_MS, type InputKind, type TaskAssignment, type TaskKind } from '../../protocol/schemas.ts';
 import { carvedTaskSql, cursorAfterChunkSql, framesLeftSql } from '../frame-order.ts';
 import { storedTaskFramesSql } from '../frame-ranges.ts';
-import { all, around, get, name, openDb, run } from './client.ts';
-import { jobsEndedBy, lostNodeStatements, RELEASE_COUNTS, statusIn, RUNNABLE, type StoredJobStatus } from './state-machine.ts';
+import { all, around, get, names, openDb, run } from './client.ts';
+import { jobsEndedBy, jobState, lostNodeStatements, RELEASE_COUNTS, RUNNABLE, statusIn, taskKind, taskState, type StoredJobStatus } from './state-machine.ts';
 import { touchStatements } from './workers.ts';
 
 /** The shortest mean frame time an adaptive chunk is sized from, in ms (see chunk). */
@@ -96,8 +96,8 @@ const deviceFits = (a: string, w: string) => {
 
 /** Task `t` of job `j` worker `w` may run: renders and tiles need the device, other kinds the kind. */
 const taskFits = (w: string) => sql`${jobFits('j', w)}
-  AND (t.kind IN ('stitch', 'video') OR ${deviceFits('j', w)})
-  AND (t.kind = 'render' OR EXISTS (SELECT 1 FROM workers w, json_each(w.task_kinds) wk WHERE w.id = ${w} AND wk.value = t.kind))`;
+  AND (t.kind IN ${names(['stitch', 'video'] satisfies TaskKind[])} OR ${deviceFits('j', w)})
+  AND (t.kind = ${taskKind('render')} OR EXISTS (SELECT 1 FROM workers w, json_each(w.task_kinds) wk WHERE w.id = ${w} AND wk.value = t.kind))`;
 
 /**
  * Frames per new task of job `j` (D1 binds JS numbers as REAL, hence the casts to keep whole
@@ -155,12 +155,12 @@ export async function runClaim(d1: D1Database, p: ClaimParams): Promise<ClaimRow
     //    an expired lease counts as a node lost, not as an attempt (RELEASE_COUNTS).
     all<ClaimedTask>(
       db,
-      sql`UPDATE tasks SET status = 'running', worker_id = ${w}, lease_id = ${p.leaseId}, lease_expires_at = ${expires},
+      sql`UPDATE tasks SET status = ${taskState('running')}, worker_id = ${w}, lease_id = ${p.leaseId}, lease_expires_at = ${expires},
             ${RELEASE_COUNTS}, updated_at = ${p.now}, message = NULL, current_frame = NULL
           WHERE id = (
             SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
             WHERE ${statusIn('j', RUNNABLE)}
-              AND (t.status = 'queued' OR (t.status = 'running' AND t.lease_expires_at < ${p.now}))
+              AND (t.status = ${taskState('queued')} OR (t.status = ${taskState('running')} AND t.lease_expires_at < ${p.now}))
               AND ${taskFits(w)}
               AND j.priority >= COALESCE((SELECT MAX(j2.priority) FROM jobs j2 WHERE ${statusIn('j2', RUNNABLE)}
                     AND j2.next_frame <= j2.end_frame AND ${jobFits('j2', w)} AND ${deviceFits('j2', w)}), -1)
@@ -174,7 +174,7 @@ export async function runClaim(d1: D1Database, p: ClaimParams): Promise<ClaimRow
       db,
       sql`UPDATE jobs SET claim_token = ${p.leaseId}, claim_start = next_frame,
             next_frame = ${around((count) => cursorAfterChunkSql('jobs', count), sql`(SELECT ${chunk(p)} FROM jobs j WHERE j.id = jobs.id)`)},
-            status = 'running', started_at = COALESCE(started_at, ${p.now}), updated_at = ${p.now}
+            status = ${jobState('running')}, started_at = COALESCE(started_at, ${p.now}), updated_at = ${p.now}
           WHERE id = (
             SELECT j.id FROM jobs j WHERE ${statusIn('j', RUNNABLE)} AND j.next_frame <= j.end_frame AND ${jobFits('j', w)} AND ${deviceFits('j', w)}
             ORDER BY j.priority DESC, j.created_at LIMIT 1)
@@ -185,7 +185,7 @@ export async function runClaim(d1: D1Database, p: ClaimParams): Promise<ClaimRow
       db,
       sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, frame_step, status, worker_id, lease_id, lease_expires_at,
             attempts, created_at, updated_at)
-          SELECT ${p.taskId}, id, ${sql.raw(carved.start)}, ${sql.raw(carved.end)}, ${sql.raw(carved.step)}, 'running', ${w}, ${p.leaseId},
+          SELECT ${p.taskId}, id, ${sql.raw(carved.start)}, ${sql.raw(carved.end)}, ${sql.raw(carved.step)}, ${taskState('running')}, ${w}, ${p.leaseId},
             ${expires}, 1, ${p.now}, ${p.now} FROM jobs WHERE claim_token = ${p.leaseId}
             AND ${leaseUnused}
           RETURNING ${CLAIMED_COLUMNS}`,
@@ -193,8 +193,8 @@ export async function runClaim(d1: D1Database, p: ClaimParams): Promise<ClaimRow
     // A re-leased task's job is running again (it may have been queued after a requeue).
     run(
       db,
-      sql`UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ${p.now}), updated_at = ${p.now}
-          WHERE status = ${name('queued')} AND id = (SELECT job_id FROM tasks WHERE lease_id = ${p.leaseId})`,
+      sql`UPDATE jobs SET status = ${jobState('running')}, started_at = COALESCE(started_at, ${p.now}), updated_at = ${p.now}
+          WHERE status = ${jobState('queued')} AND id = (SELECT job_id FROM tasks WHERE lease_id = ${p.leaseId})`,
     ),
     // What the node's assignment needs, read in the same transaction (see describeClaim).
     get<LeaseRow>(

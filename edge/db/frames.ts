@@ -5,7 +5,7 @@
 import { sql } from 'drizzle-orm';
 import type { TaskStatus } from '../../protocol/schemas.ts';
 import { all, get, openDb, run } from './client.ts';
-import { LIVE, statusIn } from './state-machine.ts';
+import { LIVE, statusIn, taskState } from './state-machine.ts';
 import { touchStatements, type WorkerRow } from './workers.ts';
 
 export interface FrameRow {
@@ -86,7 +86,7 @@ export async function recordFrame(
   leaseMs: number,
 ): Promise<{ worker: WorkerRow | undefined; recorded: boolean; replaced: string | undefined; completedFrames: number }> {
   const db = openDb(d1);
-  const leaseHeld = sql`EXISTS (SELECT 1 FROM tasks WHERE id = ${f.taskId} AND lease_id = ${f.leaseId} AND status = 'running')`;
+  const leaseHeld = sql`EXISTS (SELECT 1 FROM tasks WHERE id = ${f.taskId} AND lease_id = ${f.leaseId} AND status = ${taskState('running')})`;
   const isNew = sql`NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ${f.jobId} AND frame = ${f.frame})`;
   const [worker, , previous, , , inserted, job] = await db.batch([
     ...touchStatements(db, f.workerId, now, leaseMs),

@@ -7,7 +7,7 @@ import type { WebhookStatus } from '../../protocol/api.ts';
 import type { DeviceRequirement, FrameOrder, JobStatus, TaskKind, TaskStatus } from '../../protocol/schemas.ts';
 import { all, get, openDb, run } from './client.ts';
 import { jobs, tasks } from './schema.ts';
-import { LIVE } from './state-machine.ts';
+import { leaseHeld, LIVE, type LeaseRef } from './state-machine.ts';
 
 export interface JobRow {
   id: string;
@@ -133,7 +133,7 @@ export const MAX_JOB_WARNINGS = 200;
  */
 export async function addJobWarnings(
   d1: D1Database,
-  lease: { taskId: string; leaseId: string; workerId: string },
+  lease: LeaseRef,
   warnings: string[],
   now: number,
 ): Promise<void> {
@@ -145,8 +145,7 @@ export async function addJobWarnings(
               SELECT value, key AS position FROM json_each(jobs.warnings)
               UNION ALL SELECT value, 1000000 + key FROM json_each(${JSON.stringify(warnings)})
             ) GROUP BY value ORDER BY first LIMIT ${MAX_JOB_WARNINGS}))
-        WHERE id = (SELECT job_id FROM tasks WHERE id = ${lease.taskId} AND lease_id = ${lease.leaseId} AND worker_id = ${lease.workerId}
-          AND status = 'running')`,
+        WHERE id = (SELECT job_id FROM tasks WHERE ${leaseHeld(lease)})`,
   );
 }
 

@@ -36,9 +36,20 @@ const UNFINISHED_TASKS = ['queued', 'running'] as const satisfies readonly TaskS
 /** Tasks whose result is a file of their own rather than frames. */
 export const OUTPUT_KINDS = ['tile', 'video'] as const satisfies readonly TaskKind[];
 
-const job = (s: JobStatus) => name(s);
-const task = (s: TaskStatus) => name(s);
-const kind = (k: TaskKind) => name(k);
+export interface LeaseRef {
+  taskId: string;
+  workerId: string;
+  leaseId: string;
+}
+
+/** The task `tasks` is the one `lease` names, and the lease is still its own: what fences every report of a node. */
+export const leaseHeld = (lease: LeaseRef): SQL =>
+  sql`id = ${lease.taskId} AND lease_id = ${lease.leaseId} AND worker_id = ${lease.workerId} AND status = ${name('running' satisfies TaskStatus)}`;
+
+/** A status or kind as an SQL constant, checked against protocol/'s names by the compiler. */
+export const jobState = (s: StoredJobStatus): SQL => name(s);
+export const taskState = (s: TaskStatus): SQL => name(s);
+export const taskKind = (k: TaskKind): SQL => name(k);
 
 /** `alias.status` is one of `statuses`. */
 export const statusIn = (alias: string, statuses: readonly string[]): SQL => sql`${sql.raw(alias)}.status IN ${names(statuses)}`;
@@ -46,7 +57,7 @@ export const statusIn = (alias: string, statuses: readonly string[]): SQL => sql
 export const LIVE = (alias: string): SQL => sql`${sql.raw(alias)}.status <> ${name(DELETED)}`;
 
 /** A re-leased or started job: a job that never had a frame claimed is queued, one that had is running. */
-const SERVED_AGAIN = sql`CASE WHEN started_at IS NULL THEN ${job('queued')} ELSE ${job('running')} END`;
+const SERVED_AGAIN = sql`CASE WHEN started_at IS NULL THEN ${jobState('queued')} ELSE ${jobState('running')} END`;
 
 /** A leased task going back to the queue without using an attempt (it was not the render's fault). */
 const NO_ATTEMPT_USED = sql`attempts = MAX(0, attempts - 1)`;
@@ -66,12 +77,12 @@ function endJobsOfFailedTask(
   opts: { now: number; jobsWhere: (kindTest: SQL) => SQL; failsOnlyIf?: SQL; error: SQL; why: SQL; videoCompletes: boolean },
 ) {
   const { now } = opts;
-  const complete = opts.videoCompletes ? sql`status = ${job('completed')}, finished_at = ${now}, ` : sql``;
+  const complete = opts.videoCompletes ? sql`status = ${jobState('completed')}, finished_at = ${now}, ` : sql``;
   return [
-    run(db, sql`UPDATE jobs SET status = ${job('failed')}, finished_at = ${now}, updated_at = ${now}, error = ${opts.error}
-                WHERE ${opts.jobsWhere(sql`<> ${kind('video')}`)}${opts.failsOnlyIf ? sql` AND ${opts.failsOnlyIf}` : sql``}`),
+    run(db, sql`UPDATE jobs SET status = ${jobState('failed')}, finished_at = ${now}, updated_at = ${now}, error = ${opts.error}
+                WHERE ${opts.jobsWhere(sql`<> ${taskKind('video')}`)}${opts.failsOnlyIf ? sql` AND ${opts.failsOnlyIf}` : sql``}`),
     run(db, sql`UPDATE jobs SET ${complete}updated_at = ${now}, warnings = ${videoWarning(opts.why)}
-                WHERE ${opts.jobsWhere(sql`= ${kind('video')}`)}`),
+                WHERE ${opts.jobsWhere(sql`= ${taskKind('video')}`)}`),
   ] as const;
 }
 
@@ -103,22 +114,22 @@ export function progressStatements(db: Db, ref: JobRef, now: number) {
   const open = statusIn('jobs', OPEN);
   return [
     run(db, sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
-                SELECT ${crypto.randomUUID()}, id, start_frame, start_frame, ${task('queued')}, 0, ${now}, ${now}, ${kind('stitch')} FROM jobs
+                SELECT ${crypto.randomUUID()}, id, start_frame, start_frame, ${taskState('queued')}, 0, ${now}, ${now}, ${taskKind('stitch')} FROM jobs
                 WHERE id = ${jobId()} AND tiles IS NOT NULL AND ${open} AND completed_frames = 0
-                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${kind('stitch')})
-                  AND (SELECT COUNT(*) FROM tasks WHERE job_id = ${jobId()} AND kind = ${kind('tile')} AND status = ${task('completed')}) >= tiles`),
+                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('stitch')})
+                  AND (SELECT COUNT(*) FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('tile')} AND status = ${taskState('completed')}) >= tiles`),
     run(db, sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
-                SELECT ${crypto.randomUUID()}, id, start_frame, end_frame, ${task('queued')}, 0, ${now}, ${now}, ${kind('video')} FROM jobs
+                SELECT ${crypto.randomUUID()}, id, start_frame, end_frame, ${taskState('queued')}, 0, ${now}, ${now}, ${taskKind('video')} FROM jobs
                 WHERE id = ${jobId()} AND preview_video = 1 AND ${open} AND ${FRAMES_DONE}
-                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${kind('video')})`),
-    run(db, sql`UPDATE jobs SET status = ${job('completed')}, finished_at = ${now}, updated_at = ${now}
+                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('video')})`),
+    run(db, sql`UPDATE jobs SET status = ${jobState('completed')}, finished_at = ${now}, updated_at = ${now}
                 WHERE id = ${jobId()} AND ${open} AND ${FRAMES_DONE}
-                  AND (preview_video = 0 OR EXISTS (SELECT 1 FROM tasks v WHERE v.job_id = jobs.id AND v.kind = ${kind('video')}
+                  AND (preview_video = 0 OR EXISTS (SELECT 1 FROM tasks v WHERE v.job_id = jobs.id AND v.kind = ${taskKind('video')}
                     AND ${statusIn('v', ['completed', 'failed'] satisfies TaskStatus[])}))`),
-    run(db, sql`UPDATE tasks SET status = ${task('completed')}, lease_expires_at = NULL, updated_at = ${now},
+    run(db, sql`UPDATE tasks SET status = ${taskState('completed')}, lease_expires_at = NULL, updated_at = ${now},
                   message = 'closed with the job: every frame was stored'
                 WHERE job_id = ${jobId()} AND ${statusIn('tasks', UNFINISHED_TASKS)}
-                  AND (SELECT status FROM jobs WHERE id = ${jobId()}) = ${job('completed')}`),
+                  AND (SELECT status FROM jobs WHERE id = ${jobId()}) = ${jobState('completed')}`),
     get<{ status: StoredJobStatus }>(db, sql`SELECT status FROM jobs WHERE id = ${jobId()}`),
   ] as const;
 }
@@ -161,7 +172,7 @@ export async function moveJobOn(d1: D1Database, jobId: string, now: number): Pro
  * it was lost `max_node_losses - 1` times in a row before.
  */
 const lostTooOften = (now: number, job: string) =>
-  sql`t.status = ${task('running')} AND t.lease_expires_at < ${now} AND t.node_losses + 1 >= ${sql.raw(job)}.max_node_losses`;
+  sql`t.status = ${taskState('running')} AND t.lease_expires_at < ${now} AND t.node_losses + 1 >= ${sql.raw(job)}.max_node_losses`;
 
 /**
  * How a claim counts what ended the task's previous lease, as the SET of its re-lease (the task's
@@ -169,8 +180,8 @@ const lostTooOften = (now: number, job: string) =>
  * no attempt; after a queued task's (released, failed, new) an attempt, and the losses are as the
  * lease's end left them (a failure and a release reset them).
  */
-export const RELEASE_COUNTS = sql`attempts = attempts + CASE WHEN status = ${task('running')} THEN 0 ELSE 1 END,
-  node_losses = node_losses + CASE WHEN status = ${task('running')} THEN 1 ELSE 0 END`;
+export const RELEASE_COUNTS = sql`attempts = attempts + CASE WHEN status = ${taskState('running')} THEN 0 ELSE 1 END,
+  node_losses = node_losses + CASE WHEN status = ${taskState('running')} THEN 1 ELSE 0 END`;
 
 /**
  * The statements that end the tasks (and jobs) that lost their node too often, in the order they
@@ -190,10 +201,10 @@ export function lostNodeStatements(db: Db, now: number) {
       why: sql`'the nodes making it kept disappearing'`,
       videoCompletes: true,
     }),
-    run(db, sql`UPDATE tasks SET status = ${task('failed')}, failure_reason = 'lease_expired', updated_at = ${now},
+    run(db, sql`UPDATE tasks SET status = ${taskState('failed')}, failure_reason = 'lease_expired', updated_at = ${now},
                   message = 'its node was lost ' || (node_losses + 1) || ' times in a row (the lease ran out or the node restarted)'
                 WHERE id IN (SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
-                  WHERE ${lostTooOften(now, 'j')} AND j.status NOT IN ${names(RUNNABLE)} AND j.status <> ${job('paused')})`),
+                  WHERE ${lostTooOften(now, 'j')} AND j.status NOT IN ${names(RUNNABLE)} AND j.status <> ${jobState('paused')})`),
   ] as const;
 }
 
@@ -211,7 +222,7 @@ export async function sweepLostNodes(d1: D1Database, now: number, expiredSince: 
   const [failed, completed, tasksFailed, claimable] = await db.batch([
     ...lostNodeStatements(db, now),
     get(db, sql`SELECT 1 AS claimable FROM tasks t JOIN jobs j ON j.id = t.job_id
-                WHERE t.status = ${task('running')} AND t.lease_expires_at < ${now} AND t.lease_expires_at >= ${expiredSince}
+                WHERE t.status = ${taskState('running')} AND t.lease_expires_at < ${now} AND t.lease_expires_at >= ${expiredSince}
                   AND ${statusIn('j', RUNNABLE)} LIMIT 1`),
   ]);
   return { jobsEnded: jobsEndedBy([failed, completed, tasksFailed]), tasksFailed: tasksFailed.meta.changes ?? 0, claimable: claimable !== undefined };
@@ -228,7 +239,7 @@ export async function handBackRestartedNode(d1: D1Database, workerId: string, bo
   const db = openDb(d1);
   const [handedBack] = await db.batch([
     all(db, sql`UPDATE tasks SET lease_expires_at = ${now} - 1, updated_at = ${now}, message = 'handed back: its node restarted'
-                WHERE worker_id = ${workerId} AND status = ${task('running')} AND lease_expires_at >= ${now}
+                WHERE worker_id = ${workerId} AND status = ${taskState('running')} AND lease_expires_at >= ${now}
                   AND EXISTS (SELECT 1 FROM workers WHERE id = ${workerId} AND boot_id IS NOT ${bootId})
                 RETURNING id`),
     run(db, sql`UPDATE workers SET boot_id = ${bootId} WHERE id = ${workerId}`),
@@ -269,11 +280,11 @@ export function failureStatements(db: Db, r: FailureReport) {
     all<{ status: 'queued' | 'failed'; job_id: string; kind: TaskKind }>(
       db,
       sql`UPDATE tasks SET
-            status = CASE WHEN ${lastAttempt} THEN ${task('failed')} ELSE ${task('queued')} END,
+            status = CASE WHEN ${lastAttempt} THEN ${taskState('failed')} ELSE ${taskState('queued')} END,
             lease_id = CASE WHEN ${lastAttempt} THEN lease_id ELSE NULL END,
             lease_expires_at = NULL, failure_reason = ${r.reason}, message = ${r.message}, log_tail = ${r.logTail}, updated_at = ${r.now},
             node_losses = 0, failed_lease = ${r.leaseId}, failure_uncounted = 1
-          WHERE id = ${r.taskId} AND lease_id = ${r.leaseId} AND worker_id = ${r.workerId} AND status = ${task('running')}
+          WHERE ${leaseHeld(r)}
           RETURNING status, job_id, kind`,
     ),
     run(db, sql`INSERT INTO job_blocklist (job_id, worker_id, failures, last_reason, updated_at)
@@ -283,7 +294,7 @@ export function failureStatements(db: Db, r: FailureReport) {
     run(db, sql`UPDATE workers SET failures = failures + 1 WHERE id = ${r.workerId} AND EXISTS (${uncounted})`),
     ...endJobsOfFailedTask(db, {
       now: r.now,
-      jobsWhere: (kindTest) => sql`id = (SELECT job_id FROM tasks WHERE id = ${r.taskId} AND status = ${task('failed')} AND kind ${kindTest}
+      jobsWhere: (kindTest) => sql`id = (SELECT job_id FROM tasks WHERE id = ${r.taskId} AND status = ${taskState('failed')} AND kind ${kindTest}
         AND EXISTS (${uncounted}))`,
       failsOnlyIf: statusIn('jobs', OPEN),
       error: sql`(SELECT ${sql.raw(taskFramesLabelSql('t'))} || ' failed after ' || t.attempts
@@ -303,11 +314,6 @@ const DELIVERED = sql`CASE WHEN kind IN ${names(OUTPUT_KINDS)} THEN output_key I
   ELSE (SELECT COUNT(*) FROM (${sql.raw(storedTaskFramesSql('tasks', '1'))}))
     = (SELECT ${sql.raw(taskFrameCountSql('tasks', 'jt'))} FROM jobs jt WHERE jt.id = tasks.job_id) END`;
 
-export interface LeaseRef {
-  taskId: string;
-  workerId: string;
-  leaseId: string;
-}
 
 /**
  * Completes a leased task, only once it delivered (DELIVERED), so that a task can never be
@@ -318,8 +324,8 @@ export function completionStatements(db: Db, lease: LeaseRef, now: number, messa
   return [
     all<{ job_id: string }>(
       db,
-      sql`UPDATE tasks SET status = ${task('completed')}, updated_at = ${now}, message = COALESCE(${message}, message), lease_expires_at = NULL
-          WHERE id = ${lease.taskId} AND lease_id = ${lease.leaseId} AND worker_id = ${lease.workerId} AND status = ${task('running')}
+      sql`UPDATE tasks SET status = ${taskState('completed')}, updated_at = ${now}, message = COALESCE(${message}, message), lease_expires_at = NULL
+          WHERE ${leaseHeld(lease)}
             AND ${DELIVERED}
           RETURNING job_id`,
     ),
@@ -336,9 +342,9 @@ export function completionStatements(db: Db, lease: LeaseRef, now: number, messa
 export async function releaseTask(d1: D1Database, lease: LeaseRef, now: number, message: string): Promise<string | undefined> {
   const row = await get<{ job_id: string }>(
     openDb(d1),
-    sql`UPDATE tasks SET status = ${task('queued')}, lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+    sql`UPDATE tasks SET status = ${taskState('queued')}, lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
           ${NO_ATTEMPT_USED}, node_losses = 0, updated_at = ${now}, message = ${message}
-        WHERE id = ${lease.taskId} AND lease_id = ${lease.leaseId} AND worker_id = ${lease.workerId} AND status = ${task('running')}
+        WHERE ${leaseHeld(lease)}
         RETURNING job_id`,
   );
   return row?.job_id;
@@ -355,9 +361,9 @@ export async function disableWorker(d1: D1Database, workerId: string, now: numbe
     all<{ id: string }>(db, sql`UPDATE workers SET enabled = 0 WHERE id = ${workerId} RETURNING id`),
     all<{ id: string }>(
       db,
-      sql`UPDATE tasks SET status = ${task('queued')}, lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
+      sql`UPDATE tasks SET status = ${taskState('queued')}, lease_id = NULL, lease_expires_at = NULL, worker_id = NULL,
             ${NO_ATTEMPT_USED}, updated_at = ${now}, message = 'handed back: its node was disabled'
-          WHERE worker_id = ${workerId} AND status = ${task('running')} RETURNING id`,
+          WHERE worker_id = ${workerId} AND status = ${taskState('running')} RETURNING id`,
     ),
   ]);
   return { found: updated.length > 0, released: released.length };
@@ -369,7 +375,7 @@ export async function disableWorker(d1: D1Database, workerId: string, now: numbe
 export async function pauseJob(d1: D1Database, jobId: string, now: number): Promise<boolean> {
   const row = await get(
     openDb(d1),
-    sql`UPDATE jobs SET status = ${job('paused')}, updated_at = ${now} WHERE id = ${jobId} AND ${statusIn('jobs', RUNNABLE)} RETURNING id`,
+    sql`UPDATE jobs SET status = ${jobState('paused')}, updated_at = ${now} WHERE id = ${jobId} AND ${statusIn('jobs', RUNNABLE)} RETURNING id`,
   );
   return row !== undefined;
 }
@@ -392,11 +398,11 @@ export async function resumeJob(d1: D1Database, jobId: string, now: number): Pro
 export async function cancelJob(d1: D1Database, jobId: string, now: number): Promise<boolean> {
   const db = openDb(d1);
   const [changed] = await db.batch([
-    all(db, sql`UPDATE jobs SET status = ${job('canceled')}, finished_at = ${now}, updated_at = ${now}
+    all(db, sql`UPDATE jobs SET status = ${jobState('canceled')}, finished_at = ${now}, updated_at = ${now}
                 WHERE id = ${jobId} AND ${statusIn('jobs', OPEN)} RETURNING id`),
-    run(db, sql`UPDATE tasks SET status = ${task('queued')}, lease_expires_at = NULL, ${NO_ATTEMPT_USED}, updated_at = ${now},
+    run(db, sql`UPDATE tasks SET status = ${taskState('queued')}, lease_expires_at = NULL, ${NO_ATTEMPT_USED}, updated_at = ${now},
                   message = 'canceled while rendering; the node was told to stop'
-                WHERE job_id = ${jobId} AND status = ${task('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${job('canceled')}`),
+                WHERE job_id = ${jobId} AND status = ${taskState('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${jobState('canceled')}`),
   ]);
   return changed.length > 0;
 }
@@ -411,8 +417,8 @@ export async function requeueFailed(d1: D1Database, jobId: string, now: number):
   const [requeued] = await db.batch([
     // Also tasks left running on a lease that ran out while the job was failed: their nodes
     // were told to stop, and an old attempt count must not fail the job again at once.
-    all(db, sql`UPDATE tasks SET status = ${task('queued')}, attempts = 0, node_losses = 0, lease_id = NULL, worker_id = NULL, updated_at = ${now}
-                WHERE job_id = ${jobId} AND (status = ${task('failed')} OR (status = ${task('running')} AND lease_expires_at < ${now})) RETURNING id`),
+    all(db, sql`UPDATE tasks SET status = ${taskState('queued')}, attempts = 0, node_losses = 0, lease_id = NULL, worker_id = NULL, updated_at = ${now}
+                WHERE job_id = ${jobId} AND (status = ${taskState('failed')} OR (status = ${taskState('running')} AND lease_expires_at < ${now})) RETURNING id`),
     run(db, sql`DELETE FROM job_blocklist WHERE job_id = ${jobId}`),
     run(db, sql`UPDATE jobs SET status = ${SERVED_AGAIN}, error = NULL, finished_at = NULL, updated_at = ${now},
                   webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'armed' END
@@ -435,8 +441,8 @@ export async function markJobDeleted(d1: D1Database, jobId: string, now: number)
   const [marked] = await db.batch([
     all(db, sql`UPDATE jobs SET status = ${deleted}, updated_at = ${now}, webhook_state = NULL, claim_token = NULL
                 WHERE id = ${jobId} AND ${LIVE('jobs')} RETURNING id`),
-    run(db, sql`UPDATE tasks SET status = ${task('queued')}, lease_expires_at = NULL, updated_at = ${now}, message = 'the job was deleted'
-                WHERE job_id = ${jobId} AND status = ${task('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${deleted}`),
+    run(db, sql`UPDATE tasks SET status = ${taskState('queued')}, lease_expires_at = NULL, updated_at = ${now}, message = 'the job was deleted'
+                WHERE job_id = ${jobId} AND status = ${taskState('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${deleted}`),
     run(db, sql`UPDATE blobs SET last_used_at = ${now} WHERE sha256 IN (SELECT blend_sha256 FROM jobs WHERE id = ${jobId} AND status = ${deleted}
                   UNION SELECT mf.blob_sha256 FROM manifest_files mf JOIN jobs j ON mf.manifest_sha256 = j.blend_sha256
                     WHERE j.id = ${jobId} AND j.status = ${deleted} AND j.input_kind = 'manifest')`),

@@ -6,14 +6,17 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { TaskKind, TaskStatus } from '../../protocol/schemas.ts';
 import { storedTaskFramesSql, taskFrameCountSql } from '../frame-ranges.ts';
-import { all, get, name, openDb } from './client.ts';
+import { all, get, names, openDb } from './client.ts';
 import { tasks } from './schema.ts';
 import {
   completionStatements,
   failureStatements,
   jobProgress,
+  leaseHeld,
   LIVE,
   statusIn,
+  taskKind,
+  taskState,
   type FailureReport,
   type JobProgress,
   type LeaseRef,
@@ -41,8 +44,6 @@ export interface TaskRow {
   /** The job's frame list (edge/frame-ranges.ts); null: the task covers every frame of its range. */
   frame_ranges: string | null;
 }
-
-const running = name('running' satisfies TaskStatus);
 
 /** A batch of one, so that under load the read joins other requests' D1 batches (batch-together.ts). */
 export async function loadTask(d1: D1Database, taskId: string): Promise<TaskRow | null> {
@@ -88,7 +89,7 @@ export async function renewLease(
       sql`UPDATE tasks SET lease_expires_at = ${renewal.leaseExpiresAt}, updated_at = ${now}, message = COALESCE(${renewal.message}, message),
             current_frame = COALESCE(${renewal.currentFrame}, current_frame),
             peak_mem_mb = MAX(COALESCE(peak_mem_mb, 0), COALESCE(${renewal.peakMemMb}, 0))
-          WHERE id = ${lease.taskId} AND lease_id = ${lease.leaseId} AND worker_id = ${lease.workerId} AND status = ${running}
+          WHERE ${leaseHeld(lease)}
           RETURNING lease_expires_at, (SELECT status FROM jobs WHERE jobs.id = tasks.job_id) AS job_status`,
     ),
   ]);
@@ -136,7 +137,7 @@ export async function recordTaskOutput(
   const row = await get(
     openDb(d1),
     sql`UPDATE tasks SET output_key = ${output.key}, output_size = ${output.size}, output_sha256 = ${output.sha256}, updated_at = ${now}
-        WHERE id = ${lease.taskId} AND lease_id = ${lease.leaseId} AND worker_id = ${lease.workerId} AND status = ${running} RETURNING id`,
+        WHERE ${leaseHeld(lease)} RETURNING id`,
   );
   return row !== undefined;
 }
@@ -154,7 +155,7 @@ export async function storedTile(d1: D1Database, jobId: string, n: number): Prom
   return get(
     openDb(d1),
     sql`SELECT output_key AS key, 'image/png' AS contentType FROM tasks
-        WHERE job_id = ${jobId} AND kind = 'tile' AND tile_index = ${n} AND status = 'completed' AND output_key IS NOT NULL`,
+        WHERE job_id = ${jobId} AND kind = ${taskKind('tile')} AND tile_index = ${n} AND status = ${taskState('completed')} AND output_key IS NOT NULL`,
   );
 }
 
@@ -162,14 +163,14 @@ export async function storedTile(d1: D1Database, jobId: string, n: number): Prom
 export async function videoOutputKey(d1: D1Database, jobId: string): Promise<string | null> {
   const row = await get<{ output_key: string | null }>(
     openDb(d1),
-    sql`SELECT output_key FROM tasks WHERE job_id = ${jobId} AND kind = 'video' AND status = 'completed'`,
+    sql`SELECT output_key FROM tasks WHERE job_id = ${jobId} AND kind = ${taskKind('video')} AND status = ${taskState('completed')}`,
   );
   return row?.output_key ?? null;
 }
 
 /** The state of the job's preview video task, if any. */
 export async function videoTask(d1: D1Database, jobId: string): Promise<{ status: TaskStatus; output_size: number | null } | undefined> {
-  return get(openDb(d1), sql`SELECT status, output_size FROM tasks WHERE job_id = ${jobId} AND kind = 'video' LIMIT 1`);
+  return get(openDb(d1), sql`SELECT status, output_size FROM tasks WHERE job_id = ${jobId} AND kind = ${taskKind('video')} LIMIT 1`);
 }
 
 export type TaskListRow = Pick<TaskRow, 'id' | 'start_frame' | 'end_frame' | 'frame_step' | 'status' | 'worker_id' | 'attempts' | 'log_key' | 'lease_expires_at' | 'kind' | 'tile_index'> & {
@@ -204,7 +205,7 @@ export async function taskLog(d1: D1Database, jobId: string, taskId: string): Pr
 export async function latestFailureReason(d1: D1Database, jobId: string): Promise<string | null> {
   const row = await get<{ failure_reason: string | null }>(
     openDb(d1),
-    sql`SELECT failure_reason FROM tasks WHERE job_id = ${jobId} AND status = 'failed' ORDER BY updated_at DESC LIMIT 1`,
+    sql`SELECT failure_reason FROM tasks WHERE job_id = ${jobId} AND status = ${taskState('failed')} ORDER BY updated_at DESC LIMIT 1`,
   );
   return row?.failure_reason ?? null;
 }
@@ -217,7 +218,7 @@ export async function taskFrameCounts(d1: D1Database, jobId: string, now: number
           COALESCE(SUM(${sql.raw(taskFrameCountSql('t', 'j'))} - (SELECT COUNT(*) FROM (${sql.raw(storedTaskFramesSql('t', '1'))}))), 0) AS frames,
           COUNT(DISTINCT t.worker_id) AS nodes
         FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.job_id = ${jobId} AND ${statusIn('t', ['running', 'failed'] satisfies TaskStatus[])}
-          AND t.kind IN ('render', 'stitch') AND (t.status = 'failed' OR t.lease_expires_at >= ${now})
+          AND t.kind IN ${names(['render', 'stitch'] satisfies TaskKind[])} AND (t.status = ${taskState('failed')} OR t.lease_expires_at >= ${now})
         GROUP BY t.status`,
   );
 }
