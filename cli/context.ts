@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { FarmApiError, FarmClient } from '../protocol/client.ts';
 import { explain, UsageError } from './exit-codes.ts';
 
-export interface GlobalOptions {
+interface GlobalOptions {
   master: string;
   token?: string;
 }

@@ -23,7 +23,7 @@ export interface ProjectUpload {
 }
 
 /** The manifest of `plan`: each file's path in the project, SHA-256 and size, read from disk. */
-export async function manifestOf(plan: BundlePlan, onBytes?: (bytes: number) => void): Promise<{ manifest: Manifest; sources: Map<string, string> }> {
+async function manifestOf(plan: BundlePlan, onBytes?: (bytes: number) => void): Promise<{ manifest: Manifest; sources: Map<string, string> }> {
   const sources = new Map<string, string>();
   const files: Manifest['files'] = [];
   let done = 0;

@@ -162,7 +162,9 @@ export class HttpClient {
       });
     } catch (err) {
       if (init.signal?.aborted) throw err;
-      throw new FarmApiError(null, method, path, `cannot reach the master at ${this.baseUrl} (${networkCause(err)}): is it running, and is its URL right?`, { cause: err });
+      throw new FarmApiError(null, method, path, `cannot reach the master at ${this.baseUrl} (${networkCause(err)}): is it running, and is its URL right?`, {
+        cause: err,
+      });
     }
     if (response.statusCode < 400) return response;
     const text = await response.body.text().catch(() => '');

@@ -40,13 +40,13 @@ export interface NodeConfig {
   cacheBytes?: number;
 }
 
-export const GPU_SLOTS_MODES = ['per-gpu', 'single'] as const;
-export type GpuSlotsMode = (typeof GPU_SLOTS_MODES)[number];
+const GPU_SLOTS_MODES = ['per-gpu', 'single'] as const;
+type GpuSlotsMode = (typeof GPU_SLOTS_MODES)[number];
 
 /** A hot Blender is restarted after this many frames unless --hot-max-frames says otherwise. */
-export const DEFAULT_HOT_MAX_FRAMES = 500;
+const DEFAULT_HOT_MAX_FRAMES = 500;
 /** ...and once it holds more than this share of the machine's memory after a task. */
-export const DEFAULT_HOT_MAX_MEM_SHARE = 0.5;
+const DEFAULT_HOT_MAX_MEM_SHARE = 0.5;
 
 /** A setting the node cannot run with; the message says which and what to do. */
 export class ConfigError extends SettingError {}
@@ -157,7 +157,7 @@ export function findExecutable(name: string, pathEnv = process.env.PATH ?? ''): 
 }
 
 /** Asks Blender for its version; doubles as a check that it starts at all. */
-export async function blenderVersion(blender: string): Promise<string> {
+async function blenderVersion(blender: string): Promise<string> {
   const { stdout } = await promisify(execFile)(blender, blenderArgs(null, ['--version']), { timeout: 60_000 });
   const match = /Blender (\d+\.\d+(?:\.\d+)?)/.exec(stdout);
   if (!match) throw new ConfigError(`${blender} --version printed no Blender version: is it Blender?`);
@@ -262,7 +262,7 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
  * `--tags "GPU, big-mem"` as ['gpu', 'big-mem']: comma-separated, trimmed, lower case (tags are
  * compared as written, and a job's tags are lower case too), each checked by the protocol's rule.
  */
-export function parseTags(value: string | undefined): string[] {
+function parseTags(value: string | undefined): string[] {
   const list = [...new Set((value ?? '').split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== ''))];
   const parsed = tagsSchema('--tags').safeParse(list);
   if (!parsed.success) throw new ConfigError(`${parsed.error.issues[0]?.message ?? 'invalid tags'} (got "${value}")`);

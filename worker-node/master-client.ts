@@ -31,9 +31,9 @@ import {
  * really gone ends the retries at once (409), and a master that keeps failing ends them after ten
  * minutes, so a node is never stuck on one task.
  */
-export const TASK_RETRY: RetryPolicy = { retries: Infinity, minDelayMs: 500, maxDelayMs: 10_000, maxRetryTimeMs: 10 * 60_000 };
+const TASK_RETRY: RetryPolicy = { retries: Infinity, minDelayMs: 500, maxDelayMs: 10_000, maxRetryTimeMs: 10 * 60_000 };
 /** For registering and polling: a node never exits because the master is down. */
-export const FOREVER_RETRY: RetryPolicy = { retries: Infinity, minDelayMs: 500, maxDelayMs: 30_000 };
+const FOREVER_RETRY: RetryPolicy = { retries: Infinity, minDelayMs: 500, maxDelayMs: 30_000 };
 
 export interface MasterClientOptions {
   baseUrl: string;

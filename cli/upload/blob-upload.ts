@@ -19,7 +19,7 @@ import type { BlobInfo, UploadState } from '../../protocol/schemas.ts';
 /** A part of a big upload is worth more patience than a read: more tries, each retried on its own. */
 export const UPLOAD_RETRY: RetryPolicy = { retries: 6, minDelayMs: 500, maxDelayMs: 15_000 };
 
-export interface UploadProgress {
+interface UploadProgress {
   /** Bytes the master holds or has received in this run (skipped + sent). */
   doneBytes: number;
   totalBytes: number;

@@ -12,7 +12,7 @@ import { runProcess } from '../process/run-process.ts';
  * machine's user set up); no Python that a .blend carries (uploaded files are not trusted); no
  * audio device.
  */
-export const SAFE_BLENDER_ARGS: readonly string[] = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio'];
+const SAFE_BLENDER_ARGS: readonly string[] = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio'];
 
 /** Blender's arguments: the safe ones, then the file to open (if any), then `after`. */
 export function blenderArgs(blendPath: string | null, after: readonly string[] = []): string[] {
@@ -57,12 +57,20 @@ export function jsonLineProbe<T>(prefix: string, pythonDict: string, check: (val
  * Opens `blendPath` in Blender (scripts in the file stay off) and answers `probe`'s question.
  * Throws, naming `what` and with Blender's last lines, when Blender printed no answer.
  */
-export async function runProbe<T>(blender: string, blendPath: string, probe: BlenderProbe<T>, what: string, options: { signal?: AbortSignal } = {}): Promise<T> {
+export async function runProbe<T>(
+  blender: string,
+  blendPath: string,
+  probe: BlenderProbe<T>,
+  what: string,
+  options: { signal?: AbortSignal } = {},
+): Promise<T> {
   let found: T | undefined;
   const args = blenderArgs(blendPath, ['--python-exit-code', '1', '--python-expr', probe.expr]);
   const result = await runProcess(blender, args, { signal: options.signal, onLine: (line) => (found ??= probe.parse(line)) });
   if (found === undefined) {
-    throw new Error(`reading ${what} of ${blendPath}: Blender exited with ${result.exitCode ?? result.signal} and printed none\n${result.tail.slice(-20).join('\n')}`);
+    throw new Error(
+      `reading ${what} of ${blendPath}: Blender exited with ${result.exitCode ?? result.signal} and printed none\n${result.tail.slice(-20).join('\n')}`,
+    );
   }
   return found;
 }
