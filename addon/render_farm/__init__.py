@@ -26,10 +26,13 @@ def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.render_farm = bpy.props.PointerProperty(type=settings.RenderFarmSettings)
+    bpy.app.handlers.load_post.append(operators.file_loaded)
 
 
 def unregister():
     operators.stop()
+    if operators.file_loaded in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(operators.file_loaded)
     del bpy.types.Scene.render_farm
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

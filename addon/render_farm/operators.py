@@ -87,13 +87,20 @@ def start(label, work, done):
         redraw()
         return None
 
-    bpy.app.timers.register(poll, first_interval=POLL_SECONDS)
+    # Persistent: opening another file meanwhile must not drop the task's ending.
+    bpy.app.timers.register(poll, first_interval=POLL_SECONDS, persistent=True)
     return task
 
 
 def stop():
     """Unregistering: forget what the panel shows (threads are daemons and end with Blender)."""
     STATE.update(check=None, jobs={}, busy=None, note=None)
+
+
+@bpy.app.handlers.persistent
+def file_loaded(*_args):
+    """Check's lists were about the file that was open before."""
+    STATE["check"] = None
 
 
 def master():
@@ -112,7 +119,7 @@ def watch(job_id):
         if task.error is None:
             STATE["jobs"][job_id] = task.result
         if task.error is None and task.result["status"] not in FINAL:
-            bpy.app.timers.register(lambda: watch(job_id), first_interval=WATCH_SECONDS)
+            bpy.app.timers.register(lambda: watch(job_id), first_interval=WATCH_SECONDS, persistent=True)
 
     # A quiet refresh: no status bar line.
     task = Background("refreshing", work, done)
@@ -125,7 +132,7 @@ def watch(job_id):
         redraw()
         return None
 
-    bpy.app.timers.register(poll, first_interval=POLL_SECONDS)
+    bpy.app.timers.register(poll, first_interval=POLL_SECONDS, persistent=True)
     return None
 
 
@@ -190,12 +197,16 @@ class RENDER_FARM_OT_submit(bpy.types.Operator):
             if task.error is not None:
                 note("ERROR", "Submission failed: %s" % task.error)
                 return
-            target = bpy.data.scenes.get(scene_name)
-            if target is not None:
-                target.render_farm.last_job_id = task.result["job_id"]
-            print("job_id=%s" % task.result["job_id"], flush=True)
-            STATE["jobs"][task.result["job_id"]] = None
-            watch(task.result["job_id"])
+            job_id = task.result["job_id"]
+            print("job_id=%s" % job_id, flush=True)
+            # The artist may have opened another file meanwhile: its scenes did not make the job.
+            target = bpy.data.scenes.get(scene_name) if bpy.data.filepath == plan["main_blend"] else None
+            if target is None:
+                note("INFO", "Submitted job %s from %s, no longer open" % (job_id, os.path.basename(plan["main_blend"])))
+                return
+            target.render_farm.last_job_id = job_id
+            STATE["jobs"][job_id] = None
+            watch(job_id)
 
         start("submitting", lambda task: submit.send(plan, farm, task.say, task.progress), done)
         self.report({"INFO"}, "Submitting to %s" % farm.url)

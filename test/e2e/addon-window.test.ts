@@ -6,6 +6,7 @@
  * going: timer ticks keep coming, the window redraws, the status bar and the panel show the upload's
  * progress; the panel then shows the job's progress as a real node renders it, Open in Dashboard
  * opens the job's page, and Download Frames writes the node's frames into the scene's output folder.
+ * A submission still ends when the artist opens another file while it uploads.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -54,6 +55,11 @@ interface WindowResult {
   output_folder: string;
   downloaded: string[];
   panel_at_end: Drawn;
+  resubmit: string[];
+  opened_during_upload: string;
+  resubmit_ended: boolean;
+  other_last_job_id: string;
+  note_after_other_file: [string, string] | null;
 }
 
 /** Runs Blender with a window under a fresh Xvfb display; its whole process group dies on timeout. */
@@ -205,6 +211,22 @@ describe('the Blender add-on in a Blender window', () => {
     expect(r.panel_at_end.labels).toContain(`2 frame(s) downloaded to ${join(project, 'render')}/`);
     const downloadTexts = r.status_texts.filter(([t]) => t > r.events.download_clicked && t <= r.events.downloaded).map(([, text]) => text);
     expect(downloadTexts.at(-1), JSON.stringify(downloadTexts)).toBeNull();
+
+    // Another file opened during a submission: the submission still ended (Submit is free again),
+    // its job is said in the panel and not pinned on the other file's scene, which keeps its own;
+    // Check's lists, about the file closed, are gone.
+    expect(r.resubmit).toEqual(['FINISHED']);
+    expect(r.opened_during_upload).toBe(join(project, 'other.blend'));
+    expect(r.resubmit_ended).toBe(true);
+    expect(r.other_last_job_id).toBe(r.job_id);
+    const [icon, text] = r.note_after_other_file ?? [];
+    expect(icon).toBe('INFO');
+    const resubmitted = /^Submitted job (\S+) from scene\.blend, no longer open$/.exec(text ?? '')?.[1];
+    expect(resubmitted, text).toBeDefined();
+    expect(await waitForJob(master.url, resubmitted!, ['completed', 'failed'], 60_000)).toMatchObject({ status: 'completed', total_frames: 1 });
+    const lastDrawn = r.drawn.at(-1)!;
+    expect(lastDrawn[1]).toContain(text);
+    expect(lastDrawn[1]).not.toContain('Will travel (4)');
 
     // The .blend on disk is as it was: the unsaved changes travelled in a copy.
     expect(readFileSync(blend).equals(before)).toBe(true);

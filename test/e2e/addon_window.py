@@ -5,7 +5,8 @@
 Installs the add-on from the zip the master served, points its preferences at the master, shows
 Output Properties so the panel is drawn, and clicks its buttons the way the interface does
 (`'INVOKE_DEFAULT'` from the event loop, with the Properties editor as context): Check, Submit,
-then, when the job is done, Open in Dashboard and Download Frames. Meanwhile it measures what the
+then, when the job is done, Open in Dashboard and Download Frames; last, Submit again and open
+another file while that uploads. Meanwhile it measures what the
 artist would see: a 50 ms timer's ticks (a frozen interface stops them), the status bar's text,
 and the panel's labels and buttons at each redraw (recorded by wrapping the panel's draw, so a
 draw error is caught too). Everything goes to RESULT.json for the test to judge; then Blender quits.
@@ -167,10 +168,10 @@ def click(operator):
         return sorted(operator("INVOKE_DEFAULT"))
 
 
-def wait_until(what, condition, every=0.05):
+def wait_until(what, condition, every=0.05, seconds=WAIT_SECONDS):
     """Yields to the event loop until `condition()`. Nothing is drawn from here: what the panel
     shows meanwhile is drawn because the add-on asked Blender to redraw it."""
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for " + what)
@@ -243,6 +244,23 @@ def scenario():
     RESULT["downloaded"] = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     yield 0.5
     RESULT["panel_at_end"] = last_panel()
+
+    # Another file opened while a submission uploads: the add-on still ends the submission (its
+    # timers outlive the load), and the job is not pinned on the other file's scene.
+    other = os.path.join(os.path.dirname(bpy.data.filepath), "other.blend")
+    bpy.ops.wm.save_as_mainfile(filepath=other, copy=True)
+    rf.frames = "1"
+    RESULT["resubmit"] = click(bpy.ops.render_farm.submit)
+    with override():
+        bpy.ops.wm.open_mainfile(filepath=other)
+    RESULT["opened_during_upload"] = bpy.data.filepath
+    try:
+        yield from wait_until("the submission begun in the other file", lambda: addon_ops.STATE["busy"] is None, every=0.1, seconds=30)
+        RESULT["resubmit_ended"] = True
+    except AssertionError:
+        RESULT["resubmit_ended"] = False
+    RESULT["other_last_job_id"] = bpy.context.scene.render_farm.last_job_id
+    RESULT["note_after_other_file"] = addon_ops.STATE["note"]
 
 
 STEPS = scenario()
