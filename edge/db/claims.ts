@@ -70,7 +70,7 @@ export interface AssignmentJobRow {
 }
 
 /** The task the lease id names, with its job's columns an assignment carries. */
-export interface LeaseRow extends ClaimedTask, AssignmentJobRow {
+interface LeaseRow extends ClaimedTask, AssignmentJobRow {
   lease_id: string;
   lease_expires_at: number;
   worker_id: string | null;

@@ -83,35 +83,31 @@ export async function jobPage(d1: D1Database, before: { createdAt: number; id: s
   );
 }
 
-/** Changes a job's priority. */
-export function setPriority(d1: D1Database, jobId: string, priority: number, now: number) {
-  const db = openDb(d1);
-  return db.update(jobs).set({ priority, updatedAt: now }).where(eq(jobs.id, jobId));
-}
-
-/** Sets or removes a job's webhook: a new URL is armed, called when the job finishes, or at once if it has finished. */
-export function setWebhookUrl(d1: D1Database, jobId: string, url: string | null, now: number) {
-  const db = openDb(d1);
-  return db
-    .update(jobs)
-    .set({
-      webhookUrl: url,
-      webhookState: url === null ? null : 'armed',
-      webhookAttempts: 0,
-      webhookLastError: null,
-      webhookDeliveredAt: null,
-      webhookUpdatedAt: now,
-      updatedAt: now,
-    })
-    .where(eq(jobs.id, jobId));
-}
-
-/** Applies a PATCH of a job (priority, webhook URL) in one batch. */
+/**
+ * Applies a PATCH of a job in one batch: its priority, and its webhook URL (a new URL is armed:
+ * called when the job finishes, or at once if it has finished; null removes it).
+ */
 export async function updateJob(d1: D1Database, jobId: string, change: { priority?: number; webhookUrl?: string | null }, now: number): Promise<void> {
   const db = openDb(d1);
+  const { priority, webhookUrl } = change;
   const statements = [
-    ...(change.priority !== undefined ? [setPriority(d1, jobId, change.priority, now)] : []),
-    ...(change.webhookUrl !== undefined ? [setWebhookUrl(d1, jobId, change.webhookUrl, now)] : []),
+    ...(priority !== undefined ? [db.update(jobs).set({ priority, updatedAt: now }).where(eq(jobs.id, jobId))] : []),
+    ...(webhookUrl !== undefined
+      ? [
+          db
+            .update(jobs)
+            .set({
+              webhookUrl,
+              webhookState: webhookUrl === null ? null : 'armed',
+              webhookAttempts: 0,
+              webhookLastError: null,
+              webhookDeliveredAt: null,
+              webhookUpdatedAt: now,
+              updatedAt: now,
+            })
+            .where(eq(jobs.id, jobId)),
+        ]
+      : []),
   ];
   const [first, ...rest] = statements;
   if (first) await db.batch([first, ...rest]);

@@ -24,7 +24,7 @@ export type StoredJobStatus = JobStatus | typeof DELETED;
 /** Jobs the scheduler serves: their frames are handed out and their tasks re-leased. */
 export const RUNNABLE = ['queued', 'running'] as const satisfies readonly JobStatus[];
 /** Jobs that have not ended: served, or paused (a paused job still completes when its last frame arrives). */
-export const OPEN = ['queued', 'running', 'paused'] as const satisfies readonly JobStatus[];
+const OPEN = ['queued', 'running', 'paused'] as const satisfies readonly JobStatus[];
 /** Jobs that ended by themselves: their webhook is due (edge/webhooks.ts). */
 export const FINISHED = ['completed', 'failed'] as const satisfies readonly JobStatus[];
 /** Jobs a user stopped, that resume serves again. */
@@ -34,7 +34,7 @@ const REQUEUEABLE = ['failed', 'running', 'queued'] as const satisfies readonly 
 /** Tasks still to be done: waiting for a node, or leased. */
 const UNFINISHED_TASKS = ['queued', 'running'] as const satisfies readonly TaskStatus[];
 /** Tasks whose result is a file of their own rather than frames. */
-export const OUTPUT_KINDS = ['tile', 'video'] as const satisfies readonly TaskKind[];
+const OUTPUT_KINDS = ['tile', 'video'] as const satisfies readonly TaskKind[];
 
 export interface LeaseRef {
   taskId: string;
@@ -109,7 +109,7 @@ export type JobRef = { jobId: string } | { taskId: string };
  * are closed: a node that died after uploading its last frame never reports, and its task must
  * not stay "running" in a finished job. Read the outcome with `jobProgress`.
  */
-export function progressStatements(db: Db, ref: JobRef, now: number) {
+function progressStatements(db: Db, ref: JobRef, now: number) {
   const jobId = () => ('jobId' in ref ? sql`${ref.jobId}` : sql`(SELECT job_id FROM tasks WHERE id = ${ref.taskId})`);
   const open = statusIn('jobs', OPEN);
   return [

@@ -33,7 +33,7 @@ export function touchStatements(db: Db, workerId: string, now: number, leaseMs: 
 }
 
 /** The condition under which a request that heard from node `id` writes `last_seen_at` again (see touchStatements). */
-export const seenIsStale = (id: string, now: number, leaseMs: number) => sql`id = ${id} AND last_seen_at < ${now} - ${leaseMs}`;
+const seenIsStale = (id: string, now: number, leaseMs: number) => sql`id = ${id} AND last_seen_at < ${now} - ${leaseMs}`;
 
 /** Marks a node as seen now (when stale, see touchStatements); undefined when the id was never registered. */
 export async function touchWorkerRow(d1: D1Database, workerId: string, now: number, leaseMs: number): Promise<WorkerRow | undefined> {
