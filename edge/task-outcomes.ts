@@ -5,13 +5,11 @@
  * D1 batch, so it applies whole or not at all (db/state-machine.ts); here, why a report that
  * changed nothing was refused, or that it had been applied already.
  */
-import { moveJobOn, type FailureReport, type JobProgress } from './db/state-machine.ts';
-import { completeTaskRow, failTaskRow, loadTask, storedTaskFrames } from './db/tasks.ts';
+import { completeLeasedTask, failLeasedTask, moveJobOn, type FailureReport, type JobProgress } from './db/state-machine.ts';
+import { loadTask, storedTaskFrames } from './db/tasks.ts';
 import { fail } from './errors.ts';
 import { taskFrames } from './frame-ranges.ts';
 import { assertLease } from './task-lease.ts';
-
-export type { JobProgress };
 
 /** Moves a job on (queues its stitch or video task, or completes it), in one batch. */
 export async function completeJobIfDone(db: D1Database, jobId: string, now: number): Promise<JobProgress> {
@@ -33,7 +31,7 @@ export async function completeTask(
   message?: string,
   touch?: { leaseMs: number },
 ): Promise<{ jobId: string; progress: JobProgress }> {
-  const { jobId, progress } = await completeTaskRow(db, { taskId, workerId, leaseId }, now, message ?? null, touch);
+  const { jobId, progress } = await completeLeasedTask(db, { taskId, workerId, leaseId }, now, message ?? null, touch);
   if (jobId) return { jobId, progress };
 
   const task = await loadTask(db, taskId);
@@ -58,7 +56,7 @@ export async function completeTask(
  */
 export async function failTask(db: D1Database, input: FailureReport): Promise<{ status: 'queued' | 'failed'; jobId: string }> {
   const { taskId, workerId, leaseId } = input;
-  const row = await failTaskRow(db, input);
+  const row = await failLeasedTask(db, input);
   if (row) return { status: row.status, jobId: row.job_id };
   const task = await loadTask(db, taskId);
   // This lease's failure was applied already: the same answer, nothing counted again.

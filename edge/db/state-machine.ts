@@ -16,6 +16,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { JobStatus, TaskKind, TaskStatus } from '../../protocol/schemas.ts';
 import { framesListedSql, storedTaskFramesSql, taskFrameCountSql, taskFramesLabelSql } from '../frame-ranges.ts';
 import { all, get, name, names, openDb, run, type Db } from './client.ts';
+import { touchStatements } from './workers.ts';
 
 /** A job being deleted: 404 everywhere while the cron removes its rows and objects (job-deletion.ts). */
 export const DELETED = 'deleted';
@@ -99,7 +100,7 @@ export interface JobProgress {
 }
 
 /** Which job to move on: by its id, or as the job of a task. */
-export type JobRef = { jobId: string } | { taskId: string };
+type JobRef = { jobId: string } | { taskId: string };
 
 /**
  * The statements that move a job on after its tasks changed: a split still gets its stitch task
@@ -137,7 +138,7 @@ function progressStatements(db: Db, ref: JobRef, now: number) {
 type ProgressResults = readonly [D1Result, D1Result, D1Result, D1Result, { status: StoredJobStatus } | undefined];
 
 /** What `progressStatements` did, from their results. */
-export function jobProgress([stitch, video, , , current]: ProgressResults): JobProgress {
+function jobProgress([stitch, video, , , current]: ProgressResults): JobProgress {
   return {
     completed: current?.status === 'completed',
     queuedTask: (stitch.meta.changes ?? 0) + (video.meta.changes ?? 0) > 0,
@@ -271,7 +272,7 @@ export interface FailureReport {
  * answer was lost, or the group commit running the batch again after an error whose outcome it
  * could not know, see batch-together.ts) counts nothing. The first statement returns the task.
  */
-export function failureStatements(db: Db, r: FailureReport) {
+function failureStatements(db: Db, r: FailureReport) {
   const firstLine = r.message.split('\n')[0]!.slice(0, 500);
   // The task's failure applied by this batch and not counted yet.
   const uncounted = sql`SELECT 1 FROM tasks WHERE id = ${r.taskId} AND failed_lease = ${r.leaseId} AND failure_uncounted = 1`;
@@ -307,6 +308,13 @@ export function failureStatements(db: Db, r: FailureReport) {
   ] as const;
 }
 
+/** Applies a node's failure report (failureStatements); the task's new status, or undefined when the lease is not the task's. */
+export async function failLeasedTask(d1: D1Database, report: FailureReport): Promise<{ status: 'queued' | 'failed'; job_id: string } | undefined> {
+  const db = openDb(d1);
+  const [updated] = await db.batch(failureStatements(db, report));
+  return updated[0];
+}
+
 // ---- A node's completion report ----------------------------------------------------------------
 
 /** What a task must have delivered to be completed: its frames (taskFrames), or for a tile or video, its output. */
@@ -320,7 +328,7 @@ const DELIVERED = sql`CASE WHEN kind IN ${names(OUTPUT_KINDS)} THEN output_key I
  * "done" with a frame lost, and moves its job on (progressStatements). The first statement
  * returns the task's job id.
  */
-export function completionStatements(db: Db, lease: LeaseRef, now: number, message: string | null) {
+function completionStatements(db: Db, lease: LeaseRef, now: number, message: string | null) {
   return [
     all<{ job_id: string }>(
       db,
@@ -331,6 +339,30 @@ export function completionStatements(db: Db, lease: LeaseRef, now: number, messa
     ),
     ...progressStatements(db, { taskId: lease.taskId }, now),
   ] as const;
+}
+
+/**
+ * Completes a leased task and moves its job on (completionStatements), in one
+ * batch that first marks the node as seen when `touch` says so. Answers the job's id, or
+ * undefined when the task was not completed (not delivered, or the lease is not the task's).
+ */
+export async function completeLeasedTask(
+  d1: D1Database,
+  lease: LeaseRef,
+  now: number,
+  message: string | null,
+  touch?: { leaseMs: number },
+): Promise<{ jobId: string | undefined; progress: JobProgress }> {
+  const db = openDb(d1);
+  if (!touch) {
+    const [completed, ...progress] = await db.batch(completionStatements(db, lease, now, message));
+    return { jobId: completed[0]?.job_id, progress: jobProgress(progress) };
+  }
+  const [, , completed, ...progress] = await db.batch([
+    ...touchStatements(db, lease.workerId, now, touch.leaseMs),
+    ...completionStatements(db, lease, now, message),
+  ]);
+  return { jobId: completed[0]?.job_id, progress: jobProgress(progress) };
 }
 
 // ---- Tasks handed back -------------------------------------------------------------------------

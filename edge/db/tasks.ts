@@ -8,20 +8,7 @@ import type { TaskKind, TaskStatus } from '../../protocol/schemas.ts';
 import { storedTaskFramesSql, taskFrameCountSql } from '../frame-ranges.ts';
 import { all, get, names, openDb } from './client.ts';
 import { tasks } from './schema.ts';
-import {
-  completionStatements,
-  failureStatements,
-  jobProgress,
-  leaseHeld,
-  LIVE,
-  statusIn,
-  taskKind,
-  taskState,
-  type FailureReport,
-  type JobProgress,
-  type LeaseRef,
-  type StoredJobStatus,
-} from './state-machine.ts';
+import { leaseHeld, LIVE, statusIn, taskKind, taskState, type LeaseRef, type StoredJobStatus } from './state-machine.ts';
 import { touchStatements, type WorkerRow } from './workers.ts';
 
 export interface TaskRow {
@@ -94,37 +81,6 @@ export async function renewLease(
     ),
   ]);
   return { worker, renewed };
-}
-
-/**
- * Completes a leased task and moves its job on (state-machine.ts completionStatements), in one
- * batch that first marks the node as seen when `touch` says so. Answers the job's id, or
- * undefined when the task was not completed (not delivered, or the lease is not the task's).
- */
-export async function completeTaskRow(
-  d1: D1Database,
-  lease: LeaseRef,
-  now: number,
-  message: string | null,
-  touch?: { leaseMs: number },
-): Promise<{ jobId: string | undefined; progress: JobProgress }> {
-  const db = openDb(d1);
-  if (!touch) {
-    const [completed, ...progress] = await db.batch(completionStatements(db, lease, now, message));
-    return { jobId: completed[0]?.job_id, progress: jobProgress(progress) };
-  }
-  const [, , completed, ...progress] = await db.batch([
-    ...touchStatements(db, lease.workerId, now, touch.leaseMs),
-    ...completionStatements(db, lease, now, message),
-  ]);
-  return { jobId: completed[0]?.job_id, progress: jobProgress(progress) };
-}
-
-/** Applies a node's failure report (state-machine.ts failureStatements); the task's new status, or undefined when the lease is not the task's. */
-export async function failTaskRow(d1: D1Database, report: FailureReport): Promise<{ status: 'queued' | 'failed'; job_id: string } | undefined> {
-  const db = openDb(d1);
-  const [updated] = await db.batch(failureStatements(db, report));
-  return updated[0];
 }
 
 /** Records a tile's or video's output while the lease is the task's; whether it was. */

@@ -4,9 +4,11 @@
  * per-credential request counters of the rate limit (edge/auth.ts).
  */
 import { eq, sql } from 'drizzle-orm';
-import { all, get, openDb, type Db } from './client.ts';
+import type { TaskStatus } from '../../protocol/schemas.ts';
+import { all, get, name, openDb, type Db } from './client.ts';
 import { workers } from './schema.ts';
-import { taskState } from './state-machine.ts';
+
+const running = name('running' satisfies TaskStatus);
 
 export interface WorkerRow {
   id: string;
@@ -140,7 +142,7 @@ export async function workerList(d1: D1Database, now: number, workerId?: string)
     sql`SELECT w.id, w.name, w.hostname, w.blender_version, w.threads, w.enabled, w.frames_rendered, w.failures,
           w.created_at, w.last_seen_at, w.devices, w.backends, w.tags, w.task_kinds, t.id AS task_id, t.job_id AS job_id, t.current_frame AS current_frame
         FROM workers w
-        LEFT JOIN tasks t ON t.id = (SELECT t2.id FROM tasks t2 WHERE t2.worker_id = w.id AND t2.status = ${taskState('running')}
+        LEFT JOIN tasks t ON t.id = (SELECT t2.id FROM tasks t2 WHERE t2.worker_id = w.id AND t2.status = ${running}
           AND t2.lease_expires_at >= ${now} LIMIT 1)
         WHERE ${only} IS NULL OR w.id = ${only}
         ORDER BY w.name, w.id LIMIT 1000`,
@@ -155,7 +157,7 @@ export async function holdsTaskRendering(d1: D1Database, workerId: string, blend
   const row = await get(
     openDb(d1),
     sql`SELECT 1 AS held FROM tasks t JOIN jobs j ON j.id = t.job_id
-        WHERE t.status = ${taskState('running')} AND t.worker_id = ${workerId} AND j.blend_file = ${blendFile} LIMIT 1`,
+        WHERE t.status = ${running} AND t.worker_id = ${workerId} AND j.blend_file = ${blendFile} LIMIT 1`,
   );
   return row !== undefined;
 }

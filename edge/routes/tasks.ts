@@ -20,7 +20,8 @@ import { explainLeaseRefusal } from '../task-lease.ts';
 import { readJson } from '../validation.ts';
 import { readGeneration, waitForWork } from '../work-signal.ts';
 import { touchWorker, unknownWorker } from '../workers-registry.ts';
-import { completeJobIfDone, completeTask, failTask, type JobProgress } from '../task-outcomes.ts';
+import type { JobProgress } from '../db/state-machine.ts';
+import { completeJobIfDone, completeTask, failTask } from '../task-outcomes.ts';
 
 /**
  * A claim whose frames were all uploaded already is closed and the next claim is tried (as is a
