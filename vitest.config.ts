@@ -33,7 +33,7 @@ export default defineConfig({
         test: {
           name: 'edge',
           include: ['test/edge/**/*.test.ts'],
-          setupFiles: ['test/edge/apply-migrations.ts'],
+          setupFiles: ['test/edge/setup.ts'],
         },
       },
       {
@@ -54,7 +54,7 @@ export default defineConfig({
         test: {
           name: 'edge-auth',
           include: ['test/edge-auth/**/*.test.ts'],
-          setupFiles: ['test/edge/apply-migrations.ts'],
+          setupFiles: ['test/edge/setup.ts'],
         },
       },
       {

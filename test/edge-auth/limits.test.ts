@@ -4,12 +4,10 @@
  */
 import { env } from 'cloudflare:workers';
 import { zipSync } from 'fflate';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { UploadState } from '../../protocol/schemas.ts';
-import { blendBytes, countRows, emptyFarm, expectError, json, pngBytes, sha256, submitForm } from '../edge/helpers.ts';
+import { blendBytes, countRows, expectError, json, pngBytes, sha256, submitForm } from '../edge/helpers.ts';
 import { claimAs, enrol, ENROL_TOKEN, jsonInit, send, sendWith, SUBMIT_TOKEN } from './auth-helpers.ts';
-
-beforeEach(emptyFarm);
 
 describe('a deployed master without tokens', () => {
   const none = { FARM_ALLOW_ANONYMOUS: 'false', FARM_SUBMIT_TOKEN: undefined, FARM_NODE_TOKEN: undefined };

@@ -3,9 +3,9 @@
  * itself, fencing of leases between nodes, and which blends a node may download.
  */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FrameInfo, RegisterWorkerResponse, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
-import { blendBytes, countRows, emptyFarm, expectError, json, pngBytes, sha256, taskRow } from '../edge/helpers.ts';
+import { blendBytes, countRows, expectError, json, pngBytes, sha256, taskRow } from '../edge/helpers.ts';
 import {
   claimAs,
   enrol,
@@ -20,8 +20,6 @@ import {
   uploadResultAs,
   type EnrolledNode,
 } from './auth-helpers.ts';
-
-beforeEach(emptyFarm);
 
 const update = (node: EnrolledNode, workerId: string, task: { task_id: string; lease_id: string }, status: string) =>
   send('/update_task_status', jsonInit({ worker_id: workerId, task_id: task.task_id, lease_id: task.lease_id, status }), node.credential);

@@ -5,9 +5,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import { routeAccess, ROUTE_ACCESS } from '../../edge/auth.ts';
-import { countRows, expectError } from '../edge/helpers.ts';
+import { countRows, expectError, sharedFarm } from '../edge/helpers.ts';
 import { enrol, ENROL_TOKEN, send, SUBMIT_TOKEN } from './auth-helpers.ts';
 import { appRoutes, concretePath, plausibleInit, PUBLIC_ROUTES } from './route-list.ts';
+
+// Refusals that change nothing: one farm serves them all.
+sharedFarm();
 
 const routes = appRoutes();
 const protectedRoutes = routes.filter((r) => !PUBLIC_ROUTES.has(r.key));

@@ -3,12 +3,10 @@
  * last about TARGET_CHUNK_MS, shrinking near the end so that every node online gets a share.
  */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readConfig } from '../../edge/env.ts';
 import { claimTask } from '../../edge/scheduler.ts';
-import { claim, emptyFarm, json, pngBytes, putFrame, registerWorker, submitOk, update } from './helpers.ts';
-
-beforeEach(emptyFarm);
+import { claim, json, pngBytes, putFrame, registerWorker, submitOk, update } from './helpers.ts';
 
 /** Claims the 1-frame probe of `jobId`'s first claim and reports it rendered in `renderMs`. */
 async function timeFirstFrame(worker: string, renderMs: number): Promise<void> {

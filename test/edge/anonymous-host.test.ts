@@ -6,11 +6,9 @@
  * the Worker to any host: they hold no data, and the API they call is refused.)
  */
 import { env, exports } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { app } from '../../edge/app.ts';
-import { countRows, emptyFarm, expectError, json } from './helpers.ts';
-
-beforeEach(emptyFarm);
+import { countRows, expectError, json } from './helpers.ts';
 
 const send = (url: string, init?: RequestInit) => exports.default.fetch(new Request(url, init));
 

@@ -6,11 +6,11 @@
  * node or blocklist row and no R2 object appears or disappears. bad-input.test.ts has the
  * detailed messages; this file is about coverage.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { app } from '../../edge/app.ts';
 import { MAX_PREVIEW_BYTES } from '../../protocol/api.ts';
 import type { SubmitJobResponse, TaskAssignment, UploadState } from '../../protocol/schemas.ts';
-import { blendBytes, call, claim, countRows, emptyFarm, json, pngBytes, postJson, registerWorker, sha256, submitForm, submitOk } from './helpers.ts';
+import { blendBytes, call, claim, countRows, json, pngBytes, postJson, registerWorker, sha256, submitForm, submitOk, sharedFarm } from './helpers.ts';
 
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
 const MAX_JSON_BYTES = 256 * 1024;
@@ -30,8 +30,8 @@ interface Fixture {
 
 let f: Fixture;
 
-beforeAll(async () => {
-  await emptyFarm();
+// The refusals change nothing: one farm serves them all.
+sharedFarm(async () => {
   const job = await submitOk({ start_frame: 1, end_frame: 4, chunk_size: 2 });
   const worker = await registerWorker('victim');
   const task = await claim(worker);

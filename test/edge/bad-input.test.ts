@@ -2,14 +2,13 @@
  * Every class of bad input gets a 4xx with `{ "error": "..." }` that says what was wrong, and
  * changes nothing: no row in any table and no object in R2 appears or disappears.
  */
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { SubmitJobResponse, TaskAssignment } from '../../protocol/schemas.ts';
 import { FRAME_MIN } from '../../protocol/schemas.ts';
 import {
   blendBytes,
   call,
   claim,
-  emptyFarm,
   expectError,
   expectRefusedUnchanged,
   json,
@@ -23,6 +22,7 @@ import {
   submitOk,
   update,
   uploadFrame,
+  sharedFarm,
 } from './helpers.ts';
 
 const UNKNOWN_ID = '00000000-0000-4000-8000-000000000000';
@@ -33,8 +33,8 @@ let job: SubmitJobResponse;
 let worker: string;
 let task: TaskAssignment;
 
-beforeAll(async () => {
-  await emptyFarm();
+// The refusals change nothing: one farm serves them all.
+sharedFarm(async () => {
   job = await submitOk({ start_frame: 1, end_frame: 4, chunk_size: 2 });
   worker = await registerWorker('victim');
   task = await claim(worker);

@@ -1,11 +1,9 @@
 /** Group commit (edge/batch-together.ts): batches that meet are sent as one, and still behave as their own. */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { batchTogether, groupCommitting } from '../../edge/batch-together.ts';
 import { claimTask } from '../../edge/scheduler.ts';
-import { emptyFarm, jobRow, postJson, registerWorker, submitOk } from './helpers.ts';
-
-beforeEach(emptyFarm);
+import { jobRow, postJson, registerWorker, submitOk } from './helpers.ts';
 
 /** The test's D1, counting the batches that reach it (and their sizes). */
 function countedDb(): { db: D1Database; batches: number[] } {

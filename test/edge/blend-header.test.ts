@@ -5,9 +5,12 @@
  */
 import { HTTPException } from 'hono/http-exception';
 import { zstdCompressSync } from 'node:zlib';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkBlendHeader } from '../../edge/blend-header.ts';
-import { emptyFarm, expectRefusedUnchanged, pngBytes, submitJob } from './helpers.ts';
+import { expectRefusedUnchanged, pngBytes, sharedFarm, submitJob } from './helpers.ts';
+
+// Parsing, and refusals that change nothing: one farm serves them all.
+sharedFarm();
 
 const encoder = new TextEncoder();
 
@@ -157,8 +160,6 @@ describe('checkBlendHeader refuses, saying what is wrong', () => {
 });
 
 describe('the routes answer the check as a 400 and store nothing', () => {
-  beforeAll(emptyFarm);
-
   it('POST /submit_job with a 7-byte "BLENDER"', async () => {
     await expectRefusedUnchanged(
       () => submitJob({ start_frame: 1, end_frame: 1 }, encoder.encode('BLENDER')),

@@ -1,12 +1,11 @@
 /** Nodes registering and claiming work: what a claim hands out, to whom, and never twice. */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RegisterWorkerResponse, TaskAssignment } from '../../protocol/schemas.ts';
 import {
   blendBytes,
   claim,
   countRows,
-  emptyFarm,
   getJob,
   json,
   jobRow,
@@ -20,8 +19,6 @@ import {
   update,
   uploadFrame,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 describe('POST /register_worker', () => {
   it('a new node gets an id and the lease length, and is recorded with its details', async () => {

@@ -6,7 +6,7 @@
  */
 import { createExecutionContext, createScheduledController, waitOnExecutionContext } from 'cloudflare:test';
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DeleteJobResponse } from '../../protocol/api.ts';
 import type { UploadState } from '../../protocol/schemas.ts';
 import { runScheduledWork } from '../../edge/cron.ts';
@@ -17,7 +17,6 @@ import {
   blendBytes,
   call,
   claim,
-  emptyFarm,
   expectError,
   json,
   jobRow,
@@ -30,8 +29,6 @@ import {
   taskRow,
   expireLease,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;

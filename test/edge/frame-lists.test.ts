@@ -1,12 +1,11 @@
 /** Jobs submitted with a frame list (`frames`): only the listed frames are handed out, counted and zipped. */
 import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskAssignment } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
-  emptyFarm,
   expectError,
   expectRefusedUnchanged,
   getJob,
@@ -22,8 +21,6 @@ import {
   uploadFrame,
   jobStatus,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 /** Claims until the master answers 204 and returns every assignment. */
 async function claimAll(workerId: string): Promise<TaskAssignment[]> {

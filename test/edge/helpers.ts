@@ -6,7 +6,7 @@
 import { applyD1Migrations, reset } from 'cloudflare:test';
 import { env, exports } from 'cloudflare:workers';
 import { zstdCompressSync } from 'node:zlib';
-import { afterEach, beforeEach, expect, vi } from 'vitest';
+import { afterEach, beforeAll, beforeEach, expect, vi } from 'vitest';
 import { webhookTiming } from '../../edge/webhooks.ts';
 import type { WebhookPayload } from '../../protocol/api.ts';
 import type {
@@ -214,12 +214,32 @@ export function jobRow(jobId: string): Promise<Record<string, unknown> | null> {
 
 /**
  * Empties D1 and R2 and applies the migrations again. Storage is shared by the tests of one
- * file, and the scheduler hands out the best job in the whole farm, so tests about claiming
- * start from an empty farm to be independent of each other.
+ * file, and the scheduler hands out the best job in the whole farm, so every test starts from an
+ * empty farm (setup.ts), to be independent of the others, unless its file shares one (sharedFarm).
  */
 export async function emptyFarm(): Promise<void> {
   await reset();
   await applyD1Migrations(env.DB, env.TEST_MIGRATIONS);
+}
+
+let shared = false;
+
+/**
+ * The tests of the calling file share one farm, emptied and then seeded before the first: for
+ * files of many checks that change nothing (hundreds of refused requests, against the same job
+ * or none), where emptying and seeding the farm for each test again would cost seconds.
+ */
+export function sharedFarm(seed: () => Promise<void> = async () => {}): void {
+  shared = true;
+  beforeAll(async () => {
+    await emptyFarm();
+    await seed();
+  });
+}
+
+/** setup.ts, before each test. */
+export async function emptyFarmUnlessShared(): Promise<void> {
+  if (!shared) await emptyFarm();
 }
 
 /**

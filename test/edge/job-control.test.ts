@@ -4,7 +4,7 @@
  * what `job_status` (or D1 and R2) reports afterwards and what render nodes are then told.
  */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type {
   DeleteJobResponse,
   FrameListResponse,
@@ -21,7 +21,6 @@ import {
   call,
   claim,
   countRows,
-  emptyFarm,
   expectError,
   expectRefusedUnchanged,
   getJob,
@@ -39,8 +38,6 @@ import {
   jobStatus,
   webhookReceiver,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 const control = (jobId: string, action: string) => call(`/jobs/${jobId}/${action}`, { method: 'POST' });
 const patchJob = (jobId: string, body: unknown) =>

@@ -1,12 +1,11 @@
 /** Leases fence every report about a task: renewal, expiry and reclaim, and stale or foreign leases. */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
   countRows,
-  emptyFarm,
   expectError,
   getJob,
   json,
@@ -21,8 +20,6 @@ import {
   uploadFrame,
   expireLease,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 describe('lease renewal', () => {
   it('a running update renews the lease: lease_expires_at moves later and the progress is recorded', async () => {

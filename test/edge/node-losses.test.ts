@@ -6,7 +6,7 @@
  * counted once however often it is applied.
  */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RegisterWorkerResponse, TaskAssignment, UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
 import { createJobSchema } from '../../protocol/schemas.ts';
 import { batchTogether, groupCommitting } from '../../edge/batch-together.ts';
@@ -15,7 +15,6 @@ import { claimTask } from '../../edge/scheduler.ts';
 import { failTask } from '../../edge/task-outcomes.ts';
 import {
   claim,
-  emptyFarm,
   expectError,
   getJob,
   json,
@@ -32,8 +31,6 @@ import {
   expireLease,
   jobStatus,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 /** Registers (again) as a node process whose life is `bootId`. */
 async function registerBoot(name: string, bootId: string, workerId?: string): Promise<string> {

@@ -3,12 +3,10 @@
  * backends and tags, task kinds against what a node said it runs; and the task kinds beyond
  * rendering: a split still's tiles and stitch, a preview video made once every frame is stored.
  */
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment } from '../../protocol/schemas.ts';
 import type { TaskListResponse } from '../../protocol/api.ts';
-import { call, claim, emptyFarm, expectError, getJob, json, pngBytes, postJson, putFrame, renderAll, sha256, submitJob, submitOk, update, jobStatus } from './helpers.ts';
-
-beforeEach(emptyFarm);
+import { call, claim, expectError, getJob, json, pngBytes, postJson, putFrame, renderAll, sha256, submitJob, submitOk, update, jobStatus } from './helpers.ts';
 
 const CPU = [{ type: 'CPU', name: 'EPYC' }];
 const CUDA = [...CPU, { type: 'CUDA', name: 'RTX 4090' }];

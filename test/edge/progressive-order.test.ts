@@ -4,13 +4,12 @@
  */
 import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskListResponse } from '../../protocol/api.ts';
 import type { TaskAssignment } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
-  emptyFarm,
   expectError,
   expectRefusedUnchanged,
   expireLease,
@@ -27,8 +26,6 @@ import {
   update,
   uploadFrame,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 /** Claims until the master answers 204 and returns every assignment. */
 async function claimAll(workerId: string): Promise<TaskAssignment[]> {

@@ -4,13 +4,12 @@
  */
 import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { FrameInfo, JobStatusResponse, SubmitJobResponse, TaskAssignment } from '../../protocol/schemas.ts';
 import {
   blendBytes,
   call,
   claim,
-  emptyFarm,
   json,
   pngBytes,
   putFrame,
@@ -19,6 +18,7 @@ import {
   submitOk,
   update,
   uploadFrame,
+  sharedFarm,
 } from './helpers.ts';
 
 const BLEND = blendBytes(20_000, 'reads');
@@ -32,8 +32,8 @@ let queuedB: SubmitJobResponse;
 let task: TaskAssignment;
 let worker: string;
 
-beforeAll(async () => {
-  await emptyFarm();
+// The reads change nothing: one farm serves them all.
+sharedFarm(async () => {
   rendered = await submitOk({ start_frame: 1, end_frame: 3, chunk_size: 3, name: 'reads job' }, BLEND);
   worker = await registerWorker('reader-node');
   task = await claim(worker);

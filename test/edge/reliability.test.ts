@@ -3,7 +3,7 @@
  * left behind by a restart, warnings and failure reasons on the job, failed jobs and retries.
  */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskAssignment } from '../../protocol/schemas.ts';
 import { MAX_JOB_WARNINGS } from '../../edge/db/jobs.ts';
 import { sweepUnrecordedFrames } from '../../edge/frame-audit.ts';
@@ -14,7 +14,6 @@ import {
   call,
   claim,
   countRows,
-  emptyFarm,
   expectError,
   getJob,
   json,
@@ -32,8 +31,6 @@ import {
   expireLease,
   jobStatus,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 interface StorageReport {
   recorded_frames: number;

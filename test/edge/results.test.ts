@@ -1,12 +1,11 @@
 /** Frames coming back: uploads (multipart and raw), integrity, completion, failures and retries. */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { JobStatusResponse, UpdateTaskStatusResponse, UploadResultResponse } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
   countRows,
-  emptyFarm,
   expectError,
   getJob,
   json,
@@ -22,8 +21,6 @@ import {
   update,
   uploadFrame,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 /** SHA-256 of the R2 object that the frames row of `frame` names, or null when there is none. */
 async function storedSha(jobId: string, frame: number): Promise<string | null> {

@@ -1,12 +1,11 @@
 /** Submitting jobs: the seed's multipart form, the .blend encodings, and huge frame ranges. */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { JobStatusResponse, SubmitJobResponse } from '../../protocol/schemas.ts';
 import {
   blendBytes,
   call,
   countRows,
-  emptyFarm,
   expectRefusedUnchanged,
   gzipBlendBytes,
   json,
@@ -16,8 +15,6 @@ import {
   submitOk,
   zstdBlendBytes,
 } from './helpers.ts';
-
-beforeEach(emptyFarm);
 
 describe('POST /submit_job', () => {
   it("the seed's curl submission (blend_file, start_frame=1, end_frame=100) queues a 100-frame job and stores the exact .blend", async () => {

@@ -6,12 +6,12 @@
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { WebhookPayload, WebhookStatus } from '../../protocol/api.ts';
 import { app } from '../../edge/app.ts';
 import { runScheduledWork } from '../../edge/cron.ts';
 import { STALE_SENDING_MS, webhookTiming } from '../../edge/webhooks.ts';
-import { BASE, call, claim, emptyFarm, json, postJson, registerWorker, renderAll, submitOk, update, webhookReceiver } from './helpers.ts';
+import { BASE, call, claim, json, postJson, registerWorker, renderAll, submitOk, update, webhookReceiver } from './helpers.ts';
 
 const SECRET = 'whsec-test-0123456789';
 const HOOK = 'https://hooks.example.com/farm';
@@ -31,8 +31,6 @@ function verifyFarmSignature(secret: string, rawBody: string, headers: Headers, 
 /** What the receiver answers (then 204), and the calls it got. */
 const receiver = webhookReceiver(204);
 const received = receiver.calls;
-beforeEach(emptyFarm);
-
 const patchJob = (jobId: string, body: unknown) =>
   call(`/jobs/${jobId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 const webhookStatus = async (jobId: string) => json<WebhookStatus>(await call(`/jobs/${jobId}/webhook`), 200);

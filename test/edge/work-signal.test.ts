@@ -5,13 +5,11 @@
  * as one from another isolate would.
  */
 import { env } from 'cloudflare:workers';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TaskAssignment } from '../../protocol/schemas.ts';
 import { claimTask } from '../../edge/scheduler.ts';
 import { wakeWaitingNodes } from '../../edge/work-signal.ts';
-import { call, claim, emptyFarm, json, postJson, registerWorker, submitOk, update } from './helpers.ts';
-
-beforeEach(emptyFarm);
+import { call, claim, json, postJson, registerWorker, submitOk, update } from './helpers.ts';
 
 /** Far longer than any wake-up takes: a poll that answers well before it was woken, not timed out. */
 const WAIT_MS = 8_000;
