@@ -73,6 +73,7 @@ export default defineConfig({
           name: 'e2e',
           environment: 'node',
           include: ['test/e2e/**/*.test.ts'],
+          setupFiles: ['test/e2e/setup.ts'],
           testTimeout: 600_000,
           hookTimeout: 180_000,
         },

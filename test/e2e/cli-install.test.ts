@@ -7,8 +7,8 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BLENDER, makeScene, ROOT, startMaster, startNode, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BLENDER, makeScene, ROOT, startMaster, startNode, tempDir, waitForJob, type Master } from './harness.ts';
 
 /** The machine's Node: the first `node` on PATH that is not the project's node_modules one. */
 function systemNodeDir(): string {
@@ -28,7 +28,6 @@ describe('farm installed globally from its package, on the machine Node', () => 
   const run = (cmd: string, args: string[], cwd = elsewhere): SpawnSyncReturns<string> =>
     spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 180_000 });
   let master: Master;
-  let node: RenderNode;
 
   beforeAll(async () => {
     const pack = run('npm', ['pack', '--pack-destination', dir], ROOT);
@@ -38,12 +37,7 @@ describe('farm installed globally from its package, on the machine Node', () => 
     expect(install.status, install.stderr).toBe(0);
     makeScene('make_anim_scene.py', [scene, '--frames', '12', '--width', '48', '--height', '32']);
     master = await startMaster({ name: 'cli-install' });
-    node = startNode({ name: 'cli-install', master: master.url });
-  });
-
-  afterAll(async () => {
-    await node?.stop();
-    await master?.stop();
+    startNode({ name: 'cli-install', master: master.url });
   });
 
   it('runs --help on the machine Node from a folder outside the repository', () => {

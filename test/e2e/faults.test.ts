@@ -142,7 +142,6 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
       for (const blender of blenders) killGroupNow(blender);
     }
     await proxy?.close();
-    await master?.stop();
   });
 
   it('completes a 60-frame job with every frame stored exactly once, whatever was killed or cut', async () => {

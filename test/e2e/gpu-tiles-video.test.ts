@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { splitStillExpr } from '../../worker-node/blender/tile-border.ts';
 import { BLENDER, jobStatus, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
 import { decodePng } from './png.ts';
@@ -48,11 +48,6 @@ describe('GPU placement, split stills and preview videos', () => {
     jobs.tiled = (await submitJob(master.url, new Blob([readFileSync(still)]), { start_frame: 1, end_frame: 1, tiles: 4, name: 'split-still' })).job_id;
     jobs.video = (await submitJob(master.url, new Blob([readFileSync(anim)]), { start_frame: 1, end_frame: 6, preview_video: 'true', name: 'with-video' })).job_id;
   }, 120_000);
-
-  afterAll(async () => {
-    await Promise.all(nodes.map((n) => n.stop()));
-    await master?.stop();
-  });
 
   const tasksOf = async (jobId: string) => ((await (await fetch(`${master.url}/jobs/${jobId}/tasks`)).json()) as { tasks: TaskRow[] }).tasks;
 

@@ -4,7 +4,7 @@
  * the committed generators. Every process leads its own process group and is killed with it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -19,8 +19,24 @@ export const OUTPUT_DIR = join(ROOT, 'test-output');
 
 const QUIET_ENV = { CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' };
 
+/**
+ * What this test file started and made. setup.ts stops and removes it all after the file's own
+ * hooks, so a file stops by hand only what must stop at a given moment or in a given order.
+ */
+const started = { nodes: new Set<RenderNode>(), masters: new Set<Master>(), dirs: new Set<string>() };
+
+/** After a test file (setup.ts): its nodes first (a stopping node hands its task back to its master), then its masters, then its temp dirs. */
+export async function stopAndRemoveAll(): Promise<void> {
+  await Promise.all([...started.nodes].map((node) => node.stop()));
+  await Promise.all([...started.masters].map((master) => master.stop()));
+  for (const dir of started.dirs) rmSync(dir, { recursive: true, force: true });
+}
+
+/** A new directory under the system's temp dir, removed after the test file. */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `farm-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `farm-${prefix}-`));
+  started.dirs.add(dir);
+  return dir;
 }
 
 /** A TCP port nothing listens on right now. */
@@ -122,7 +138,9 @@ export async function startMaster(opts: {
   child.stderr!.pipe(log);
   const url = `http://127.0.0.1:${port}`;
   await waitFor('the master to answer /time', async () => (await fetch(`${url}/time`)).ok, 60_000);
-  return { url, port, persistDir, process: child, stop: (signal = 'SIGTERM') => killGroup(child, signal) };
+  const master: Master = { url, port, persistDir, process: child, stop: (signal = 'SIGTERM') => killGroup(child, signal) };
+  started.masters.add(master);
+  return master;
 }
 
 export interface RenderNode {
@@ -145,7 +163,9 @@ export function startNode(opts: { name: string; master: string; workDir?: string
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  return { name: opts.name, workDir, process: child, exited, stop: (signal = 'SIGTERM', graceMs = 30_000) => killGroup(child, signal, graceMs) };
+  const node: RenderNode = { name: opts.name, workDir, process: child, exited, stop: (signal = 'SIGTERM', graceMs = 30_000) => killGroup(child, signal, graceMs) };
+  started.nodes.add(node);
+  return node;
 }
 
 /** Runs a committed scene generator: `test/scenes/<script>` with arguments after `--`. */

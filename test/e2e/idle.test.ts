@@ -19,9 +19,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { WorkerListResponse } from '../../protocol/api.ts';
-import { makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master } from './harness.ts';
 import { watchStorage } from './storage-watch.ts';
 
 /** A little over a minute: a whole default lease period, so the first liveness write falls inside. */
@@ -36,17 +36,11 @@ describe('an idle render node', () => {
   const dir = tempDir('e2e-idle');
   const scene = join(dir, 'tiny.blend');
   let master: Master;
-  let node: RenderNode;
 
   beforeAll(async () => {
     makeScene('make_anim_scene.py', [scene, '--frames', '1', '--width', '32', '--height', '24']);
     master = await startMaster({ name: 'idle' });
-    node = startNode({ name: 'idler', master: master.url });
-  });
-
-  afterAll(async () => {
-    await node?.stop();
-    await master?.stop();
+    startNode({ name: 'idler', master: master.url });
   });
 
   it("writes to the master's storage at most once per idle minute (its liveness), and still picks a job up within a second", async () => {

@@ -8,8 +8,7 @@
  * quick on two cores); `node bench/large-upload.ts` runs the same scenario with 1 GiB and prints
  * the numbers, including the master's memory while it hashes the blob at complete.
  */
-import { rmSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
 import { jobStatus, startMaster, tempDir, type Master } from './harness.ts';
 import { runUploadScenario, type UploadScenario } from './upload-measure.ts';
@@ -27,13 +26,6 @@ describe(`a ${SIZE / MiB} MiB upload through farm submit, interrupted and resume
     master = await startMaster({ name: 'large-upload', vars: { BLOB_PART_BYTES: String(PART) } });
     run = await runUploadScenario({ masterUrl: master.url, wranglerPid: master.process.pid!, dir, size: SIZE, partSize: PART });
   }, 400_000);
-
-  afterAll(async () => {
-    await master?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    // The master's local R2 holds the whole file: give the disk back.
-    if (master) rmSync(master.persistDir, { recursive: true, force: true });
-  });
 
   it('interrupted half-way and run again, sends only the parts the master lacks and ends with the same SHA-256', async () => {
     expect(run.killed.signal).toBe('SIGKILL');

@@ -6,9 +6,9 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, rmSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { workerdByRole, workerInspector } from '../../bench/lib.ts';
 import { jobStatus, startMaster, tempDir, type Master } from './harness.ts';
 import { makeLargeFile, statusField } from './upload-measure.ts';
@@ -90,12 +90,6 @@ describe(`the seed's curl submission of a ${Math.round(SIZE / MiB)} MiB .blend`,
         `ArrayBuffers ${m.buffers.before.toFixed(1)} -> ${m.buffers.peak.toFixed(1)} MiB; runtime workerd RSS ${m.runtimeRss.before.toFixed(0)} -> ${m.runtimeRss.peak.toFixed(0)} MiB (local R2 and D1 included)`,
     );
   }, 120_000);
-
-  afterAll(async () => {
-    await master?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    if (master) rmSync(master.persistDir, { recursive: true, force: true });
-  });
 
   it('queues the job with the seed\'s answer, the file\'s SHA-256 and its size', async () => {
     expect(answer).toMatchObject({ status: 'queued', total_frames: 100, blend_file: `${sha256}.blend` });

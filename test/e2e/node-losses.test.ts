@@ -131,9 +131,8 @@ describe('nodes that die, restart and lose their link', () => {
     running.clear();
   });
 
-  afterAll(async () => {
+  afterAll(() => {
     console.log(`node losses: ${events.join('; ')}`);
-    await master?.stop();
   });
 
   it('a node SIGKILLed mid-render and restarted 8 times: each time its work renders again within seconds, and the job completes with no failed frame', async () => {

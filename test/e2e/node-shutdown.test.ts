@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { jobStatus, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master } from './harness.ts';
 
 const FRAMES = 24;
@@ -28,8 +28,6 @@ describe('a render node told to stop', () => {
     makeScene('make_anim_scene.py', [scene, '--frames', String(FRAMES), '--width', '240', '--height', '160']);
     master = await startMaster({ name: 'shutdown' });
   });
-  afterAll(() => master?.stop());
-
   it('releases its task on SIGTERM, leaves no Blender behind, and another node finishes every frame once', async () => {
     const job = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: FRAMES, chunk_size: FRAMES });
     const first = startNode({ name: 'leaving', master: master.url, args: ['--grace-ms', '500'] });

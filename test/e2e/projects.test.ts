@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { FrameInfo, JobStatusResponse } from '../../protocol/schemas.ts';
 import { BLENDER, jobStatus, ROOT, startMaster, startNode, submitJob, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
 import { decodePng, type DecodedImage } from './png.ts';
@@ -68,13 +68,6 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
   beforeAll(async () => {
     master = await startMaster({ name: 'projects' });
     node = startNode({ name: 'projects', master: master.url });
-  });
-
-  afterAll(async () => {
-    await node?.stop();
-    await master?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    if (master) rmSync(master.persistDir, { recursive: true, force: true });
   });
 
   it('a scene with external textures and UDIM tiles renders in the textures’ colours, not magenta', async () => {

@@ -30,6 +30,7 @@ describe('a farm of two render nodes', () => {
     nodes.push(startNode({ name: 'alpha', master: master.url }), startNode({ name: 'beta', master: master.url, args: ['--no-hot'] }));
   });
 
+  // Not left running through the next describe.
   afterAll(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
     await master?.stop();

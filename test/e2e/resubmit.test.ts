@@ -7,7 +7,7 @@
  * cached file corrupted on the node's disk is detected and downloaded again.
  */
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -78,9 +78,6 @@ describe('resubmitting a project after a tweak moves only what changed', () => {
   afterAll(async () => {
     await node?.stop();
     await Promise.all([cliProxy?.close(), nodeProxy?.close()]);
-    await master?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    if (master) rmSync(master.persistDir, { recursive: true, force: true });
   });
 
   /** `farm submit` through the counting proxy; waits for the job to complete. */

@@ -61,6 +61,7 @@ describe('a master with tokens and nodes enrolled with the enrolment token', () 
     node = startNode({ name: 'secure-1', master: master.url, args: ['--token', ENROL_TOKEN] });
   });
 
+  // Not left running through the next describe.
   afterAll(async () => {
     await node?.stop();
     await master?.stop();
@@ -175,10 +176,6 @@ describe('limits of a master started with low values', () => {
         MAX_FRAMES_PER_JOB: '10',
       },
     });
-  });
-
-  afterAll(async () => {
-    await master?.stop();
   });
 
   const blend = (size: number) => {

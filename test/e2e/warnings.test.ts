@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { makeScene, startMaster, startNode, submitJob, tempDir, waitForJob, type Master } from './harness.ts';
 
 const TEXTURE = 'missing image //textures/missing_texture.png: it renders magenta';
@@ -23,8 +23,6 @@ describe('missing textures and libraries', () => {
     // for its lease to run out before the next node gets it.
     master = await startMaster({ name: 'warnings', vars: { LEASE_MS: '5000' } });
   });
-  afterAll(() => master?.stop());
-
   for (const mode of [{ label: 'a hot Blender', args: [] }, { label: 'a Blender per task', args: ['--no-hot'] }]) {
     it(`are listed once each in job_status.warnings when ${mode.label} renders the job`, async () => {
       const node = startNode({ name: `warn${mode.args.length}`, master: master.url, args: mode.args });
