@@ -118,14 +118,19 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
   // wrangler dev reloads the Worker when a file under edge/ changes, which empties the meters.
   const readMeters = async () => {
     const state = await meterState();
-    if (state.instance !== instance) throw new Error('the master reloaded during the measurement (a file under edge/ changed): run again on a tree nobody edits');
+    if (state.instance !== instance)
+      throw new Error('the master reloaded during the measurement (a file under edge/ changed): run again on a tree nobody edits');
     return state.meters;
   };
   try {
-    await waitFor('the node to register', async () => {
-      const body = (await (await fetch(`${master.url}/workers`, { headers: as('bench') })).json()) as { workers: { name: string }[] };
-      return body.workers.some((w) => w.name === node.name);
-    }, 60_000);
+    await waitFor(
+      'the node to register',
+      async () => {
+        const body = (await (await fetch(`${master.url}/workers`, { headers: as('bench') })).json()) as { workers: { name: string }[] };
+        return body.workers.some((w) => w.name === node.name);
+      },
+      60_000,
+    );
     await sleep(3_000);
 
     // 1. The job.
@@ -140,11 +145,16 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
     const job = (await submitted.json()) as { job_id: string };
     if (submitted.status !== 201) throw new Error(`submit_job answered ${submitted.status}: ${JSON.stringify(job)}`);
     const jobStarted = performance.now();
-    await waitFor('the job to end', async () => {
-      const status = (await (await fetch(`${master.url}/job_status/${job.job_id}`, { headers: as('bench') })).json()) as { status: string };
-      if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`the job ended ${status.status}`);
-      return status.status === 'completed';
-    }, 300_000, 1_000);
+    await waitFor(
+      'the job to end',
+      async () => {
+        const status = (await (await fetch(`${master.url}/job_status/${job.job_id}`, { headers: as('bench') })).json()) as { status: string };
+        if (status.status === 'failed' || status.status === 'cancelled') throw new Error(`the job ended ${status.status}`);
+        return status.status === 'completed';
+      },
+      300_000,
+      1_000,
+    );
     const jobSeconds = (performance.now() - jobStarted) / 1000;
     // The node's last report and its next poll belong to the job.
     await sleep(2_000);
@@ -176,20 +186,38 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
 
     console.log(`job: ${frames} frames in ${jobSeconds.toFixed(1)} s; the farm's requests by route:`);
     for (const [route, n] of Object.entries(jobMeters.farm?.requests ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${route.padEnd(48)} ${n}`);
-    console.log(`    R2 by operation: ${JSON.stringify(jobMeters.farm?.r2.byOperation ?? {})}; DO calls: ${JSON.stringify(jobMeters.farm?.durableObjectRequests ?? {})}`);
-    console.log(`    D1: ${jobMeters.farm?.d1.statements ?? 0} statements in ${jobMeters.farm?.d1.batches ?? 0} batches, ${jobMeters.farm?.d1.unmetered ?? 0} without meta`);
-    console.log(`    the submission: ${JSON.stringify(jobMeters.submit?.requests ?? {})}; the benchmark's own polling (left out): ${sum(jobMeters.bench?.requests ?? {})} requests`);
+    console.log(
+      `    R2 by operation: ${JSON.stringify(jobMeters.farm?.r2.byOperation ?? {})}; DO calls: ${JSON.stringify(jobMeters.farm?.durableObjectRequests ?? {})}`,
+    );
+    console.log(
+      `    D1: ${jobMeters.farm?.d1.statements ?? 0} statements in ${jobMeters.farm?.d1.batches ?? 0} batches, ${jobMeters.farm?.d1.unmetered ?? 0} without meta`,
+    );
+    console.log(
+      `    the submission: ${JSON.stringify(jobMeters.submit?.requests ?? {})}; the benchmark's own polling (left out): ${sum(jobMeters.bench?.requests ?? {})} requests`,
+    );
     console.log(`    D1 statements that wrote rows (the farm's, per frame: calls / rows written / rows read):`);
-    const writers = Object.entries(jobMeters.farm?.d1.bySql ?? {}).filter(([, m]) => m.rowsWritten > 0).sort((a, b) => b[1].rowsWritten - a[1].rowsWritten);
-    for (const [sql, m] of writers) console.log(`    ${(m.calls / frames).toFixed(3).padStart(7)} ${(m.rowsWritten / frames).toFixed(3).padStart(7)} ${(m.rowsRead / frames).toFixed(2).padStart(8)}  ${sql.slice(0, 160)}`);
+    const writers = Object.entries(jobMeters.farm?.d1.bySql ?? {})
+      .filter(([, m]) => m.rowsWritten > 0)
+      .sort((a, b) => b[1].rowsWritten - a[1].rowsWritten);
+    for (const [sql, m] of writers)
+      console.log(
+        `    ${(m.calls / frames).toFixed(3).padStart(7)} ${(m.rowsWritten / frames).toFixed(3).padStart(7)} ${(m.rowsRead / frames).toFixed(2).padStart(8)}  ${sql.slice(0, 160)}`,
+      );
     const readOnly = Object.values(jobMeters.farm?.d1.bySql ?? {}).filter((m) => m.rowsWritten === 0);
-    console.log(`    and ${readOnly.reduce((n, m) => n + m.calls, 0)} calls of ${readOnly.length} statements that wrote nothing (${readOnly.reduce((n, m) => n + m.rowsRead, 0)} rows read)`);
-    console.log(`    storage: ${jobCommits.commits} commits, ${jobCommits.dataCommits} changed data, ${jobCommits.rowsChanged} rows changed (R2 metadata and DOs included)`);
+    console.log(
+      `    and ${readOnly.reduce((n, m) => n + m.calls, 0)} calls of ${readOnly.length} statements that wrote nothing (${readOnly.reduce((n, m) => n + m.rowsRead, 0)} rows read)`,
+    );
+    console.log(
+      `    storage: ${jobCommits.commits} commits, ${jobCommits.dataCommits} changed data, ${jobCommits.rowsChanged} rows changed (R2 metadata and DOs included)`,
+    );
     console.log(`idle: ${idleMeasured.toFixed(1)} s, ${cronRuns} cron run(s); the farm's requests by route:`);
     for (const [route, n] of Object.entries(idleMeters.farm?.requests ?? {}).sort((a, b) => b[1] - a[1])) console.log(`    ${route.padEnd(48)} ${n}`);
     const cronD1 = idleMeters.cron?.d1;
-    console.log(`    DO calls: ${JSON.stringify(idleMeters.farm?.durableObjectRequests ?? {})}; cron: ${cronD1?.statements ?? 0} D1 statements, ${cronD1?.rowsRead ?? 0} rows read, ${cronD1?.rowsWritten ?? 0} written, R2 ${JSON.stringify(idleMeters.cron?.r2.byOperation ?? {})}`);
-    for (const [sql, m] of Object.entries(cronD1?.bySql ?? {}).filter(([, m]) => m.rowsWritten > 0)) console.log(`      cron wrote ${m.rowsWritten} rows in ${m.calls} calls: ${sql.slice(0, 120)}`);
+    console.log(
+      `    DO calls: ${JSON.stringify(idleMeters.farm?.durableObjectRequests ?? {})}; cron: ${cronD1?.statements ?? 0} D1 statements, ${cronD1?.rowsRead ?? 0} rows read, ${cronD1?.rowsWritten ?? 0} written, R2 ${JSON.stringify(idleMeters.cron?.r2.byOperation ?? {})}`,
+    );
+    for (const [sql, m] of Object.entries(cronD1?.bySql ?? {}).filter(([, m]) => m.rowsWritten > 0))
+      console.log(`      cron wrote ${m.rowsWritten} rows in ${m.calls} calls: ${sql.slice(0, 120)}`);
     console.log(`    storage: ${idleCommits.commits} commits, ${idleCommits.dataCommits} changed data (cron's included)`);
 
     // A 10-node farm rendering 10,000 frames a day, each node idle all day besides (an upper
@@ -209,17 +237,60 @@ export async function benchCost(options: { frames: number; chunkSize?: number; i
     const cell = (n: number) => (n >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(n >= 10 ? 1 : 2));
     const row = (cells: string[]) => `| ${cells.join(' | ')} |`;
     console.log('\nresults (per 1,000 frames: measured x 1000/frames; per idle node-hour and cron per hour: a measured minute x 60):');
-    console.log(row(['unit', 'per 1,000 frames', 'per submission', 'per idle node-hour', 'cron per hour', '10 nodes, 10k frames/day', 'Free plan per day', 'Paid, $ per month']));
+    console.log(
+      row([
+        'unit',
+        'per 1,000 frames',
+        'per submission',
+        'per idle node-hour',
+        'cron per hour',
+        '10 nodes, 10k frames/day',
+        'Free plan per day',
+        'Paid, $ per month',
+      ]),
+    );
     console.log(row(Array(8).fill('---')));
     units.forEach((u, i) => {
-      const measured = u === 'doDurationGbS' ? ['-', '-', `${cell(doHeldGbSPerHour)} (estimate: held all hour, per farm)`, '-'] : [per1000Frames, perSubmission, perIdleNodeHour, cronPerHour].map((x) => cell(x[u]));
-      console.log(row([UNIT_NAMES[u], ...measured, cell(farmPerDay[u]), `${cell(RATES[u].freePerDay)}${farmPerDay[u] > RATES[u].freePerDay ? ' EXCEEDED' : ''}`, paidPerMonth[i]!.toFixed(2)]));
+      const measured =
+        u === 'doDurationGbS'
+          ? ['-', '-', `${cell(doHeldGbSPerHour)} (estimate: held all hour, per farm)`, '-']
+          : [per1000Frames, perSubmission, perIdleNodeHour, cronPerHour].map((x) => cell(x[u]));
+      console.log(
+        row([
+          UNIT_NAMES[u],
+          ...measured,
+          cell(farmPerDay[u]),
+          `${cell(RATES[u].freePerDay)}${farmPerDay[u] > RATES[u].freePerDay ? ' EXCEEDED' : ''}`,
+          paidPerMonth[i]!.toFixed(2),
+        ]),
+      );
     });
-    console.log(row(['local storage commits (one per D1 query; not billed as such)', ...[per1000Frames, '-', perIdleNodeHour, '-'].map((x) => (typeof x === 'string' ? x : cell(x.commits))), '-', '-', '-']));
-    console.log(row(['of them, commits that changed data', ...[per1000Frames, '-', perIdleNodeHour, '-'].map((x) => (typeof x === 'string' ? x : cell(x.dataCommits))), '-', '-', '-']));
+    console.log(
+      row([
+        'local storage commits (one per D1 query; not billed as such)',
+        ...[per1000Frames, '-', perIdleNodeHour, '-'].map((x) => (typeof x === 'string' ? x : cell(x.commits))),
+        '-',
+        '-',
+        '-',
+      ]),
+    );
+    console.log(
+      row([
+        'of them, commits that changed data',
+        ...[per1000Frames, '-', perIdleNodeHour, '-'].map((x) => (typeof x === 'string' ? x : cell(x.dataCommits))),
+        '-',
+        '-',
+        '-',
+      ]),
+    );
     console.log('');
     report('10-node farm, 10,000 frames/day on Free', overFree.length === 0 ? 'fits' : `does not fit: ${overFree.map((u) => UNIT_NAMES[u]).join(', ')}`);
-    report('same farm on Workers Paid', paidPerMonthUsd, '$/month', `$${RATES.workersPaidBasePerMonth} base included; Workers CPU time and R2 storage not counted`);
+    report(
+      'same farm on Workers Paid',
+      paidPerMonthUsd,
+      '$/month',
+      `$${RATES.workersPaidBasePerMonth} base included; Workers CPU time and R2 storage not counted`,
+    );
     return { per1000Frames, perSubmission, perIdleNodeHour, cronPerHour, farmPerDay, fitsFreePlan: overFree.length === 0, paidPerMonthUsd };
   } finally {
     counter.stop();
@@ -238,6 +309,10 @@ if (isMain(import.meta)) {
   });
   runBench(async () => {
     console.log(`machine: ${machineInfo()}`);
-    await benchCost({ frames: Number(values.frames), chunkSize: values['chunk-size'] ? Number(values['chunk-size']) : undefined, idleSeconds: Number(values['idle-seconds']) });
+    await benchCost({
+      frames: Number(values.frames),
+      chunkSize: values['chunk-size'] ? Number(values['chunk-size']) : undefined,
+      idleSeconds: Number(values['idle-seconds']),
+    });
   });
 }

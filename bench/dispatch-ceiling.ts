@@ -101,7 +101,12 @@ export async function benchDispatchCeiling(options: { nodes: number; seconds: nu
     for (const [route, what] of ROUTES) {
       const { rates, ratios: each } = perRoute.get(route)!;
       ratios[route] = median(each);
-      report(`${route}: ${what}`, `${median(rates).toFixed(0)} req/s = ${ratios[route]!.toFixed(3)}x`, '', `of the no-op; rounds ${each.map((r) => r.toFixed(2)).join(', ')}`);
+      report(
+        `${route}: ${what}`,
+        `${median(rates).toFixed(0)} req/s = ${ratios[route]!.toFixed(3)}x`,
+        '',
+        `of the no-op; rounds ${each.map((r) => r.toFixed(2)).join(', ')}`,
+      );
     }
     // A whole task is four requests, each at least a no-op, and one of them stores the frame.
     const wholeTask = 1 / (3 + 1 / ratios['/r2-put']!);

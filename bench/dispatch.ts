@@ -88,8 +88,18 @@ export async function benchDispatch(options: { nodes: number; seconds: number })
     const noopRate = (noopBefore.rate + noopAfter.rate) / 2;
     console.log('results:');
     report('GET /time (no-op), before / after', `${noopBefore.rate.toFixed(0)} / ${noopAfter.rate.toFixed(0)}`, 'req/s');
-    report('(a) claims that returned a task', claims.rate, '/s', `${claims.count} claims, ${claims.errors} errors${claims.firstError ? `: ${claims.firstError}` : ''}`);
-    report('(b) whole tasks (4 requests each)', tasks.rate, '/s', `${tasks.count} tasks, ${tasks.errors} errors${tasks.firstError ? `: ${tasks.firstError}` : ''}`);
+    report(
+      '(a) claims that returned a task',
+      claims.rate,
+      '/s',
+      `${claims.count} claims, ${claims.errors} errors${claims.firstError ? `: ${claims.firstError}` : ''}`,
+    );
+    report(
+      '(b) whole tasks (4 requests each)',
+      tasks.rate,
+      '/s',
+      `${tasks.count} tasks, ${tasks.errors} errors${tasks.firstError ? `: ${tasks.firstError}` : ''}`,
+    );
     report('frames handed out / handed out twice', `${handedOut.length} / ${duplicates}`);
     verdict('(a) claims / no-op', claims.rate / noopRate, '>= 0.8', claims.rate / noopRate >= 0.8);
     verdict('(a) claims per second', claims.rate, '>= 1000', claims.rate >= 1000);

@@ -101,10 +101,14 @@ export async function farmRun(
   const node = startNode({ name: `bench-${label}`, master: master.url, args: ['--threads', String(opts.threads), ...nodeArgs], env: nodeEnv });
   try {
     // The node is up, registered and long-polling before the clock starts: an idle farm.
-    await waitFor(`node ${node.name} to register`, async () => {
-      const body = (await (await fetch(`${master.url}/workers`)).json()) as { workers: { name: string }[] };
-      return body.workers.some((w) => w.name === node.name);
-    }, 60_000);
+    await waitFor(
+      `node ${node.name} to register`,
+      async () => {
+        const body = (await (await fetch(`${master.url}/workers`)).json()) as { workers: { name: string }[] };
+        return body.workers.some((w) => w.name === node.name);
+      },
+      60_000,
+    );
     await new Promise((r) => setTimeout(r, 1_000));
     const nodeCpu = () => treeCpuSeconds(node.process.pid!);
     const nodeOwnCpu = () => processCpuSeconds(node.process.pid!).own;
@@ -155,13 +159,36 @@ const show = (run: Run) => `${run.wallS.toFixed(1)} s wall, ${run.cpuS.toFixed(1
 export async function benchFarmVsPlain(opts: FarmVsPlainOptions): Promise<FarmVsPlainResult> {
   const dir = tempDir('bench-farm-vs-plain');
   const blend = join(dir, 'anim.blend');
-  makeScene('make_anim_scene.py', [blend, '--frames', String(opts.frames), '--width', String(opts.width), '--height', String(opts.height), ...(opts.bake ? [] : ['--no-bake'])]);
+  makeScene('make_anim_scene.py', [
+    blend,
+    '--frames',
+    String(opts.frames),
+    '--width',
+    String(opts.width),
+    '--height',
+    String(opts.height),
+    ...(opts.bake ? [] : ['--no-bake']),
+  ]);
   console.log(
     `farm vs plain: ${opts.frames} frames of ${opts.width}x${opts.height}, particle simulation ${opts.bake ? 'baked' : 'live (unbaked)'}, ` +
       `${opts.threads} threads, one node, ${opts.repeats} alternating repeats`,
   );
 
-  const plainArgs = (out: string) => [...BLENDER_BASE, blend, '-o', join(dir, out, 'f_######'), '-x', '1', '-t', String(opts.threads), '-s', '1', '-e', String(opts.frames), '-a'];
+  const plainArgs = (out: string) => [
+    ...BLENDER_BASE,
+    blend,
+    '-o',
+    join(dir, out, 'f_######'),
+    '-x',
+    '1',
+    '-t',
+    String(opts.threads),
+    '-s',
+    '1',
+    '-e',
+    String(opts.frames),
+    '-a',
+  ];
   const plains: Run[] = [];
   const farms: (Run & { frames: Map<number, Buffer> })[] = [];
   for (let i = 0; i < opts.repeats; i++) {
@@ -184,7 +211,18 @@ export async function benchFarmVsPlain(opts: FarmVsPlainOptions): Promise<FarmVs
     report('farm, --no-hot (a process per task)', show(farmCold));
     perFrame = await timedBlender(async () => {
       for (let f = 1; f <= opts.frames; f++) {
-        await execFileAsync(BLENDER, [...BLENDER_BASE, blend, '-o', join(dir, 'per-frame', 'f_######'), '-x', '1', '-t', String(opts.threads), '-f', String(f)]);
+        await execFileAsync(BLENDER, [
+          ...BLENDER_BASE,
+          blend,
+          '-o',
+          join(dir, 'per-frame', 'f_######'),
+          '-x',
+          '1',
+          '-t',
+          String(opts.threads),
+          '-f',
+          String(f),
+        ]);
       }
     });
     report('one blender -f N process per frame', show(perFrame));

@@ -66,7 +66,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function benchIdle(options: { nodes: number; seconds: number; baselineSeconds: number; frames: number; tokens?: boolean }): Promise<IdleResult> {
   const { nodes, seconds, baselineSeconds, frames, tokens = false } = options;
-  console.log(`idle farm: ${nodes} real render nodes idle for ${seconds} s on a real master${tokens ? ' with tokens and the default rate limit' : ' (open, no rate limit)'}, then a ${frames}-frame job`);
+  console.log(
+    `idle farm: ${nodes} real render nodes idle for ${seconds} s on a real master${tokens ? ' with tokens and the default rate limit' : ' (open, no rate limit)'}, then a ${frames}-frame job`,
+  );
   const dir = tempDir('bench-idle');
   const blend = join(dir, 'tiny.blend');
   makeScene('make_anim_scene.py', [blend, '--frames', String(frames), '--width', '32', '--height', '24']);
@@ -85,10 +87,14 @@ export async function benchIdle(options: { nodes: number; seconds: number; basel
     reportWritesByKind(baseline);
 
     for (let i = 0; i < nodes; i++) started.push(startNode({ name: `bench-idle-${i}`, master: master.url, args: tokens ? ['--token', enrolToken] : [] }));
-    await waitFor(`${nodes} nodes to register`, async () => {
-      const body = (await (await fetch(`${master.url}/workers`, { headers: authHeaders(submitToken) })).json()) as { workers: { name: string }[] };
-      return started.every((node) => body.workers.some((w) => w.name === node.name));
-    }, 60_000);
+    await waitFor(
+      `${nodes} nodes to register`,
+      async () => {
+        const body = (await (await fetch(`${master.url}/workers`, { headers: authHeaders(submitToken) })).json()) as { workers: { name: string }[] };
+        return started.every((node) => body.workers.some((w) => w.name === node.name));
+      },
+      60_000,
+    );
     // Registration and the nodes' first requests are start-up, not idling.
     await sleep(3_000);
     storage.reset();
@@ -153,6 +159,12 @@ if (isMain(import.meta)) {
   });
   runBench(async () => {
     console.log(`machine: ${machineInfo()}`);
-    await benchIdle({ nodes: Number(values.nodes), seconds: Number(values.seconds), baselineSeconds: Number(values['baseline-seconds']), frames: Number(values.frames), tokens: values.tokens });
+    await benchIdle({
+      nodes: Number(values.nodes),
+      seconds: Number(values.seconds),
+      baselineSeconds: Number(values['baseline-seconds']),
+      frames: Number(values.frames),
+      tokens: values.tokens,
+    });
   });
 }

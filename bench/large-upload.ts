@@ -23,12 +23,16 @@ try {
   const ok = r.downloadedSha256 === r.sha256 && r.resumed.result.blob_sha256 === r.sha256;
   console.log(`file: ${mb(r.size)} in ${r.partCount} parts of ${mb(r.partSize)}, SHA-256 ${r.sha256}`);
   console.log(`run 1 (killed with ${r.killed.signal}): ${r.killed.partsStored} parts stored, ${mb(r.killed.partBytes)} sent`);
-  console.log(`run 2 (resumed): sent ${mb(r.resumed.partBytes)} in ${r.resumed.seconds.toFixed(1)} s; CLI says uploaded ${mb(Number(r.resumed.result.uploaded_bytes))}, skipped ${mb(Number(r.resumed.result.skipped_bytes))}`);
+  console.log(
+    `run 2 (resumed): sent ${mb(r.resumed.partBytes)} in ${r.resumed.seconds.toFixed(1)} s; CLI says uploaded ${mb(Number(r.resumed.result.uploaded_bytes))}, skipped ${mb(Number(r.resumed.result.skipped_bytes))}`,
+  );
   for (const line of r.resumed.stderr.split('\n').filter((l) => l.startsWith('retrying'))) console.log(`  run 2: ${line}`);
   console.log(`run 3 (same file again): sent ${mb(r.again.partBytes)}; CLI says uploaded ${mb(Number(r.again.result.uploaded_bytes))}`);
   console.log(`downloaded SHA-256 ${ok ? 'matches' : `DIFFERS: ${r.downloadedSha256}`}`);
   const m = r.master;
-  console.log(`master (workerd RSS): ${mb(m.baseline)} before; peak growth ${mb(m.peak - m.baseline)} (first half of the parts ${mb(m.firstHalf - m.baseline)}, second half ${mb(m.secondHalf - m.baseline)}, hashing at complete ${mb(m.complete - m.baseline)})`);
+  console.log(
+    `master (workerd RSS): ${mb(m.baseline)} before; peak growth ${mb(m.peak - m.baseline)} (first half of the parts ${mb(m.firstHalf - m.baseline)}, second half ${mb(m.secondHalf - m.baseline)}, hashing at complete ${mb(m.complete - m.baseline)})`,
+  );
   console.log(`CLI: peak RSS ${mb(r.cliPeak)} (a CLI that only prints its help: ${mb(r.cliBaseline)}; growth ${mb(r.cliPeak - r.cliBaseline)})`);
   console.log(`total ${((Date.now() - started) / 1000).toFixed(1)} s`);
   process.exitCode = ok ? 0 : 1;

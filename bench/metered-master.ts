@@ -116,7 +116,7 @@ function meterD1(db: D1Database): D1Database {
         return async (statements: D1PreparedStatement[]) => {
           meter().d1.batches++;
           const results = await target.batch(statements.map((s) => unwrapped.get(s)?.statement ?? s));
-          results.forEach((result, i) => addMeta(unwrapped.get(statements[i]!)?.sql ?? '(unknown)', result));
+          for (const [i, result] of results.entries()) addMeta(unwrapped.get(statements[i]!)?.sql ?? '(unknown)', result);
           return results;
         };
       }

@@ -12,7 +12,21 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, runBench, startMaster, startNode, tempDir, verdict, waitFor, waitForJob, waitForPickup } from './lib.ts';
+import {
+  BENCH_MASTER_VARS,
+  isMain,
+  machineInfo,
+  makeScene,
+  report,
+  runBench,
+  startMaster,
+  startNode,
+  tempDir,
+  verdict,
+  waitFor,
+  waitForJob,
+  waitForPickup,
+} from './lib.ts';
 
 export interface PickupResult {
   medianMs: number;
@@ -28,10 +42,14 @@ export async function benchPickup(options: { rounds: number }): Promise<PickupRe
   const master = await startMaster({ name: 'bench-pickup', vars: BENCH_MASTER_VARS });
   const node = startNode({ name: 'bench-pickup', master: master.url });
   try {
-    await waitFor('the node to register', async () => {
-      const body = (await (await fetch(`${master.url}/workers`)).json()) as { workers: { name: string }[] };
-      return body.workers.some((w) => w.name === node.name);
-    }, 60_000);
+    await waitFor(
+      'the node to register',
+      async () => {
+        const body = (await (await fetch(`${master.url}/workers`)).json()) as { workers: { name: string }[] };
+        return body.workers.some((w) => w.name === node.name);
+      },
+      60_000,
+    );
     const claimMs: number[] = [];
     const runningMs: number[] = [];
     for (let round = 0; round < options.rounds; round++) {

@@ -114,15 +114,25 @@ async function main(): Promise<number> {
   try {
     const steps: [string, () => string | null][] = [
       ['first submission', () => null],
-      ['after a change to the .blend', () => {
-        execFileSync(BLENDER, ['-b', '--factory-startup', blend, '--python-expr', 'import bpy; bpy.data.scenes[0]["tweak"] = 1; bpy.ops.wm.save_mainfile()'], { stdio: 'ignore' });
-        return blend;
-      }],
-      ['after a change to one image', () => {
-        const image = join(project, 'tex', `img_${String(Math.min(7, IMAGES - 1)).padStart(2, '0')}.png`);
-        writeFileSync(image, noisePng(IMAGE_BYTES));
-        return image;
-      }],
+      [
+        'after a change to the .blend',
+        () => {
+          execFileSync(
+            BLENDER,
+            ['-b', '--factory-startup', blend, '--python-expr', 'import bpy; bpy.data.scenes[0]["tweak"] = 1; bpy.ops.wm.save_mainfile()'],
+            { stdio: 'ignore' },
+          );
+          return blend;
+        },
+      ],
+      [
+        'after a change to one image',
+        () => {
+          const image = join(project, 'tex', `img_${String(Math.min(7, IMAGES - 1)).padStart(2, '0')}.png`);
+          writeFileSync(image, noisePng(IMAGE_BYTES));
+          return image;
+        },
+      ],
       ['unchanged', () => null],
     ];
     for (const [i, [label, change]] of steps.entries()) {

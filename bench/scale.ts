@@ -172,11 +172,21 @@ export async function benchScale(options: { nodes: number; seconds: number; wait
       pollErrors,
     };
     console.log('results:');
-    report('waiting: commits (D1, DOs, R2)', waiting.commits, 'commits', `${result.commitsPerNodeMinute.toFixed(3)} per node-minute; local-only ${waiting.localOnlyCommits} not counted`);
+    report(
+      'waiting: commits (D1, DOs, R2)',
+      waiting.commits,
+      'commits',
+      `${result.commitsPerNodeMinute.toFixed(3)} per node-minute; local-only ${waiting.localOnlyCommits} not counted`,
+    );
     report('waiting: commits that changed data', waiting.dataCommits, 'writes', 'the rest only bumped local bookkeeping (_cf_METADATA)');
     report('waiting: rows those commits changed', waiting.rowsChanged, 'rows', `${(waiting.rowsChanged / nodeMinutes).toFixed(3)} per node-minute`);
     report('waiting: get_job answers', waitPolls / nodeMinutes, 'per node-minute', `${waitErrors} failed`);
-    report('first / median / last node holding a frame', `${(at(0) / 1000).toFixed(2)} / ${(at(0.5) / 1000).toFixed(2)} / ${(at(1) / 1000).toFixed(2)}`, 's', 'after the submission was answered');
+    report(
+      'first / median / last node holding a frame',
+      `${(at(0) / 1000).toFixed(2)} / ${(at(0.5) / 1000).toFixed(2)} / ${(at(1) / 1000).toFixed(2)}`,
+      's',
+      'after the submission was answered',
+    );
     report('nodes holding a frame', `${holding} of ${nodes}`);
     report('frames handed out / distinct', `${[...frameCounts.values()].reduce((a, b) => a + b, 0)} / ${frameCounts.size}`);
     if (firstPollError) report('first failed poll', firstPollError);

@@ -130,7 +130,9 @@ process.on('SIGTERM', () => shutdown('SIGTERM'));
 function printLanUse() {
   const url = `http://${lanAddresses()[0]}:${port}`;
   const lines = [
-    `master ready on ${lanAddresses().map((a) => `http://${a}:${port}`).join(', ')} (and ${MASTER}), for the studio's network: every request needs a token`,
+    `master ready on ${lanAddresses()
+      .map((a) => `http://${a}:${port}`)
+      .join(', ')} (and ${MASTER}), for the studio's network: every request needs a token`,
     `tokens (kept in ${relative(process.cwd(), tokens.file) || tokens.file}; delete it and restart for new ones):`,
     `  submitter token: ${tokens.submit}`,
     `    curl -H "Authorization: Bearer ${tokens.submit}" -F blend_file=@scene.blend -F start_frame=1 -F end_frame=10 ${url}/submit_job`,

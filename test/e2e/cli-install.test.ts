@@ -12,7 +12,9 @@ import { BLENDER, makeScene, ROOT, startMaster, startNode, tempDir, waitForJob, 
 
 /** The machine's Node: the first `node` on PATH that is not the project's node_modules one. */
 function systemNodeDir(): string {
-  const found = spawnSync('which', ['-a', 'node'], { encoding: 'utf8' }).stdout.split('\n').filter((p) => p && !p.includes('node_modules'));
+  const found = spawnSync('which', ['-a', 'node'], { encoding: 'utf8' })
+    .stdout.split('\n')
+    .filter((p) => p && !p.includes('node_modules'));
   if (found.length === 0) throw new Error('no node outside node_modules on PATH');
   return dirname(found[0]!);
 }
@@ -67,8 +69,12 @@ describe('farm installed globally from its package, on the machine Node', () => 
 
   it("without --frames takes the scene's range and frame step", () => {
     const stepped = join(dir, 'stepped.blend');
-    const make = run(blender, ['-b', '--factory-startup', '--python-expr',
-      `import bpy; s = bpy.context.scene; s.frame_start, s.frame_end, s.frame_step = 1, 10, 4; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(stepped)})`]);
+    const make = run(blender, [
+      '-b',
+      '--factory-startup',
+      '--python-expr',
+      `import bpy; s = bpy.context.scene; s.frame_start, s.frame_end, s.frame_step = 1, 10, 4; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(stepped)})`,
+    ]);
     expect(make.status, make.stderr).toBe(0);
     const dry = run('farm', ['submit', stepped, '--dry-run', '--json', '--no-progress']);
     expect(dry.status, dry.stderr).toBe(0);

@@ -13,7 +13,20 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FrameListResponse, TaskListResponse, WebhookPayload, WorkerListResponse } from '../../protocol/api.ts';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
-import { BLENDER, jobStatus, makeScene, ROOT, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
+import {
+  BLENDER,
+  jobStatus,
+  makeScene,
+  ROOT,
+  startMaster,
+  startNode,
+  submitJob,
+  tempDir,
+  waitFor,
+  waitForJob,
+  type Master,
+  type RenderNode,
+} from './harness.ts';
 import { decodePng } from './png.ts';
 
 const FRAMES = 6;
@@ -34,17 +47,22 @@ describe('the farm CLI against a running master', () => {
   let hookUrl: string;
   const hookCalls: { status: number; body: WebhookPayload; event: string | undefined }[] = [];
   /** The hook answers 500 to the first call, so the master must retry. */
-  let hookAnswers = [500];
+  const hookAnswers = [500];
 
   /** Runs `farm ARGS` against the master (asynchronously: the webhook server lives in this process). */
   const farm = (...args: string[]) =>
     new Promise<Run>((resolve) => {
-      execFile(process.execPath, [join(ROOT, 'cli', 'farm.ts'), ...args], {
-        env: { ...process.env, FARM_MASTER_URL: master.url, NO_COLOR: '1' },
-        timeout: 240_000,
-      }, (error, stdout, stderr) => {
-        resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
-      });
+      execFile(
+        process.execPath,
+        [join(ROOT, 'cli', 'farm.ts'), ...args],
+        {
+          env: { ...process.env, FARM_MASTER_URL: master.url, NO_COLOR: '1' },
+          timeout: 240_000,
+        },
+        (error, stdout, stderr) => {
+          resolve({ code: error ? Number((error as { code?: unknown }).code ?? 1) : 0, stdout, stderr });
+        },
+      );
     });
   const farmOk = async (...args: string[]) => {
     const run = await farm(...args);
@@ -69,7 +87,12 @@ describe('the farm CLI against a running master', () => {
     master = await startMaster({ name: 'cli' });
     // A job that fails (a truncated .blend, one attempt), for requeue: queued first, it fails
     // while the rest of the test runs.
-    corrupt = await submitJob(master.url, new Blob([readFileSync(scene).subarray(0, 2048)]), { start_frame: 1, end_frame: 2, max_attempts: 1, chunk_size: 2 }, 'corrupt.blend');
+    corrupt = await submitJob(
+      master.url,
+      new Blob([readFileSync(scene).subarray(0, 2048)]),
+      { start_frame: 1, end_frame: 2, max_attempts: 1, chunk_size: 2 },
+      'corrupt.blend',
+    );
     node = startNode({ name: 'cli-node', master: master.url });
   });
 
@@ -84,8 +107,25 @@ describe('the farm CLI against a running master', () => {
 
   it('submits in progressive order, watches to completion (exit 0), calls the webhook, downloads frames whose SHA-256 match and that equal a local render, and resumes a download', async () => {
     const submitted = JSON.parse(
-      (await farmOk('submit', scene, '--frames', `1-${FRAMES}`, '--order', 'progressive', '--chunk-size', '2', '--no-deps', '--name', 'cli e2e',
-        '--webhook', hookUrl, '--json', '--no-progress')).stdout,
+      (
+        await farmOk(
+          'submit',
+          scene,
+          '--frames',
+          `1-${FRAMES}`,
+          '--order',
+          'progressive',
+          '--chunk-size',
+          '2',
+          '--no-deps',
+          '--name',
+          'cli e2e',
+          '--webhook',
+          hookUrl,
+          '--json',
+          '--no-progress',
+        )
+      ).stdout,
     ) as { job_id: string; total_frames: number };
     jobId = submitted.job_id;
     // --webhook armed it with the job.
@@ -96,12 +136,20 @@ describe('the farm CLI against a running master', () => {
 
     const watch = await farm('watch', jobId, '--json', '--interval', '0.5');
     expect(watch.code, watch.stderr).toBe(0);
-    const updates = watch.stdout.trim().split('\n').map((line) => JSON.parse(line) as JobStatusResponse);
+    const updates = watch.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as JobStatusResponse);
     expect(updates.at(-1)).toMatchObject({ status: 'completed', completed_frames: FRAMES, progress: 1, order: 'progressive' });
     // Progressive: the first and last frame in one task, then the middle, then the halves, the
     // node rendering each task's frames though they are not consecutive.
     const { tasks } = (await (await fetch(`${master.url}/jobs/${jobId}/tasks`)).json()) as TaskListResponse;
-    expect(tasks.filter((t) => t.kind === 'render').map((t) => [t.start_frame, t.end_frame, t.frame_step])).toEqual([[1, 6, 5], [2, 4, 2], [3, 3, 1], [5, 5, 4]]);
+    expect(tasks.filter((t) => t.kind === 'render').map((t) => [t.start_frame, t.end_frame, t.frame_step])).toEqual([
+      [1, 6, 5],
+      [2, 4, 2],
+      [3, 3, 1],
+      [5, 5, 4],
+    ]);
     // `farm submit` asks for a preview video of an animation unless told not to.
     expect(updates.at(-1)!.preview_video).toMatchObject({ status: 'completed', url: `/jobs/${jobId}/video` });
     // It saw the job move: progress never goes back.
@@ -126,7 +174,18 @@ describe('the farm CLI against a running master', () => {
       expect(decodePng(bytes).width).toBe(64);
     }
     // Each frame is its own: equal, pixel for pixel, to Blender rendering the frames in order.
-    await promisify(execFile)(BLENDER, ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', scene, '-o', join(dir, 'local', 'f_######'), '-t', '1', '-a']);
+    await promisify(execFile)(BLENDER, [
+      '-b',
+      '--factory-startup',
+      '--disable-autoexec',
+      '-noaudio',
+      scene,
+      '-o',
+      join(dir, 'local', 'f_######'),
+      '-t',
+      '1',
+      '-a',
+    ]);
     for (const frame of listing.frames) {
       const local = decodePng(readFileSync(join(dir, 'local', `f_${String(frame.frame).padStart(6, '0')}.png`)));
       expect(decodePng(readFileSync(join(out, frame.file_name))).pixelHash, `frame ${frame.frame}`).toBe(local.pixelHash);

@@ -72,11 +72,15 @@ describe('npm start -- --lan', () => {
   }
 
   it('refuses a request without a token (401), accepts the printed token from any host, enrols its node, and keeps the tokens across a restart', async () => {
-    const migrate = spawnSync(process.execPath, [join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
-      cwd: ROOT,
-      env: { ...process.env, CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false' },
-      encoding: 'utf8',
-    });
+    const migrate = spawnSync(
+      process.execPath,
+      [join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js'), 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir],
+      {
+        cwd: ROOT,
+        env: { ...process.env, CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false' },
+        encoding: 'utf8',
+      },
+    );
     expect(migrate.status, migrate.stderr).toBe(0);
 
     const first = await startLan();

@@ -142,7 +142,11 @@ export class FaultProxy {
       faults.resetAfterBytes = Math.floor(resetAt! * 6_000);
       this.stats.resets++;
     } else if (kind === 'stall') {
-      faults.stall = { direction: stallDir! < 0.5 ? 'up' : 'down', afterBytes: Math.floor(stallAt! * 2_000), ms: 200 + Math.floor(stallMs! * (this.plan.maxStallMs - 200)) };
+      faults.stall = {
+        direction: stallDir! < 0.5 ? 'up' : 'down',
+        afterBytes: Math.floor(stallAt! * 2_000),
+        ms: 200 + Math.floor(stallMs! * (this.plan.maxStallMs - 200)),
+      };
       this.stats.stalls++;
     } else if (kind === 'slow') {
       faults.latencyMs = 5 + Math.floor(slowMs! * this.plan.maxLatencyMs);

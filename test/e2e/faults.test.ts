@@ -11,7 +11,21 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
 import { FaultProxy } from './fault-proxy.ts';
-import { blenderChildren, jobStatus, killGroupNow, makeScene, processExists, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, type Master, type RenderNode } from './harness.ts';
+import {
+  blenderChildren,
+  jobStatus,
+  killGroupNow,
+  makeScene,
+  processExists,
+  startMaster,
+  startNode,
+  submitJob,
+  tempDir,
+  waitFor,
+  waitForJob,
+  type Master,
+  type RenderNode,
+} from './harness.ts';
 import { decodePng } from './png.ts';
 
 const FRAMES = 60;
@@ -85,13 +99,18 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
     const node = nodes.get(name)!;
     const pid = node.process.pid!;
     const workerId = workerIdOf(node);
-    const { blenders, taskId } = await waitFor(`${name} to be rendering a task`, async () => {
-      if (blenderChildren(pid).length === 0) return null;
-      const { workers } = await getJson<{ workers: { worker_id: string; current_task_id: string | null }[] }>(`${master.url}/workers`);
-      const current = workers.find((w) => w.worker_id === workerId)?.current_task_id;
-      const found = blenderChildren(pid);
-      return current && found.length > 0 ? { blenders: found, taskId: current } : null;
-    }, 60_000, 20);
+    const { blenders, taskId } = await waitFor(
+      `${name} to be rendering a task`,
+      async () => {
+        if (blenderChildren(pid).length === 0) return null;
+        const { workers } = await getJson<{ workers: { worker_id: string; current_task_id: string | null }[] }>(`${master.url}/workers`);
+        const current = workers.find((w) => w.worker_id === workerId)?.current_task_id;
+        const found = blenderChildren(pid);
+        return current && found.length > 0 ? { blenders: found, taskId: current } : null;
+      },
+      60_000,
+      20,
+    );
     killGroupNow(pid);
     for (const blender of blenders) killGroupNow(blender);
     await node.exited;
@@ -109,13 +128,18 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
    * disruption hits fresh tasks: a task never pays for more than one of the kills below.
    */
   const settle = async (jobId: string, frames: number): Promise<JobStatusResponse> => {
-    await waitFor(`${frames} frames and no retried task still running`, async () => {
-      const status = await jobStatus(master.url, jobId);
-      if (status.status === 'failed') throw new Error(`the job failed: ${status.error}`);
-      if (status.completed_frames < frames) return false;
-      // Retried: tried again after a failure (attempts) or after its node was lost (node_losses).
-      return (await tasksOf(jobId)).every((t) => (t.attempts < 2 && t.node_losses === 0) || t.status === 'completed');
-    }, 120_000, 100);
+    await waitFor(
+      `${frames} frames and no retried task still running`,
+      async () => {
+        const status = await jobStatus(master.url, jobId);
+        if (status.status === 'failed') throw new Error(`the job failed: ${status.error}`);
+        if (status.completed_frames < frames) return false;
+        // Retried: tried again after a failure (attempts) or after its node was lost (node_losses).
+        return (await tasksOf(jobId)).every((t) => (t.attempts < 2 && t.node_losses === 0) || t.status === 'completed');
+      },
+      120_000,
+      100,
+    );
     return jobStatus(master.url, jobId);
   };
 
@@ -173,11 +197,16 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
     // Another node dies mid-render after the restart: fault-b, or, when the job's last ranges went
     // to the others (frames of this scene take a tenth of a second), whichever of them renders.
     await settle(job.job_id, 38);
-    const second = await waitFor('a node other than fault-a to be rendering a task', async () => {
-      const { workers } = await getJson<{ workers: { worker_id: string; current_task_id: string | null }[] }>(`${master.url}/workers`);
-      const busy = new Set(workers.filter((w) => w.current_task_id).map((w) => w.worker_id));
-      return ['fault-b', 'fault-c'].find((name) => busy.has(workerIdOf(nodes.get(name)!))) ?? null;
-    }, 60_000, 20);
+    const second = await waitFor(
+      'a node other than fault-a to be rendering a task',
+      async () => {
+        const { workers } = await getJson<{ workers: { worker_id: string; current_task_id: string | null }[] }>(`${master.url}/workers`);
+        const busy = new Set(workers.filter((w) => w.current_task_id).map((w) => w.worker_id));
+        return ['fault-b', 'fault-c'].find((name) => busy.has(workerIdOf(nodes.get(name)!))) ?? null;
+      },
+      60_000,
+      20,
+    );
     killedTasks.push(await killMidRender(second));
     launch(second, nodes.get(second)!.workDir);
 
@@ -220,12 +249,17 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
     for (const taskId of killedTasks) expect(tasks.find((t) => t.task_id === taskId)?.status, `task ${taskId}`).toBe('completed');
 
     // Storage holds exactly the frames job_status counts: nothing missing, nothing extra.
-    const storage = await waitFor('storage to hold exactly the recorded frames', async () => {
-      const report = await getJson<{ recorded_frames: number; stored_objects: number; missing_frames: number[]; unrecorded_objects: number }>(
-        `${master.url}/jobs/${job.job_id}/storage`,
-      );
-      return report.unrecorded_objects === 0 ? report : null;
-    }, 30_000, 250);
+    const storage = await waitFor(
+      'storage to hold exactly the recorded frames',
+      async () => {
+        const report = await getJson<{ recorded_frames: number; stored_objects: number; missing_frames: number[]; unrecorded_objects: number }>(
+          `${master.url}/jobs/${job.job_id}/storage`,
+        );
+        return report.unrecorded_objects === 0 ? report : null;
+      },
+      30_000,
+      250,
+    );
     expect(storage).toMatchObject({ recorded_frames: FRAMES, stored_objects: FRAMES, missing_frames: [], unrecorded_objects: 0 });
     expect(done.completed_frames).toBe(storage.stored_objects);
 
@@ -238,7 +272,10 @@ describe('a farm under faults: flaky network, nodes and master killed', () => {
     expect(proxy.stats.resets).toBeGreaterThan(0);
     expect(proxy.stats.stalls).toBeGreaterThan(0);
     expect(proxy.stats.slowConnections).toBeGreaterThan(0);
-    const allOutput = [...output.values()].flat().map((o) => o.text).join('\n');
+    const allOutput = [...output.values()]
+      .flat()
+      .map((o) => o.text)
+      .join('\n');
     expect(allOutput).toMatch(/retrying in \d+ ms/);
   }, 300_000);
 });

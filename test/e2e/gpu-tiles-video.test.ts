@@ -46,7 +46,9 @@ describe('GPU placement, split stills and preview videos', () => {
     // The GPU job first: it must not hold up the jobs after it on a farm without a GPU.
     jobs.gpu = (await submitJob(master.url, new Blob([readFileSync(still)]), { start_frame: 1, end_frame: 1, device: 'gpu', name: 'needs-a-gpu' })).job_id;
     jobs.tiled = (await submitJob(master.url, new Blob([readFileSync(still)]), { start_frame: 1, end_frame: 1, tiles: 4, name: 'split-still' })).job_id;
-    jobs.video = (await submitJob(master.url, new Blob([readFileSync(anim)]), { start_frame: 1, end_frame: 6, preview_video: 'true', name: 'with-video' })).job_id;
+    jobs.video = (
+      await submitJob(master.url, new Blob([readFileSync(anim)]), { start_frame: 1, end_frame: 6, preview_video: 'true', name: 'with-video' })
+    ).job_id;
   }, 120_000);
 
   const tasksOf = async (jobId: string) => ((await (await fetch(`${master.url}/jobs/${jobId}/tasks`)).json()) as { tasks: TaskRow[] }).tasks;
@@ -56,7 +58,12 @@ describe('GPU placement, split stills and preview videos', () => {
     expect(status, JSON.stringify(status)).toMatchObject({ status: 'completed', tiles: 4, completed_frames: 1 });
 
     const tasks = await tasksOf(jobs.tiled!);
-    expect(tasks.filter((t) => t.kind === 'tile').map((t) => t.tile_index).sort()).toEqual([0, 1, 2, 3]);
+    expect(
+      tasks
+        .filter((t) => t.kind === 'tile')
+        .map((t) => t.tile_index)
+        .sort(),
+    ).toEqual([0, 1, 2, 3]);
     expect(tasks.filter((t) => t.kind === 'stitch')).toHaveLength(1);
     expect(tasks.every((t) => t.status === 'completed')).toBe(true);
 
@@ -90,7 +97,9 @@ describe('GPU placement, split stills and preview videos', () => {
     const mp4 = join(dir, 'preview.mp4');
     writeFileSync(mp4, Buffer.from(await response.arrayBuffer()));
     const probe = async (entries: string) =>
-      (await execFileAsync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', `stream=${entries}`, '-of', 'csv=p=0', mp4])).stdout.trim();
+      (
+        await execFileAsync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', `stream=${entries}`, '-of', 'csv=p=0', mp4])
+      ).stdout.trim();
     expect(await probe('nb_read_frames')).toBe('6');
     expect(await probe('codec_name')).toBe('h264');
   });
@@ -100,7 +109,10 @@ describe('GPU placement, split stills and preview videos', () => {
     const status = await jobStatus(master.url, jobs.gpu!);
     expect(status).toMatchObject({ status: 'queued', device: 'gpu', completed_frames: 0 });
     const tasks = await tasksOf(jobs.gpu!);
-    expect(tasks.every((t) => t.status === 'queued' && t.worker_id === null), JSON.stringify(tasks)).toBe(true);
+    expect(
+      tasks.every((t) => t.status === 'queued' && t.worker_id === null),
+      JSON.stringify(tasks),
+    ).toBe(true);
 
     const { workers } = (await (await fetch(`${master.url}/workers`)).json()) as {
       workers: { name: string; devices: { type: string }[]; task_kinds: string[] }[];

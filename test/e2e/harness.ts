@@ -129,8 +129,21 @@ export async function startMaster(opts: {
   const vars = Object.entries({ FARM_ALLOW_ANONYMOUS: 'true', ...opts.vars }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const child = spawn(
     process.execPath,
-    [WRANGLER, 'dev', '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(await freePort()),
-      '--persist-to', persistDir, '--log-level', 'warn', ...vars],
+    [
+      WRANGLER,
+      'dev',
+      '--port',
+      String(port),
+      '--ip',
+      '127.0.0.1',
+      '--inspector-port',
+      String(await freePort()),
+      '--persist-to',
+      persistDir,
+      '--log-level',
+      'warn',
+      ...vars,
+    ],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const log = logStream(`master-${opts.name}`);
@@ -156,14 +169,32 @@ export function startNode(opts: { name: string; master: string; workDir?: string
   const workDir = opts.workDir ?? tempDir(`node-${opts.name}`);
   const child = spawn(
     process.execPath,
-    ['--max-semi-space-size=2', join(ROOT, 'worker-node', 'main.ts'), '--master', opts.master, '--name', opts.name, '--work-dir', workDir, '--threads', '1', ...(opts.args ?? [])],
+    [
+      '--max-semi-space-size=2',
+      join(ROOT, 'worker-node', 'main.ts'),
+      '--master',
+      opts.master,
+      '--name',
+      opts.name,
+      '--work-dir',
+      workDir,
+      '--threads',
+      '1',
+      ...(opts.args ?? []),
+    ],
     { cwd: ROOT, env: { ...process.env, BLENDER, ...opts.env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const log = logStream(`node-${opts.name}`);
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const node: RenderNode = { name: opts.name, workDir, process: child, exited, stop: (signal = 'SIGTERM', graceMs = 30_000) => killGroup(child, signal, graceMs) };
+  const node: RenderNode = {
+    name: opts.name,
+    workDir,
+    process: child,
+    exited,
+    stop: (signal = 'SIGTERM', graceMs = 30_000) => killGroup(child, signal, graceMs),
+  };
   started.nodes.add(node);
   return node;
 }
@@ -205,10 +236,15 @@ export async function jobStatus(master: string, jobId: string, token?: string): 
 
 /** Waits until the job reaches one of `states`, and returns its status. */
 export function waitForJob(master: string, jobId: string, states: string[], timeoutMs: number, token?: string): Promise<JobStatusResponse> {
-  return waitFor(`job ${jobId} to be ${states.join(' or ')}`, async () => {
-    const status = await jobStatus(master, jobId, token);
-    return states.includes(status.status) ? status : null;
-  }, timeoutMs, 250);
+  return waitFor(
+    `job ${jobId} to be ${states.join(' or ')}`,
+    async () => {
+      const status = await jobStatus(master, jobId, token);
+      return states.includes(status.status) ? status : null;
+    },
+    timeoutMs,
+    250,
+  );
 }
 
 /** The ids of a node process's Blender children (each leads its own process group). */

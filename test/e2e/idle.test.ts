@@ -44,10 +44,14 @@ describe('an idle render node', () => {
   });
 
   it("writes to the master's storage at most once per idle minute (its liveness), and still picks a job up within a second", async () => {
-    await waitFor('the node to register', async () => {
-      const list = (await (await fetch(`${master.url}/workers`)).json()) as WorkerListResponse;
-      return list.workers.length === 1 && list.workers[0]!.state === 'idle';
-    }, 60_000);
+    await waitFor(
+      'the node to register',
+      async () => {
+        const list = (await (await fetch(`${master.url}/workers`)).json()) as WorkerListResponse;
+        return list.workers.length === 1 && list.workers[0]!.state === 'idle';
+      },
+      60_000,
+    );
     // Registration is over and the node's first long poll waits.
     await sleep(1_000);
 
@@ -68,10 +72,15 @@ describe('an idle render node', () => {
 
     const submittedAt = Date.now();
     const job = await submitJob(master.url, new Blob([readFileSync(scene)]), { start_frame: 1, end_frame: 1 });
-    const claimedAt = await waitFor('the node to claim the job', async () => {
-      const { tasks } = (await (await fetch(`${master.url}/jobs/${job.job_id}/tasks`)).json()) as { tasks: unknown[] };
-      return tasks.length > 0 && Date.now();
-    }, 10_000, 20);
+    const claimedAt = await waitFor(
+      'the node to claim the job',
+      async () => {
+        const { tasks } = (await (await fetch(`${master.url}/jobs/${job.job_id}/tasks`)).json()) as { tasks: unknown[] };
+        return tasks.length > 0 && Date.now();
+      },
+      10_000,
+      20,
+    );
     console.log(`picked up ${claimedAt - submittedAt} ms after the submission was sent`);
     expect(claimedAt - submittedAt).toBeLessThan(1_000);
 

@@ -69,12 +69,19 @@ describe(`the seed's curl submission of a ${Math.round(SIZE / MiB)} MiB .blend`,
       // Exactly the README's command, the file first.
       const run = await curl([
         '-sS',
-        '-X', 'POST', `${master.url}/submit_job`,
-        '-H', 'accept: application/json',
-        '-H', 'Content-Type: multipart/form-data',
-        '-F', `blend_file=@${file}`,
-        '-F', 'start_frame=1',
-        '-F', 'end_frame=100',
+        '-X',
+        'POST',
+        `${master.url}/submit_job`,
+        '-H',
+        'accept: application/json',
+        '-H',
+        'Content-Type: multipart/form-data',
+        '-F',
+        `blend_file=@${file}`,
+        '-F',
+        'start_frame=1',
+        '-F',
+        'end_frame=100',
       ]);
       memory.seconds = (Date.now() - t0) / 1000;
       sampling = false;
@@ -91,7 +98,7 @@ describe(`the seed's curl submission of a ${Math.round(SIZE / MiB)} MiB .blend`,
     );
   }, 120_000);
 
-  it('queues the job with the seed\'s answer, the file\'s SHA-256 and its size', async () => {
+  it("queues the job with the seed's answer, the file's SHA-256 and its size", async () => {
     expect(answer).toMatchObject({ status: 'queued', total_frames: 100, blend_file: `${sha256}.blend` });
     const job = await jobStatus(master.url, String(answer.job_id));
     expect(job).toMatchObject({ blend_file: `${sha256}.blend`, blend_sha256: sha256, total_frames: 100, status: 'queued' });

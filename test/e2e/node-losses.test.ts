@@ -38,7 +38,14 @@ const RESUME_WITHIN_MS = 5_000;
 
 /** A proxy that forwards untouched: the link is either up or (closed) down. */
 const CLEAN_LINK: FaultPlan = {
-  seed: 1, resetChance: 0, stallChance: 0, maxStallMs: 0, latencyChance: 0, maxLatencyMs: 0, maxFaults: 0, activeMs: 0,
+  seed: 1,
+  resetChance: 0,
+  stallChance: 0,
+  maxStallMs: 0,
+  latencyChance: 0,
+  maxLatencyMs: 0,
+  maxFaults: 0,
+  activeMs: 0,
 };
 
 async function getJson<T>(url: string): Promise<T> {
@@ -47,8 +54,7 @@ async function getJson<T>(url: string): Promise<T> {
   return (await response.json()) as T;
 }
 
-const workerIdOf = (node: RenderNode): string =>
-  (JSON.parse(readFileSync(join(node.workDir, 'worker.json'), 'utf8')) as { worker_id: string }).worker_id;
+const workerIdOf = (node: RenderNode): string => (JSON.parse(readFileSync(join(node.workDir, 'worker.json'), 'utf8')) as { worker_id: string }).worker_id;
 
 describe('nodes that die, restart and lose their link', () => {
   const dir = tempDir('e2e-node-losses');
@@ -77,13 +83,18 @@ describe('nodes that die, restart and lose their link', () => {
   /** SIGKILLs a node and its Blender (its own process group) once both are up and it holds a task of `jobId` (`accept` decides which). */
   const killHolding = async (node: RenderNode, jobId: string, accept: (task: TaskInfo) => boolean = () => true): Promise<TaskInfo> => {
     const pid = node.process.pid!;
-    const { blenders, task } = await waitFor(`${node.name} to be rendering a task`, async () => {
-      const blenders = blenderChildren(pid);
-      if (blenders.length === 0) return null;
-      const taskId = await currentTask(workerIdOf(node));
-      const task = taskId ? (await tasksOf(jobId)).find((t) => t.task_id === taskId) : undefined;
-      return task && accept(task) ? { blenders: blenderChildren(pid), task } : null;
-    }, 90_000, 20);
+    const { blenders, task } = await waitFor(
+      `${node.name} to be rendering a task`,
+      async () => {
+        const blenders = blenderChildren(pid);
+        if (blenders.length === 0) return null;
+        const taskId = await currentTask(workerIdOf(node));
+        const task = taskId ? (await tasksOf(jobId)).find((t) => t.task_id === taskId) : undefined;
+        return task && accept(task) ? { blenders: blenderChildren(pid), task } : null;
+      },
+      90_000,
+      20,
+    );
     killGroupNow(pid);
     for (const blender of blenders) killGroupNow(blender);
     await node.exited;
@@ -147,10 +158,15 @@ describe('nodes that die, restart and lose their link', () => {
       const restartedAt = Date.now();
       node = launch('storm', master.url, workDir);
       // Its lost task is leased again (a node loss counted), or already done.
-      await waitFor(`frames ${lost.start_frame}-${lost.end_frame} to be taken again after restart ${restart + 1}`, async () => {
-        const now = (await tasksOf(job.job_id)).find((t) => t.task_id === lost.task_id)!;
-        return now.status === 'completed' || (now.status === 'running' && now.node_losses > lost.node_losses);
-      }, 60_000, 50);
+      await waitFor(
+        `frames ${lost.start_frame}-${lost.end_frame} to be taken again after restart ${restart + 1}`,
+        async () => {
+          const now = (await tasksOf(job.job_id)).find((t) => t.task_id === lost.task_id)!;
+          return now.status === 'completed' || (now.status === 'running' && now.node_losses > lost.node_losses);
+        },
+        60_000,
+        50,
+      );
       resumeMs.push(Date.now() - restartedAt);
       // A new frame before the next kill, so that the job moves on.
       await waitFor('a new frame', async () => (await jobStatus(master.url, job.job_id)).completed_frames > framesBefore, 60_000, 50);
@@ -178,16 +194,23 @@ describe('nodes that die, restart and lose their link', () => {
       const job = await submit({ start_frame: 1, end_frame: FRAMES, chunk_size: 3, max_attempts: 1, name: 'link-drop' });
       const far = [launch('far-a', proxy.url), launch('far-b', proxy.url)];
       // Both far nodes hold a task with Blender running before the link drops.
-      const farIds = await Promise.all(far.map(async (node) => {
-        await waitFor(`${node.name} to hold a task`, async () => {
-          try {
-            return blenderChildren(node.process.pid!).length > 0 && (await currentTask(workerIdOf(node))) !== null;
-          } catch {
-            return false; // worker.json not written yet
-          }
-        }, 90_000, 50);
-        return workerIdOf(node);
-      }));
+      const farIds = await Promise.all(
+        far.map(async (node) => {
+          await waitFor(
+            `${node.name} to hold a task`,
+            async () => {
+              try {
+                return blenderChildren(node.process.pid!).length > 0 && (await currentTask(workerIdOf(node))) !== null;
+              } catch {
+                return false; // worker.json not written yet
+              }
+            },
+            90_000,
+            50,
+          );
+          return workerIdOf(node);
+        }),
+      );
       const near = launch('near', master.url);
 
       await proxy.close();
@@ -195,7 +218,9 @@ describe('nodes that die, restart and lose their link', () => {
       await sleep(300);
       // What the far nodes had in hand when the link dropped: the most that may be rendered twice.
       const atDrop = await tasksOf(job.job_id);
-      note(`at the drop: ${JSON.stringify(atDrop.map((t) => [t.start_frame, t.status, t.worker_id?.slice(0, 8), t.node_losses, t.lease_expires_at]))}; far ${farIds.map((id) => id.slice(0, 8))}`);
+      note(
+        `at the drop: ${JSON.stringify(atDrop.map((t) => [t.start_frame, t.status, t.worker_id?.slice(0, 8), t.node_losses, t.lease_expires_at]))}; far ${farIds.map((id) => id.slice(0, 8))}`,
+      );
       // Any node's but the near one's: a node of an earlier test, killed while its long poll was
       // open, may hold a claim too, and that lease runs out like the far nodes'.
       const nearId = await waitFor('the near node to register', async () => workerIdOf(near), 30_000);
@@ -218,7 +243,11 @@ describe('nodes that die, restart and lose their link', () => {
       note(`taken over: ${lost.map((t) => `${t.start_frame}-${t.end_frame}`).join(', ') || 'nothing'}`);
       expect(lost.length).toBeGreaterThan(0);
       // Rework: only tasks the far nodes had in hand were rendered again.
-      for (const task of lost) expect(inHand.map((t) => t.task_id), `frames ${task.start_frame}-${task.end_frame}`).toContain(task.task_id);
+      for (const task of lost)
+        expect(
+          inHand.map((t) => t.task_id),
+          `frames ${task.start_frame}-${task.end_frame}`,
+        ).toContain(task.task_id);
       expect(tasks.every((t) => t.attempts === 1 && t.status === 'completed')).toBe(true);
     } finally {
       await link?.close();
@@ -227,7 +256,11 @@ describe('nodes that die, restart and lose their link', () => {
 
   it('frames on which every node dies fail the job after max_node_losses, saying nodes kept disappearing on them', async () => {
     const job = await submit({
-      start_frame: 31, end_frame: 33, chunk_size: 3, max_node_losses: 3, name: 'machine-killer',
+      start_frame: 31,
+      end_frame: 33,
+      chunk_size: 3,
+      max_node_losses: 3,
+      name: 'machine-killer',
     });
     let node = launch('victim', master.url);
     const workDir = node.workDir;

@@ -23,7 +23,11 @@ function makeProject(script: string, outDir: string): { blend: string; colors: R
     encoding: 'utf8',
     timeout: 120_000,
   });
-  const last = stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  const last = stdout
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .pop();
   return JSON.parse(last!) as { blend: string; colors: Record<string, number[]> };
 }
 
@@ -138,7 +142,9 @@ describe('farm submit sends what a scene needs, and the node renders with it', (
   });
 
   it('--strict refuses to upload a scene with missing files', async () => {
-    const run = await runFarm(['--master', master.url, 'submit', join(dir, 'broken', 'scene.blend'), '--frames', '1-1', '--strict', '--no-progress'], { env: { BLENDER } });
+    const run = await runFarm(['--master', master.url, 'submit', join(dir, 'broken', 'scene.blend'), '--frames', '1-1', '--strict', '--no-progress'], {
+      env: { BLENDER },
+    });
     expect(run.code).toBe(2);
     expect(run.stderr).toContain('--strict: 2 dependenc(ies) cannot be sent');
     expect(run.stderr).not.toMatch(UPLOAD_LINE);

@@ -38,12 +38,26 @@ describe('a farm of two render nodes', () => {
 
   it("renders a job submitted with the seed's curl command; every frame equals a local blender -f render, pixel for pixel", async () => {
     // The seed README's command, byte for byte but for the file path and host.
-    const curl = spawnSync('curl', ['-s', '-X', 'POST', `${master.url}/submit_job`,
-      '-H', 'accept: application/json',
-      '-H', 'Content-Type: multipart/form-data',
-      '-F', `blend_file=@${scene}`,
-      '-F', 'start_frame=1',
-      '-F', `end_frame=${FRAMES}`], { encoding: 'utf8' });
+    const curl = spawnSync(
+      'curl',
+      [
+        '-s',
+        '-X',
+        'POST',
+        `${master.url}/submit_job`,
+        '-H',
+        'accept: application/json',
+        '-H',
+        'Content-Type: multipart/form-data',
+        '-F',
+        `blend_file=@${scene}`,
+        '-F',
+        'start_frame=1',
+        '-F',
+        `end_frame=${FRAMES}`,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(curl.status).toBe(0);
     const submitted = JSON.parse(curl.stdout) as { job_id: string; status: string; total_frames: number };
     expect(submitted).toMatchObject({ status: 'queued', total_frames: FRAMES });
@@ -68,7 +82,19 @@ describe('a farm of two render nodes', () => {
     // Reference renders: a fresh Blender per frame, as a person would check a frame by hand.
     const localDir = join(dir, 'local');
     for (const frame of list.frames) {
-      await execFileAsync(BLENDER, ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', scene, '-o', join(localDir, 'f_######'), '-t', '1', '-f', String(frame.frame)]);
+      await execFileAsync(BLENDER, [
+        '-b',
+        '--factory-startup',
+        '--disable-autoexec',
+        '-noaudio',
+        scene,
+        '-o',
+        join(localDir, 'f_######'),
+        '-t',
+        '1',
+        '-f',
+        String(frame.frame),
+      ]);
     }
     expect(readdirSync(localDir)).toHaveLength(FRAMES);
 

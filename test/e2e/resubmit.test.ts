@@ -68,11 +68,23 @@ describe('resubmitting a project after a tweak moves only what changed', () => {
     cliProxy = await startCountingProxy(master.url);
     nodeProxy = await startDownloadProxy(master.url);
     node = startNode({ name: 'resubmit', master: nodeProxy.url });
-    const out = execFileSync(BLENDER, ['-b', '--factory-startup', '--python', join(ROOT, 'test', 'scenes', 'make_texture_scene.py'), '--', join(dir, 'project')], {
-      encoding: 'utf8',
-      timeout: 120_000,
-    });
-    blend = (JSON.parse(out.trim().split('\n').filter((l) => l.startsWith('{')).pop()!) as { blend: string }).blend;
+    const out = execFileSync(
+      BLENDER,
+      ['-b', '--factory-startup', '--python', join(ROOT, 'test', 'scenes', 'make_texture_scene.py'), '--', join(dir, 'project')],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
+    blend = (
+      JSON.parse(
+        out
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .pop()!,
+      ) as { blend: string }
+    ).blend;
   }, 180_000);
 
   afterAll(async () => {
@@ -94,7 +106,10 @@ describe('resubmitting a project after a tweak moves only what changed', () => {
 
   /** Re-saves the .blend with a change that does not alter the picture. */
   function tweakBlend(n: number): void {
-    execFileSync(BLENDER, ['-b', '--factory-startup', blend, '--python-expr', `import bpy; bpy.data.scenes[0]["tweak"] = ${n}; bpy.ops.wm.save_mainfile()`], { stdio: 'ignore', timeout: 120_000 });
+    execFileSync(BLENDER, ['-b', '--factory-startup', blend, '--python-expr', `import bpy; bpy.data.scenes[0]["tweak"] = ${n}; bpy.ops.wm.save_mainfile()`], {
+      stdio: 'ignore',
+      timeout: 120_000,
+    });
   }
 
   async function expectFrameEqualsLocal(jobId: string, label: string): Promise<void> {

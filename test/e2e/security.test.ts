@@ -82,8 +82,25 @@ describe('a master with tokens and nodes enrolled with the enrolment token', () 
 
   it("the seed's curl without a token gets 401; with -H 'Authorization: Bearer' the job renders on a node using its own credential", async () => {
     const curl = (extra: string[]) =>
-      spawnSync('curl', ['-s', '-w', '\n%{http_code}', '-X', 'POST', `${master.url}/submit_job`, ...extra,
-        '-F', `blend_file=@${scene}`, '-F', 'start_frame=1', '-F', 'end_frame=2'], { encoding: 'utf8' });
+      spawnSync(
+        'curl',
+        [
+          '-s',
+          '-w',
+          '\n%{http_code}',
+          '-X',
+          'POST',
+          `${master.url}/submit_job`,
+          ...extra,
+          '-F',
+          `blend_file=@${scene}`,
+          '-F',
+          'start_frame=1',
+          '-F',
+          'end_frame=2',
+        ],
+        { encoding: 'utf8' },
+      );
     const refused = curl([]);
     expect(refused.stdout.trim().split('\n').pop()).toBe('401');
 
@@ -137,7 +154,13 @@ describe('a master with tokens and nodes enrolled with the enrolment token', () 
       makeScene('make_autorun_scene.py', [blend, marker]);
       const renderer = startNode({ name: `autorun-${label.replace(/\W+/g, '')}`, master: master.url, args: ['--token', ENROL_TOKEN, ...mode] });
       try {
-        const job = await submitJob(master.url, new Blob([readFileSync(blend)]), { start_frame: 1, end_frame: 1, name: `autorun ${label}` }, 'autorun.blend', SUBMIT_TOKEN);
+        const job = await submitJob(
+          master.url,
+          new Blob([readFileSync(blend)]),
+          { start_frame: 1, end_frame: 1, name: `autorun ${label}` },
+          'autorun.blend',
+          SUBMIT_TOKEN,
+        );
         const status = await waitForJob(master.url, job.job_id, ['completed', 'failed'], 120_000, SUBMIT_TOKEN);
         expect(status, label).toMatchObject({ status: 'completed', completed_frames: 1 });
         const frame = await fetch(`${master.url}/jobs/${job.job_id}/frames/1`, { headers: authHeaders(SUBMIT_TOKEN) });

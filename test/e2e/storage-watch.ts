@@ -141,7 +141,8 @@ function storageKind(label: string): string {
   return `local: ${kind}`;
 }
 
-const jsonOfRow = (_key: string, value: unknown) => (typeof value === 'bigint' ? String(value) : value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value);
+const jsonOfRow = (_key: string, value: unknown) =>
+  typeof value === 'bigint' ? String(value) : value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value;
 
 /**
  * Every table's rows, bookkeeping tables left out: rowid -> the row as JSON (by position for a
@@ -214,7 +215,20 @@ export function watchStorage(persistDir: string, options: { everyMs?: number; ta
     const shmPath = `${path}-shm`;
     // A file without a -shm yet starts its counter at 0 when it gets one.
     const iChange = !initial.has(path) || !existsSync(shmPath) ? 0 : readWalCommitCounter(shmPath);
-    files.set(path, { label, kind, localOnly, path, shmPath, iChange, unread: false, tables, commits: 0, pollsWithCommits: 0, dataCommits: 0, tablesChanged: new Map() });
+    files.set(path, {
+      label,
+      kind,
+      localOnly,
+      path,
+      shmPath,
+      iChange,
+      unread: false,
+      tables,
+      commits: 0,
+      pollsWithCommits: 0,
+      dataCommits: 0,
+      tablesChanged: new Map(),
+    });
   };
   for (const path of initial) watch(path);
   const pollCounters = () => {
@@ -280,7 +294,10 @@ export function watchStorage(persistDir: string, options: { everyMs?: number; ta
         pollsWithCommits: sum('pollsWithCommits'),
         dataCommits: sum('dataCommits'),
         rowsChanged: billed.reduce((total, f) => total + Object.values(f.tablesChanged).reduce((n, t) => n + t.rows, 0), 0),
-        localOnlyCommits: sum('commits', byFile.filter((f) => f.localOnly)),
+        localOnlyCommits: sum(
+          'commits',
+          byFile.filter((f) => f.localOnly),
+        ),
         byFile,
       };
     },

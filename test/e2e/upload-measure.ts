@@ -114,14 +114,11 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
     const generation = state.generation;
     const current = () => generation === state.generation;
     if (req.method === 'POST' && /\/complete$/.test(req.url ?? '') && state.completeAt === 0) state.completeAt = Date.now();
-    const forward = request(
-      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
-      (answer) => {
-        if (isPart && answer.statusCode === 200 && current()) state.partsStored++;
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
+    const forward = request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      if (isPart && answer.statusCode === 200 && current()) state.partsStored++;
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
     forward.on('error', () => res.destroy());
     req.on('data', (chunk: Buffer) => {
       if (isPart && current()) state.partBytes += chunk.length;
@@ -233,7 +230,13 @@ export interface UploadScenario {
  * half the parts are stored, run again to finish, then run a third time. Measures the master's
  * and the CLI's memory on the way.
  */
-export async function runUploadScenario(opts: { masterUrl: string; wranglerPid: number; dir: string; size: number; partSize: number }): Promise<UploadScenario> {
+export async function runUploadScenario(opts: {
+  masterUrl: string;
+  wranglerPid: number;
+  dir: string;
+  size: number;
+  partSize: number;
+}): Promise<UploadScenario> {
   const { createHash } = await import('node:crypto');
   const { createReadStream } = await import('node:fs');
   const file = join(opts.dir, 'big.blend');
@@ -260,7 +263,12 @@ export async function runUploadScenario(opts: { masterUrl: string; wranglerPid: 
     if (second.code !== 0) throw new Error(`the resumed upload failed (exit ${second.code}): ${second.stderr}`);
     const t2 = Date.now();
     const completeAt = proxy.completeAt || t2;
-    const resumed = { partBytes: proxy.partBytes, seconds: (t2 - t1) / 1000, result: JSON.parse(second.stdout) as Record<string, unknown>, stderr: second.stderr };
+    const resumed = {
+      partBytes: proxy.partBytes,
+      seconds: (t2 - t1) / 1000,
+      result: JSON.parse(second.stdout) as Record<string, unknown>,
+      stderr: second.stderr,
+    };
     proxy.reset();
 
     const third = await runFarm(args);

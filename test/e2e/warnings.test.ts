@@ -23,7 +23,10 @@ describe('missing textures and libraries', () => {
     // for its lease to run out before the next node gets it.
     master = await startMaster({ name: 'warnings', vars: { LEASE_MS: '5000' } });
   });
-  for (const mode of [{ label: 'a hot Blender', args: [] }, { label: 'a Blender per task', args: ['--no-hot'] }]) {
+  for (const mode of [
+    { label: 'a hot Blender', args: [] },
+    { label: 'a Blender per task', args: ['--no-hot'] },
+  ]) {
     it(`are listed once each in job_status.warnings when ${mode.label} renders the job`, async () => {
       const node = startNode({ name: `warn${mode.args.length}`, master: master.url, args: mode.args });
       try {

@@ -92,7 +92,13 @@ export async function putFrameAs(
 }
 
 /** The seed's multipart `POST /upload_result` with the given identity and credential. */
-export function uploadResultAs(credential: string, workerId: string, task: Pick<TaskAssignment, 'task_id' | 'lease_id'>, frame: number, bytes: Uint8Array): Promise<Response> {
+export function uploadResultAs(
+  credential: string,
+  workerId: string,
+  task: Pick<TaskAssignment, 'task_id' | 'lease_id'>,
+  frame: number,
+  bytes: Uint8Array,
+): Promise<Response> {
   const form = new FormData();
   form.set('worker_id', workerId);
   form.set('task_id', task.task_id);

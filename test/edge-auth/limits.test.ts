@@ -72,8 +72,11 @@ describe('the rate limit per credential', () => {
     expect((await sendWith(three, '/jobs', {}, SUBMIT_TOKEN)).status).toBe(200);
   });
 
-  it("limits a node by its credential: a busy node gets 429, another node does not, and a 429 changes nothing", async () => {
-    await json(await send('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 10, chunk_size: 1 }, blendBytes()) }, SUBMIT_TOKEN), 201);
+  it('limits a node by its credential: a busy node gets 429, another node does not, and a 429 changes nothing', async () => {
+    await json(
+      await send('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 10, chunk_size: 1 }, blendBytes()) }, SUBMIT_TOKEN),
+      201,
+    );
     const busy = await enrol('busy');
     const calm = await enrol('calm');
     const poll = (node: typeof busy) => sendWith(three, '/get_job', jsonInit({ worker_id: node.workerId }), node.credential);
@@ -89,7 +92,7 @@ describe('the rate limit per credential', () => {
       await sendWith(three, '/jobs', {}, `farm_node_made-up-${i}`);
       await sendWith(three, '/jobs', {}, `wrong-${i}`);
     }
-    expect((await env.DB.prepare(`SELECT COUNT(*) AS n FROM rate_limits`).first('n'))).toBe(0);
+    expect(await env.DB.prepare(`SELECT COUNT(*) AS n FROM rate_limits`).first('n')).toBe(0);
   });
 
   it('an isolate counts in memory and writes the row once per share of the limit, yet refuses exactly the request past it', async () => {
@@ -116,7 +119,11 @@ describe('size limits, each set by its variable', () => {
   it('MAX_JSON_BYTES: a larger JSON body gets 413 naming it, declared or streamed without a Content-Length', async () => {
     const vars = { MAX_JSON_BYTES: '200' };
     const body = JSON.stringify({ name: 'x'.repeat(300) });
-    await expectError(await sendWith(vars, '/register_worker', { method: 'POST', headers: { 'content-type': 'application/json' }, body }, ENROL_TOKEN), 413, 'over the limit of 200 bytes (MAX_JSON_BYTES)');
+    await expectError(
+      await sendWith(vars, '/register_worker', { method: 'POST', headers: { 'content-type': 'application/json' }, body }, ENROL_TOKEN),
+      413,
+      'over the limit of 200 bytes (MAX_JSON_BYTES)',
+    );
     const streamed = new ReadableStream({
       start(controller) {
         controller.enqueue(new TextEncoder().encode(body));
@@ -134,7 +141,12 @@ describe('size limits, each set by its variable', () => {
   it('MAX_UPLOAD_BYTES: a larger multipart submission gets 413 naming it, and stores nothing', async () => {
     const before = await countRows();
     await expectError(
-      await sendWith({ MAX_UPLOAD_BYTES: '3000' }, '/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, blendBytes(4000)) }, SUBMIT_TOKEN),
+      await sendWith(
+        { MAX_UPLOAD_BYTES: '3000' },
+        '/submit_job',
+        { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, blendBytes(4000)) },
+        SUBMIT_TOKEN,
+      ),
       413,
       'over the limit of 3000 bytes (MAX_UPLOAD_BYTES)',
     );
@@ -143,7 +155,12 @@ describe('size limits, each set by its variable', () => {
 
   it('MAX_FRAMES_PER_JOB: a longer frame range gets 413 naming it', async () => {
     await expectError(
-      await sendWith({ MAX_FRAMES_PER_JOB: '10' }, '/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 11 }, blendBytes()) }, SUBMIT_TOKEN),
+      await sendWith(
+        { MAX_FRAMES_PER_JOB: '10' },
+        '/submit_job',
+        { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 11 }, blendBytes()) },
+        SUBMIT_TOKEN,
+      ),
       413,
       'the job has 11 frames, over the limit of 10 per job (MAX_FRAMES_PER_JOB)',
     );
@@ -206,7 +223,11 @@ describe('project archive limits, checked at POST /jobs from the central directo
     const bomb = zipSync({ 'scene.blend': blendBytes(200), 'cache/zeros.bin': new Uint8Array(8 * 1024 * 1024) }, { level: 9 });
     expect(bomb.length).toBeLessThan(64 * 1024);
     const sha = await uploadBlob(bomb);
-    await expectError(await createJob({ MAX_ARCHIVE_BYTES: String(4 * 1024 * 1024) }, sha), 413, 'unpacks to more than 4194304 bytes, the limit (MAX_ARCHIVE_BYTES)');
+    await expectError(
+      await createJob({ MAX_ARCHIVE_BYTES: String(4 * 1024 * 1024) }, sha),
+      413,
+      'unpacks to more than 4194304 bytes, the limit (MAX_ARCHIVE_BYTES)',
+    );
     expect((await countRows()).jobs).toBe(0);
     expect((await createJob({}, sha)).status).toBe(201);
   });

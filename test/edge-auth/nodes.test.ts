@@ -64,7 +64,10 @@ describe('enrolment and the node credential', () => {
 
   it('a node registering again with its own credential keeps its id and credential and is given no new one', async () => {
     const node = await enrol('restart');
-    const again = await json<RegisterWorkerResponse>(await send('/register_worker', jsonInit({ name: 'restart-2', worker_id: node.workerId }), node.credential), 201);
+    const again = await json<RegisterWorkerResponse>(
+      await send('/register_worker', jsonInit({ name: 'restart-2', worker_id: node.workerId }), node.credential),
+      201,
+    );
     expect(again).toEqual({ worker_id: node.workerId, name: 'restart-2', lease_ms: 60_000 });
     // The old credential still works.
     expect((await send('/get_job', jsonInit({ worker_id: node.workerId }), node.credential)).status).toBe(204);
@@ -85,7 +88,7 @@ describe('enrolment and the node credential', () => {
     expect(back.node_token).toMatch(/^farm_node_/);
   });
 
-  it("a node credential cannot register as another node: 403", async () => {
+  it('a node credential cannot register as another node: 403', async () => {
     const a = await enrol('a');
     const b = await enrol('b');
     await expectError(await send('/register_worker', jsonInit({ name: 'a', worker_id: a.workerId }), b.credential), 403, `belongs to worker ${b.workerId}`);

@@ -46,16 +46,19 @@ describe('the route list the sweep uses', () => {
 });
 
 describe('without a valid credential', () => {
-  it.each(protectedRoutes.map((r) => [r.key, r]))('%s answers 401 without a token, with a wrong token and with a made-up node credential, and changes nothing', async (_key, route) => {
-    const path = concretePath(route.path);
-    const before = await countRows();
-    for (const token of [undefined, 'not-a-token', `${SUBMIT_TOKEN}x`, 'farm_node_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']) {
-      const res = await send(path, plausibleInit(route.method), token);
-      expect(res.headers.get('www-authenticate'), `${route.key} with ${token ?? 'no token'}`).toBe('Bearer realm="farm"');
-      await expectError(res, 401, 'Authorization: Bearer');
-    }
-    expect(await countRows()).toEqual(before);
-  });
+  it.each(protectedRoutes.map((r) => [r.key, r]))(
+    '%s answers 401 without a token, with a wrong token and with a made-up node credential, and changes nothing',
+    async (_key, route) => {
+      const path = concretePath(route.path);
+      const before = await countRows();
+      for (const token of [undefined, 'not-a-token', `${SUBMIT_TOKEN}x`, 'farm_node_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA']) {
+        const res = await send(path, plausibleInit(route.method), token);
+        expect(res.headers.get('www-authenticate'), `${route.key} with ${token ?? 'no token'}`).toBe('Bearer realm="farm"');
+        await expectError(res, 401, 'Authorization: Bearer');
+      }
+      expect(await countRows()).toEqual(before);
+    },
+  );
 
   it('a malformed Authorization header (Basic, or Bearer without a token) is a 401 too', async () => {
     await expectError(await send('/jobs', { headers: { authorization: 'Basic dXNlcjpwYXNz' } }), 401, 'must be "Bearer <token>"');
@@ -82,14 +85,17 @@ describe('a valid credential of the wrong kind', () => {
     await expectError(await send(path, plausibleInit(route.method), ENROL_TOKEN), 403, 'the enrolment token only registers nodes');
   });
 
-  it.each(byAccess('submitter').map((r) => [r.key, r]))('%s (a submitter route) refuses node credentials and the enrolment token with 403', async (_key, route) => {
-    const node = await enrol('wrong-kind');
-    const path = concretePath(route.path);
-    const before = await countRows();
-    await expectError(await send(path, plausibleInit(route.method), node.credential), 403, 'a node credential cannot be used here');
-    await expectError(await send(path, plausibleInit(route.method), ENROL_TOKEN), 403, 'the enrolment token only registers nodes');
-    expect(await countRows()).toEqual(before);
-  });
+  it.each(byAccess('submitter').map((r) => [r.key, r]))(
+    '%s (a submitter route) refuses node credentials and the enrolment token with 403',
+    async (_key, route) => {
+      const node = await enrol('wrong-kind');
+      const path = concretePath(route.path);
+      const before = await countRows();
+      await expectError(await send(path, plausibleInit(route.method), node.credential), 403, 'a node credential cannot be used here');
+      await expectError(await send(path, plausibleInit(route.method), ENROL_TOKEN), 403, 'the enrolment token only registers nodes');
+      expect(await countRows()).toEqual(before);
+    },
+  );
 
   it('POST /register_worker refuses a submitter token with 403', async () => {
     await expectError(await send('/register_worker', plausibleInit('POST'), SUBMIT_TOKEN), 403, 'a submitter token cannot be used here');

@@ -88,18 +88,22 @@ async function rawInit(f: Fixture, over: { worker?: string; lease?: string; byte
 
 /** The classes every JSON endpoint must refuse, around a body it would accept. */
 function jsonCases(method: string, path: (f: Fixture) => string, valid: (f: Fixture) => Record<string, unknown>): BadCase[] {
-  const send = (body: unknown, contentType = 'application/json') => (fx: Fixture) =>
-    call(path(fx), { method, headers: { 'content-type': contentType }, body: typeof body === 'function' ? JSON.stringify(body(fx)) : (body as string) });
+  const send =
+    (body: unknown, contentType = 'application/json') =>
+    (fx: Fixture) =>
+      call(path(fx), { method, headers: { 'content-type': contentType }, body: typeof body === 'function' ? JSON.stringify(body(fx)) : (body as string) });
   const cases = [
     bad('invalid JSON', send('{"a": ')),
     bad('100,000 unclosed "["', send('['.repeat(100_000))),
     bad('100,000 nested arrays', send('['.repeat(100_000) + ']'.repeat(100_000))),
-    bad('40,000 nested objects', send('{"a":'.repeat(40_000) + '1' + '}'.repeat(40_000))),
+    bad('40,000 nested objects', send(`${'{"a":'.repeat(40_000)}1${'}'.repeat(40_000)}`)),
     bad('a JSON array instead of an object', send('[]')),
     bad('null', send('null')),
     bad('an empty body', send('')),
     bad('the right JSON as text/plain', (fx) => call(path(fx), { method, headers: { 'content-type': 'text/plain' }, body: JSON.stringify(valid(fx)) })),
-    bad('the right JSON as a form', (fx) => call(path(fx), { method, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: JSON.stringify(valid(fx)) })),
+    bad('the right JSON as a form', (fx) =>
+      call(path(fx), { method, headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: JSON.stringify(valid(fx)) }),
+    ),
     bad('no Content-Type', (fx) => call(path(fx), { method, body: new TextEncoder().encode(JSON.stringify(valid(fx))) })),
     bad(`a body over MAX_JSON_BYTES`, (fx) => call(path(fx), jsonInit(method, { ...valid(fx), padding: 'x'.repeat(MAX_JSON_BYTES) }))),
     bad('a body over MAX_JSON_BYTES streamed without a Content-Length', (fx) => {
@@ -112,12 +116,16 @@ function jsonCases(method: string, path: (f: Fixture) => string, valid: (f: Fixt
       const bytes = new TextEncoder().encode(JSON.stringify(valid(fx)));
       const { readable, writable } = new FixedLengthStream(bytes.length);
       const writer = writable.getWriter();
-      void writer.write(bytes.slice(0, Math.floor(bytes.length / 2))).then(() => writer.abort('reset')).catch(() => {});
+      void writer
+        .write(bytes.slice(0, Math.floor(bytes.length / 2)))
+        .then(() => writer.abort('reset'))
+        .catch(() => {});
       return call(path(fx), { method, headers: { 'content-type': 'application/json', 'content-length': String(bytes.length) }, body: readable });
     }),
   ];
   // Every field of the valid body, one at a time, given a value of the wrong type.
-  const wrongType = (value: unknown): unknown => (typeof value === 'number' ? 'abc' : typeof value === 'string' ? { not: 'a string' } : Array.isArray(value) ? { not: 'an array' } : 42);
+  const wrongType = (value: unknown): unknown =>
+    typeof value === 'number' ? 'abc' : typeof value === 'string' ? { not: 'a string' } : Array.isArray(value) ? { not: 'an array' } : 42;
   const fields = Object.keys(valid(PLACEHOLDER));
   for (const field of fields) {
     cases.push(bad(`${field} of the wrong type`, (fx) => call(path(fx), jsonInit(method, { ...valid(fx), [field]: wrongType(valid(fx)[field]) }))));
@@ -182,7 +190,11 @@ function multipartCases(path: string, fields: (f: Fixture) => Record<string, str
       return call(path, { method: 'POST', headers: { 'content-type': type }, body: new ReadableStream({ start: (c) => (c.enqueue(bytes), c.close()) }) });
     }),
     bad('a body over MAX_UPLOAD_BYTES', () =>
-      call(path, { method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(MAX_UPLOAD_BYTES + 1) }, body: declaredOnly(MAX_UPLOAD_BYTES + 1) }),
+      call(path, {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/form-data; boundary=x', 'content-length': String(MAX_UPLOAD_BYTES + 1) },
+        body: declaredOnly(MAX_UPLOAD_BYTES + 1),
+      }),
     ),
     bad(`no ${fileField}`, (fx) => call(path, { method: 'POST', body: form(fx, {}, null) })),
     bad(`an empty ${fileField}`, (fx) => call(path, { method: 'POST', body: form(fx, {}, new Uint8Array(0)) })),
@@ -190,11 +202,13 @@ function multipartCases(path: string, fields: (f: Fixture) => Record<string, str
   ];
   for (const field of Object.keys(fields(PLACEHOLDER))) {
     cases.push(bad(`no ${field}`, (fx) => call(path, { method: 'POST', body: form(fx, { [field]: null }) })));
-    cases.push(bad(`${field} given as a file`, (fx) => {
-      const body = form(fx, { [field]: null });
-      body.set(field, new File([new Uint8Array([1, 2, 3])], 'field.bin'));
-      return call(path, { method: 'POST', body });
-    }));
+    cases.push(
+      bad(`${field} given as a file`, (fx) => {
+        const body = form(fx, { [field]: null });
+        body.set(field, new File([new Uint8Array([1, 2, 3])], 'field.bin'));
+        return call(path, { method: 'POST', body });
+      }),
+    );
   }
   return cases;
 }
@@ -211,7 +225,11 @@ function rawCases(path: (f: Fixture) => string, maxBytes: number): BadCase[] {
     bad('an empty body', async (fx) => call(path(fx), await rawInit(fx, { bytes: new Uint8Array(0) }))),
     bad('a declared length over the limit', async (fx) => {
       const init = await rawInit(fx);
-      return call(path(fx), { ...init, headers: { ...(init.headers as Record<string, string>), 'content-length': String(maxBytes + 1) }, body: declaredOnly(maxBytes + 1) });
+      return call(path(fx), {
+        ...init,
+        headers: { ...(init.headers as Record<string, string>), 'content-length': String(maxBytes + 1) },
+        body: declaredOnly(maxBytes + 1),
+      });
     }),
     bad("another node's lease_id", async (fx) => call(path(fx), await rawInit(fx, { worker: fx.other }))),
     bad('a lease_id that is not an id', async (fx) => call(path(fx), await rawInit(fx, { lease: '../../etc/passwd' }))),
@@ -220,7 +238,10 @@ function rawCases(path: (f: Fixture) => string, maxBytes: number): BadCase[] {
       const bytes = pngBytes('cut', 200);
       const { readable, writable } = new FixedLengthStream(400);
       const writer = writable.getWriter();
-      void writer.write(bytes).then(() => writer.abort('the node died')).catch(() => {});
+      void writer
+        .write(bytes)
+        .then(() => writer.abort('the node died'))
+        .catch(() => {});
       const init = await rawInit(fx, { bytes });
       return call(path(fx), { ...init, headers: { ...(init.headers as Record<string, string>), 'content-length': '400' }, body: readable });
     }),
@@ -241,12 +262,15 @@ function rawCases(path: (f: Fixture) => string, maxBytes: number): BadCase[] {
  * would accept, used when one path parameter is swapped for a bad one; `cases` are the bad inputs
  * in what it reads besides. Endpoints that read nothing but their path say so with `cases: []`.
  */
-const ROUTES: Record<string, {
-  init?: (f: Fixture) => Promise<RequestInit> | RequestInit;
-  cases: BadCase[];
-  /** Path parameters for which an unknown value is a fine request (e.g. the hash of a new upload). */
-  unknownIsValid?: string[];
-}> = {
+const ROUTES: Record<
+  string,
+  {
+    init?: (f: Fixture) => Promise<RequestInit> | RequestInit;
+    cases: BadCase[];
+    /** Path parameters for which an unknown value is a fine request (e.g. the hash of a new upload). */
+    unknownIsValid?: string[];
+  }
+> = {
   'GET /time': { cases: [] },
   // The API description: no input at all.
   'GET /openapi.json': { cases: [] },
@@ -255,23 +279,43 @@ const ROUTES: Record<string, {
 
   'POST /submit_job': {
     cases: [
-      ...multipartCases('/submit_job', () => ({ start_frame: '1', end_frame: '2' }), 'blend_file', () => blendBytes()),
+      ...multipartCases(
+        '/submit_job',
+        () => ({ start_frame: '1', end_frame: '2' }),
+        'blend_file',
+        () => blendBytes(),
+      ),
       ...BAD_FRAMES.flatMap(([kind, value]) => [
-        bad(`a ${kind} start_frame`, () => call('/submit_job', { method: 'POST', body: submitForm({ start_frame: String(value), end_frame: 10 }, blendBytes()) })),
+        bad(`a ${kind} start_frame`, () =>
+          call('/submit_job', { method: 'POST', body: submitForm({ start_frame: String(value), end_frame: 10 }, blendBytes()) }),
+        ),
         bad(`a ${kind} end_frame`, () => call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: String(value) }, blendBytes()) })),
       ]),
       bad('start_frame after end_frame', () => call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 5, end_frame: 4 }, blendBytes()) })),
       bad('a file that is not a .blend', () => call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, pngBytes('png')) })),
-      bad('a .blend cut to its first 4 bytes', () => call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, blendBytes().slice(0, 4)) })),
-      ...BAD_NAMES.map((name) => bad(`a job name with a path trick (${JSON.stringify(name)})`, () =>
-        call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2, name }, blendBytes()) }))),
+      bad('a .blend cut to its first 4 bytes', () =>
+        call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2 }, blendBytes().slice(0, 4)) }),
+      ),
+      ...BAD_NAMES.map((name) =>
+        bad(`a job name with a path trick (${JSON.stringify(name)})`, () =>
+          call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2, name }, blendBytes()) }),
+        ),
+      ),
       bad('chunk_size 0, priority 101 and max_attempts 0.5', () =>
-        call('/submit_job', { method: 'POST', body: submitForm({ start_frame: 1, end_frame: 2, chunk_size: 0, priority: 101, max_attempts: 0.5 }, blendBytes()) })),
+        call('/submit_job', {
+          method: 'POST',
+          body: submitForm({ start_frame: 1, end_frame: 2, chunk_size: 0, priority: 101, max_attempts: 0.5 }, blendBytes()),
+        }),
+      ),
     ],
   },
   'POST /register_worker': {
     cases: [
-      ...jsonCases('POST', () => '/register_worker', () => ({ name: 'box', hostname: 'box.lan', blender_version: '3.4.1', threads: 2 })),
+      ...jsonCases(
+        'POST',
+        () => '/register_worker',
+        () => ({ name: 'box', hostname: 'box.lan', blender_version: '3.4.1', threads: 2 }),
+      ),
       ...BAD_NAMES.map((name) => bad(`a node name with a path trick (${JSON.stringify(name)})`, () => postJson('/register_worker', { name }))),
       bad('negative threads', () => postJson('/register_worker', { name: 'box', threads: -1 })),
       bad('fractional threads', () => postJson('/register_worker', { name: 'box', threads: 1.5 })),
@@ -280,7 +324,11 @@ const ROUTES: Record<string, {
   },
   'POST /get_job': {
     cases: [
-      ...jsonCases('POST', () => '/get_job', (fx) => ({ worker_id: fx.other, wait_ms: 0, claim_id: UNKNOWN_ID })),
+      ...jsonCases(
+        'POST',
+        () => '/get_job',
+        (fx) => ({ worker_id: fx.other, wait_ms: 0, claim_id: UNKNOWN_ID }),
+      ),
       bad('an unknown worker', () => postJson('/get_job', { worker_id: UNKNOWN_ID })),
       bad('a negative wait', (fx) => postJson('/get_job', { worker_id: fx.other, wait_ms: -1 })),
       bad('a fractional wait', (fx) => postJson('/get_job', { worker_id: fx.other, wait_ms: 1.5 })),
@@ -290,17 +338,42 @@ const ROUTES: Record<string, {
   },
   'POST /update_task_status': {
     cases: [
-      ...jsonCases('POST', () => '/update_task_status', (fx) => ({ worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running' })),
-      ...(['running', 'completed', 'failed', 'released'] as const).map((status) =>
-        bad(`"${status}" with another node's lease_id`, (fx) => postJson('/update_task_status', { worker_id: fx.other, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status })),
+      ...jsonCases(
+        'POST',
+        () => '/update_task_status',
+        (fx) => ({ worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running' }),
       ),
-      bad('an unknown task', (fx) => postJson('/update_task_status', { worker_id: fx.worker, task_id: UNKNOWN_ID, lease_id: fx.task.lease_id, status: 'running' })),
-      bad('an unknown worker', (fx) => postJson('/update_task_status', { worker_id: UNKNOWN_ID, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running' })),
-      bad('a status that does not exist', (fx) => postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'paused' })),
-      bad('"completed" before every frame was uploaded', (fx) => postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'completed' })),
-      ...BAD_FRAMES.map(([kind, value]) => bad(`a ${kind} current_frame`, (fx) =>
-        postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running', current_frame: value }))),
-      bad('a negative peak_mem_mb', (fx) => postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running', peak_mem_mb: -5 })),
+      ...(['running', 'completed', 'failed', 'released'] as const).map((status) =>
+        bad(`"${status}" with another node's lease_id`, (fx) =>
+          postJson('/update_task_status', { worker_id: fx.other, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status }),
+        ),
+      ),
+      bad('an unknown task', (fx) =>
+        postJson('/update_task_status', { worker_id: fx.worker, task_id: UNKNOWN_ID, lease_id: fx.task.lease_id, status: 'running' }),
+      ),
+      bad('an unknown worker', (fx) =>
+        postJson('/update_task_status', { worker_id: UNKNOWN_ID, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running' }),
+      ),
+      bad('a status that does not exist', (fx) =>
+        postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'paused' }),
+      ),
+      bad('"completed" before every frame was uploaded', (fx) =>
+        postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'completed' }),
+      ),
+      ...BAD_FRAMES.map(([kind, value]) =>
+        bad(`a ${kind} current_frame`, (fx) =>
+          postJson('/update_task_status', {
+            worker_id: fx.worker,
+            task_id: fx.task.task_id,
+            lease_id: fx.task.lease_id,
+            status: 'running',
+            current_frame: value,
+          }),
+        ),
+      ),
+      bad('a negative peak_mem_mb', (fx) =>
+        postJson('/update_task_status', { worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, status: 'running', peak_mem_mb: -5 }),
+      ),
       bad('51 warnings', (fx) => postJson('/update_task_status', { ...lease(fx), status: 'running', warnings: Array.from({ length: 51 }, (_, i) => `w${i}`) })),
       bad('a warning of 1001 characters', (fx) => postJson('/update_task_status', { ...lease(fx), status: 'running', warnings: ['x'.repeat(1001)] })),
       bad('an empty warning', (fx) => postJson('/update_task_status', { ...lease(fx), status: 'running', warnings: [''] })),
@@ -310,7 +383,12 @@ const ROUTES: Record<string, {
   },
   'POST /upload_result': {
     cases: [
-      ...multipartCases('/upload_result', (fx) => ({ worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, frame: '1' }), 'file', () => pngBytes('mp')),
+      ...multipartCases(
+        '/upload_result',
+        (fx) => ({ worker_id: fx.worker, task_id: fx.task.task_id, lease_id: fx.task.lease_id, frame: '1' }),
+        'file',
+        () => pngBytes('mp'),
+      ),
       ...BAD_FRAMES.map(([kind, value]) => bad(`a ${kind} frame`, (fx) => uploadForm(fx, { frame: String(value) }))),
       bad('a frame outside the task', (fx) => uploadForm(fx, { frame: '3' })),
       bad("another node's lease_id", (fx) => uploadForm(fx, { worker_id: fx.other })),
@@ -322,11 +400,19 @@ const ROUTES: Record<string, {
     init: (fx) => rawInit(fx),
     cases: [
       ...rawCases((fx) => `/tasks/${fx.task.task_id}/frames/1?ext=png`, MAX_UPLOAD_BYTES),
-      ...['', 'sh', '..%2fx', 'png%00', 'PNG%5c..', '%2e%2e'].map((ext) => bad(`?ext=${ext}`, async (fx) => call(`/tasks/${fx.task.task_id}/frames/1?ext=${ext}`, await rawInit(fx)))),
+      ...['', 'sh', '..%2fx', 'png%00', 'PNG%5c..', '%2e%2e'].map((ext) =>
+        bad(`?ext=${ext}`, async (fx) => call(`/tasks/${fx.task.task_id}/frames/1?ext=${ext}`, await rawInit(fx))),
+      ),
       bad('no ?ext', async (fx) => call(`/tasks/${fx.task.task_id}/frames/1`, await rawInit(fx))),
-      bad('an x-farm-sha256 that is not a SHA-256', async (fx) => call(`/tasks/${fx.task.task_id}/frames/1?ext=png`, await rawInit(fx, { headers: { 'x-farm-sha256': 'zz' } }))),
-      bad('bytes that do not match x-farm-sha256', async (fx) => call(`/tasks/${fx.task.task_id}/frames/1?ext=png`, await rawInit(fx, { headers: { 'x-farm-sha256': '0'.repeat(64) } }))),
-      bad('a negative x-farm-render-ms', async (fx) => call(`/tasks/${fx.task.task_id}/frames/1?ext=png`, await rawInit(fx, { headers: { 'x-farm-render-ms': '-1' } }))),
+      bad('an x-farm-sha256 that is not a SHA-256', async (fx) =>
+        call(`/tasks/${fx.task.task_id}/frames/1?ext=png`, await rawInit(fx, { headers: { 'x-farm-sha256': 'zz' } })),
+      ),
+      bad('bytes that do not match x-farm-sha256', async (fx) =>
+        call(`/tasks/${fx.task.task_id}/frames/1?ext=png`, await rawInit(fx, { headers: { 'x-farm-sha256': '0'.repeat(64) } })),
+      ),
+      bad('a negative x-farm-render-ms', async (fx) =>
+        call(`/tasks/${fx.task.task_id}/frames/1?ext=png`, await rawInit(fx, { headers: { 'x-farm-render-ms': '-1' } })),
+      ),
       bad('a frame outside the task', async (fx) => call(`/tasks/${fx.task.task_id}/frames/3?ext=png`, await rawInit(fx))),
     ],
   },
@@ -338,7 +424,9 @@ const ROUTES: Record<string, {
     init: (fx) => rawInit(fx),
     cases: [
       ...rawCases((fx) => `/tasks/${fx.task.task_id}/frames/1/preview`, MAX_PREVIEW_BYTES),
-      bad('a preview that is not an image type', async (fx) => call(`/tasks/${fx.task.task_id}/frames/1/preview`, await rawInit(fx, { headers: { 'content-type': 'text/html' } }))),
+      bad('a preview that is not an image type', async (fx) =>
+        call(`/tasks/${fx.task.task_id}/frames/1/preview`, await rawInit(fx, { headers: { 'content-type': 'text/html' } })),
+      ),
       bad('a preview of a frame not uploaded yet', async (fx) => call(`/tasks/${fx.task.task_id}/frames/2/preview`, await rawInit(fx))),
     ],
   },
@@ -369,7 +457,11 @@ const ROUTES: Record<string, {
     init: () => jsonInit('POST', { size: 21 }),
     unknownIsValid: ['sha256'],
     cases: [
-      ...jsonCases('POST', (fx) => `/blobs/${fx.uploadSha}/uploads`, () => ({ size: 21 })),
+      ...jsonCases(
+        'POST',
+        (fx) => `/blobs/${fx.uploadSha}/uploads`,
+        () => ({ size: 21 }),
+      ),
       bad('a negative size', (fx) => postJson(`/blobs/${fx.uploadSha}/uploads`, { size: -1 })),
       bad('a size of 0', (fx) => postJson(`/blobs/${fx.uploadSha}/uploads`, { size: 0 })),
       bad('a fractional size', (fx) => postJson(`/blobs/${fx.uploadSha}/uploads`, { size: 20.5 })),
@@ -382,16 +474,30 @@ const ROUTES: Record<string, {
     init: () => ({ method: 'PUT', headers: { 'content-length': '21' }, body: new TextEncoder().encode('a blob being uploaded') }),
     cases: [
       bad('no Content-Length (streamed)', (fx) =>
-        call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, { method: 'PUT', body: new ReadableStream({ start: (c) => (c.enqueue(new Uint8Array(21)), c.close()) }) })),
+        call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, {
+          method: 'PUT',
+          body: new ReadableStream({ start: (c) => (c.enqueue(new Uint8Array(21)), c.close()) }),
+        }),
+      ),
       bad('a declared length over the limit', (fx) =>
-        call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, { method: 'PUT', headers: { 'content-length': String(MAX_UPLOAD_BYTES + 1) }, body: declaredOnly(MAX_UPLOAD_BYTES + 1) })),
+        call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, {
+          method: 'PUT',
+          headers: { 'content-length': String(MAX_UPLOAD_BYTES + 1) },
+          body: declaredOnly(MAX_UPLOAD_BYTES + 1),
+        }),
+      ),
       bad('a part cut off before its Content-Length', (fx) => {
         const { readable, writable } = new FixedLengthStream(21);
         const writer = writable.getWriter();
-        void writer.write(new Uint8Array(10)).then(() => writer.abort('the client died')).catch(() => {});
+        void writer
+          .write(new Uint8Array(10))
+          .then(() => writer.abort('the client died'))
+          .catch(() => {});
         return call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, { method: 'PUT', headers: { 'content-length': '21' }, body: readable });
       }),
-      bad('an empty part', (fx) => call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, { method: 'PUT', headers: { 'content-length': '0' }, body: new Uint8Array(0) })),
+      bad('an empty part', (fx) =>
+        call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, { method: 'PUT', headers: { 'content-length': '0' }, body: new Uint8Array(0) }),
+      ),
       bad('part 0', (fx) => call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/0`, { method: 'PUT', body: new Uint8Array(21) })),
       bad('a part past the last', (fx) => call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/2`, { method: 'PUT', body: new Uint8Array(21) })),
       bad('a part of the wrong size', (fx) => call(`/blobs/${fx.uploadSha}/uploads/${fx.uploadId}/parts/1`, { method: 'PUT', body: new Uint8Array(5) })),
@@ -406,7 +512,11 @@ const ROUTES: Record<string, {
   },
   'POST /jobs': {
     cases: [
-      ...jsonCases('POST', () => '/jobs', (fx) => ({ blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: 2 })),
+      ...jsonCases(
+        'POST',
+        () => '/jobs',
+        (fx) => ({ blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: 2 }),
+      ),
       ...BAD_FRAMES.flatMap(([kind, value]) => [
         bad(`a ${kind} start_frame`, (fx) => postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'blend', start_frame: value, end_frame: 2 })),
         bad(`a ${kind} end_frame`, (fx) => postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: value })),
@@ -415,17 +525,30 @@ const ROUTES: Record<string, {
       bad('a blob that was never uploaded', () => postJson('/jobs', { blob_sha256: 'd'.repeat(64), kind: 'blend', start_frame: 1, end_frame: 2 })),
       bad('a .blend blob sent as a zip', (fx) => postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'zip', start_frame: 1, end_frame: 2 })),
       bad('a field the API does not have', (fx) => postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: 2, admin: true })),
-      ...[...BAD_NAMES, 'textures/x.png'].map((main) => bad(`main_blend ${JSON.stringify(main)}`, (fx) =>
-        postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'zip', main_blend: main, start_frame: 1, end_frame: 2 }))),
-      ...BAD_NAMES.map((name) => bad(`a job name with a path trick (${JSON.stringify(name)})`, (fx) =>
-        postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: 2, name }))),
+      ...[...BAD_NAMES, 'textures/x.png'].map((main) =>
+        bad(`main_blend ${JSON.stringify(main)}`, (fx) =>
+          postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'zip', main_blend: main, start_frame: 1, end_frame: 2 }),
+        ),
+      ),
+      ...BAD_NAMES.map((name) =>
+        bad(`a job name with a path trick (${JSON.stringify(name)})`, (fx) =>
+          postJson('/jobs', { blob_sha256: fx.blobSha, kind: 'blend', start_frame: 1, end_frame: 2, name }),
+        ),
+      ),
     ],
   },
   'POST /manifests': {
     cases: [
-      ...jsonCases('POST', () => '/manifests', () => VALID_MANIFEST),
-      ...BAD_NAMES.map((path) => bad(`a file path with a path trick (${JSON.stringify(path)})`, () =>
-        postJson('/manifests', { ...VALID_MANIFEST, files: [...VALID_MANIFEST.files, { path, sha256: 'b'.repeat(64), size: 1 }] }))),
+      ...jsonCases(
+        'POST',
+        () => '/manifests',
+        () => VALID_MANIFEST,
+      ),
+      ...BAD_NAMES.map((path) =>
+        bad(`a file path with a path trick (${JSON.stringify(path)})`, () =>
+          postJson('/manifests', { ...VALID_MANIFEST, files: [...VALID_MANIFEST.files, { path, sha256: 'b'.repeat(64), size: 1 }] }),
+        ),
+      ),
       bad('a path twice', () => postJson('/manifests', { ...VALID_MANIFEST, files: [...VALID_MANIFEST.files, ...VALID_MANIFEST.files] })),
       bad('a main_blend it does not list', () => postJson('/manifests', { ...VALID_MANIFEST, main_blend: 'other.blend' })),
     ],
@@ -448,10 +571,15 @@ const ROUTES: Record<string, {
   'PATCH /jobs/:job_id': {
     init: () => jsonInit('PATCH', { priority: 60 }),
     cases: [
-      ...jsonCases('PATCH', (fx) => `/jobs/${fx.job.job_id}`, () => ({ priority: 60 })),
+      ...jsonCases(
+        'PATCH',
+        (fx) => `/jobs/${fx.job.job_id}`,
+        () => ({ priority: 60 }),
+      ),
       ...[-1, 101, 1.5].map((priority) => bad(`priority ${priority}`, (fx) => call(`/jobs/${fx.job.job_id}`, jsonInit('PATCH', { priority })))),
       ...['file:///etc/passwd', 'http://user:secret@example.com/hook', 'javascript:alert(1)', 'not a url'].map((url) =>
-        bad(`webhook_url ${url}`, (fx) => call(`/jobs/${fx.job.job_id}`, jsonInit('PATCH', { webhook_url: url })))),
+        bad(`webhook_url ${url}`, (fx) => call(`/jobs/${fx.job.job_id}`, jsonInit('PATCH', { webhook_url: url }))),
+      ),
       bad('a field that cannot change', (fx) => call(`/jobs/${fx.job.job_id}`, jsonInit('PATCH', { start_frame: 0 }))),
     ],
   },
@@ -560,9 +688,19 @@ function paramCases(method: string, path: string): BadCase[] {
     return new URL(built, 'http://farm').pathname !== built;
   };
   return names.flatMap((name) => [
-    ...(spec?.unknownIsValid?.includes(name) ? [] : [bad(`an unknown ${name}`, send(name, () => UNKNOWN_PARAM[name] ?? UNKNOWN_ID))]),
+    ...(spec?.unknownIsValid?.includes(name)
+      ? []
+      : [
+          bad(
+            `an unknown ${name}`,
+            send(name, () => UNKNOWN_PARAM[name] ?? UNKNOWN_ID),
+          ),
+        ]),
     ...PATH_TRICKS.map((trick) => ({
-      ...bad(`${name} = ${trick.length > 40 ? `${trick.slice(0, 10)}…(${trick.length})` : trick}`, send(name, () => trick)),
+      ...bad(
+        `${name} = ${trick.length > 40 ? `${trick.slice(0, 10)}…(${trick.length})` : trick}`,
+        send(name, () => trick),
+      ),
       elsewhere: normalizes(name, trick),
     })),
   ]);
@@ -593,8 +731,14 @@ async function expectRefusedAndNothingChanged(send: Send, elsewhere = false): Pr
 describe('the bad-input table', () => {
   it('has an entry for every route of the app, and none for a route that is gone', () => {
     const registered = routeList().map((r) => `${r.method} ${r.path}`);
-    expect(registered.filter((key) => !(key in ROUTES)), 'routes without bad-input cases: add them to ROUTES').toEqual([]);
-    expect(Object.keys(ROUTES).filter((key) => !registered.includes(key)), 'ROUTES entries for routes the app no longer has').toEqual([]);
+    expect(
+      registered.filter((key) => !(key in ROUTES)),
+      'routes without bad-input cases: add them to ROUTES',
+    ).toEqual([]);
+    expect(
+      Object.keys(ROUTES).filter((key) => !registered.includes(key)),
+      'ROUTES entries for routes the app no longer has',
+    ).toEqual([]);
   });
 });
 
@@ -602,9 +746,12 @@ for (const { method, path } of routeList()) {
   const cases = [...(ROUTES[`${method} ${path}`]?.cases ?? []), ...paramCases(method, path)];
   if (cases.length === 0) continue; // no input at all: nothing can be bad (listed in ROUTES with cases: [])
   describe(`${method} ${path}`, () => {
-    it.each(cases.map((c) => [c.elsewhere ? `${c.what} (a URL for another path)` : c.what, c] as const))('refuses %s with a 4xx and changes nothing', async (_what, c) => {
-      await expectRefusedAndNothingChanged(() => c.send(f), c.elsewhere);
-    });
+    it.each(cases.map((c) => [c.elsewhere ? `${c.what} (a URL for another path)` : c.what, c] as const))(
+      'refuses %s with a 4xx and changes nothing',
+      async (_what, c) => {
+        await expectRefusedAndNothingChanged(() => c.send(f), c.elsewhere);
+      },
+    );
   });
 }
 

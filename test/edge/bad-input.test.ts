@@ -241,8 +241,7 @@ describe('unknown ids', () => {
 });
 
 describe('JSON bodies', () => {
-  const post = (body: string, contentType = 'application/json') =>
-    call('/get_job', { method: 'POST', headers: { 'content-type': contentType }, body });
+  const post = (body: string, contentType = 'application/json') => call('/get_job', { method: 'POST', headers: { 'content-type': contentType }, body });
 
   it('invalid JSON gets 400', async () => {
     await expectRefusedUnchanged(() => post('{"worker_id": '), 400, 'the body is not valid JSON');
@@ -257,7 +256,7 @@ describe('JSON bodies', () => {
   });
 
   it('40,000 levels of nested objects get 400 naming the missing field', async () => {
-    await expectRefusedUnchanged(() => post('{"a":'.repeat(40_000) + '1' + '}'.repeat(40_000)), 400, 'worker_id is required');
+    await expectRefusedUnchanged(() => post(`${'{"a":'.repeat(40_000)}1${'}'.repeat(40_000)}`), 400, 'worker_id is required');
   });
 
   it('a JSON body sent without Content-Type: application/json gets 415', async () => {
@@ -267,7 +266,11 @@ describe('JSON bodies', () => {
 
   it('a JSON body over MAX_JSON_BYTES (256 KiB) gets 413', async () => {
     const body = JSON.stringify({ name: 'big', hostname: 'x'.repeat(MAX_JSON_BYTES) });
-    await expectRefusedUnchanged(() => call('/register_worker', { method: 'POST', headers: { 'content-type': 'application/json' }, body }), 413, 'over the limit');
+    await expectRefusedUnchanged(
+      () => call('/register_worker', { method: 'POST', headers: { 'content-type': 'application/json' }, body }),
+      413,
+      'over the limit',
+    );
   });
 
   it('a non-object JSON body and a wrong field type get 400', async () => {
@@ -278,7 +281,7 @@ describe('JSON bodies', () => {
 });
 
 describe('frame uploads refuse', () => {
-  it('a frame outside the task\'s range', async () => {
+  it("a frame outside the task's range", async () => {
     await expectRefusedUnchanged(() => uploadFrame(worker, task, 3, pngBytes(3)), 400, `frame 3 is not in task ${task.task_id} (frames 1-2)`);
   });
 
@@ -295,7 +298,12 @@ describe('frame uploads refuse', () => {
   it('a raw upload without the lease headers', async () => {
     const bytes = pngBytes(1);
     await expectRefusedUnchanged(
-      () => call(`/tasks/${task.task_id}/frames/1?ext=png`, { method: 'PUT', headers: { 'content-length': String(bytes.length), 'x-farm-worker-id': worker, 'x-farm-sha256': '' }, body: bytes }),
+      () =>
+        call(`/tasks/${task.task_id}/frames/1?ext=png`, {
+          method: 'PUT',
+          headers: { 'content-length': String(bytes.length), 'x-farm-worker-id': worker, 'x-farm-sha256': '' },
+          body: bytes,
+        }),
       400,
       'lease_id is required',
     );
@@ -340,7 +348,12 @@ describe('POST /manifests refuses', () => {
     ['a bad hash', { ...base, files: [{ path: 'scene.blend', sha256: 'xyz', size: 1 }] }, 400, 'SHA-256'],
     ['a negative size', { ...base, files: [{ path: 'scene.blend', sha256: 'a'.repeat(64), size: -1 }] }, 400, 'negative'],
     ['an unknown field', { ...base, files: [file('scene.blend')], extra: 1 }, 400, /extra|unrecognized/i],
-    ['an empty file with a hash of content', { ...base, files: [file('scene.blend'), { path: 'e', sha256: 'a'.repeat(64), size: 0 }] }, 400, 'does not go with'],
+    [
+      'an empty file with a hash of content',
+      { ...base, files: [file('scene.blend'), { path: 'e', sha256: 'a'.repeat(64), size: 0 }] },
+      400,
+      'does not go with',
+    ],
     ['another version', { ...base, version: 2, files: [file('scene.blend')] }, 400, 'version must be 1'],
   ];
   for (const [what, body, status, phrase] of cases) {

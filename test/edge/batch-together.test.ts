@@ -24,9 +24,7 @@ describe('batchTogether', () => {
     const workers = await Promise.all(Array.from({ length: 24 }, (_, i) => registerWorker(`n${i}`)));
     const { db, batches } = countedDb();
     const claims = await Promise.all(
-      workers.map((workerId) =>
-        claimTask(groupCommitting(db), { workerId, now: Date.now(), leaseMs: 60_000, targetChunkMs: 10_000 }),
-      ),
+      workers.map((workerId) => claimTask(groupCommitting(db), { workerId, now: Date.now(), leaseMs: 60_000, targetChunkMs: 10_000 })),
     );
     const frames = claims.flatMap((c) => {
       if (c.outcome !== 'claimed') throw new Error(`a claim found ${c.outcome}`);
@@ -40,10 +38,7 @@ describe('batchTogether', () => {
     // together in groups of at most 200 statements (MAX_STATEMENTS): each claim alone would be 24 batches.
     const perClaim = batches.reduce((a, b) => a + b, 0) / 24;
     const perGroup = Math.floor(200 / perClaim);
-    expect(batches).toEqual([
-      perClaim,
-      ...Array.from({ length: Math.ceil(23 / perGroup) }, (_, i) => Math.min(perGroup, 23 - i * perGroup) * perClaim),
-    ]);
+    expect(batches).toEqual([perClaim, ...Array.from({ length: Math.ceil(23 / perGroup) }, (_, i) => Math.min(perGroup, 23 - i * perGroup) * perClaim)]);
   });
 
   it("one caller's failing statement fails only that caller; the others are applied exactly once", async () => {
@@ -71,9 +66,7 @@ describe('batchTogether', () => {
   it('the lead passes on: waves of callers keep being answered, each from its own batch results', async () => {
     const { db, batches } = countedDb();
     for (let wave = 0; wave < 3; wave++) {
-      const answers = await Promise.all(
-        Array.from({ length: 30 }, (_, i) => batchTogether(db, [db.prepare(`SELECT ? AS n, ? AS wave`).bind(i, wave)])),
-      );
+      const answers = await Promise.all(Array.from({ length: 30 }, (_, i) => batchTogether(db, [db.prepare(`SELECT ? AS n, ? AS wave`).bind(i, wave)])));
       expect(answers.map((a) => a[0]!.results[0])).toEqual(Array.from({ length: 30 }, (_, n) => ({ n, wave })));
     }
     // Each wave: its first caller finds the queue idle and goes alone; the 29 that waited for it go as one.

@@ -126,9 +126,13 @@ describe('checkBlendHeader refuses, saying what is wrong', () => {
   });
 
   it('the same faults inside gzip, said to be inside it', async () => {
-    expect(await verdict(await gzip(encoder.encode('BLENDER')))).toBe('blend_file is not a .blend: inside its gzip compression, its header is cut off after 7 bytes');
+    expect(await verdict(await gzip(encoder.encode('BLENDER')))).toBe(
+      'blend_file is not a .blend: inside its gzip compression, its header is cut off after 7 bytes',
+    );
     expect(await verdict(await gzip(file('BLENDER%v304')))).toMatch(/^blend_file is not a \.blend: inside its gzip compression, unknown pointer size '%'/);
-    expect(await verdict(await gzip(file('BLENDER-v30x')))).toBe("blend_file is not a .blend: inside its gzip compression, its version '30x' is not three digits");
+    expect(await verdict(await gzip(file('BLENDER-v30x')))).toBe(
+      "blend_file is not a .blend: inside its gzip compression, its version '30x' is not three digits",
+    );
     expect(await verdict(await gzip(pngBytes('inside')))).toBe('blend_file is a gzip file that does not contain a .blend');
   });
 

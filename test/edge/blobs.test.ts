@@ -161,7 +161,10 @@ describe('chunked blob uploads', { timeout: 30_000 }, () => {
     const sha = await sha256(bytes);
     const state = await json<UploadState>(await startUpload(sha, { size: bytes.length, part_size: PART }), 201);
     await json(await putPart(sha, state.upload_id!, 1, bytes.subarray(0, PART)), 200);
-    expect(await json(await call(`/blobs/${sha}/uploads/${state.upload_id}`, { method: 'DELETE' }), 200)).toEqual({ upload_id: state.upload_id, aborted: true });
+    expect(await json(await call(`/blobs/${sha}/uploads/${state.upload_id}`, { method: 'DELETE' }), 200)).toEqual({
+      upload_id: state.upload_id,
+      aborted: true,
+    });
     await expectError(await putPart(sha, state.upload_id!, 2, bytes.subarray(PART)), 404, 'start it again');
     const fresh = await json<UploadState>(await startUpload(sha, { size: bytes.length, part_size: PART }), 201);
     expect(fresh.upload_id).not.toBe(state.upload_id);

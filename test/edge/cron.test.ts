@@ -114,7 +114,9 @@ describe('stale chunked uploads', () => {
     const partPath = `/blobs/${stale.sha}/uploads/${stale.state.upload_id}/parts/1`;
     const sendPart = () => call(partPath, { method: 'PUT', headers: { 'content-length': '100' }, body: staleBytes });
     await json(await sendPart(), 200);
-    await env.DB.prepare(`UPDATE blob_uploads SET updated_at = ? WHERE id = ?`).bind(Date.now() - 25 * HOUR, stale.state.upload_id).run();
+    await env.DB.prepare(`UPDATE blob_uploads SET updated_at = ? WHERE id = ?`)
+      .bind(Date.now() - 25 * HOUR, stale.state.upload_id)
+      .run();
 
     await runScheduledWork(env, Date.now());
 
@@ -175,7 +177,9 @@ describe('inputs no job uses', () => {
     const goneKey = await inputKey(gone.blend_file);
     await json<DeleteJobResponse>(await call(`/jobs/${gone.job_id}`, { method: 'DELETE' }), 200);
     // Long-stored inputs: only the time since the last job went counts for the deleted job's.
-    await env.DB.prepare(`UPDATE blobs SET created_at = ?`).bind(Date.now() - 30 * DAY).run();
+    await env.DB.prepare(`UPDATE blobs SET created_at = ?`)
+      .bind(Date.now() - 30 * DAY)
+      .run();
     const now = Date.now();
 
     await runScheduledWork(env, now + 1 * DAY);

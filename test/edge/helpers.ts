@@ -259,7 +259,9 @@ export async function expectRefusedUnchanged(send: () => Promise<Response>, stat
  * `lease_expires_at` into the past is exactly the state a node that stopped renewing leaves behind.
  */
 export async function expireLease(taskId: string, agoMs = 1_000): Promise<void> {
-  const { meta } = await env.DB.prepare(`UPDATE tasks SET lease_expires_at = ? WHERE id = ?`).bind(Date.now() - agoMs, taskId).run();
+  const { meta } = await env.DB.prepare(`UPDATE tasks SET lease_expires_at = ? WHERE id = ?`)
+    .bind(Date.now() - agoMs, taskId)
+    .run();
   expect(meta.changes).toBe(1);
 }
 

@@ -210,11 +210,14 @@ describe('DELETE /jobs/{id}', () => {
     await json(await putFrame(node, task, 1, pngBytes(1)), 201);
     await json(await putPreview(node, task, 1, jpegBytes('p1')), 201);
     const log = 'Fra:1\nSaved: frame_000001.png\n';
-    await json(await call(`/tasks/${task.task_id}/log`, {
-      method: 'PUT',
-      headers: { 'x-farm-worker-id': node, 'x-farm-lease-id': task.lease_id, 'content-length': String(log.length) },
-      body: log,
-    }), 201);
+    await json(
+      await call(`/tasks/${task.task_id}/log`, {
+        method: 'PUT',
+        headers: { 'x-farm-worker-id': node, 'x-farm-lease-id': task.lease_id, 'content-length': String(log.length) },
+        body: log,
+      }),
+      201,
+    );
     expect(await r2Keys(`renders/${job.job_id}/`)).toHaveLength(1);
     expect(await r2Keys(`previews/${job.job_id}/`)).toHaveLength(1);
     expect(await r2Keys(`logs/${job.job_id}/`)).toHaveLength(1);
@@ -222,8 +225,14 @@ describe('DELETE /jobs/{id}', () => {
     // The request only marks the job: its files go with the next cron runs.
     const deleted = await json<DeleteJobResponse>(await call(`/jobs/${job.job_id}`, { method: 'DELETE' }), 200);
     expect(deleted).toEqual({ job_id: job.job_id, deleted: true, deleted_objects: 0 });
-    for (const path of [`/job_status/${job.job_id}`, `/jobs/${job.job_id}/frames`, `/jobs/${job.job_id}/frames/1`,
-      `/jobs/${job.job_id}/frames/1/preview`, `/jobs/${job.job_id}/tasks/${task.task_id}/log`, `/jobs/${job.job_id}/webhook`]) {
+    for (const path of [
+      `/job_status/${job.job_id}`,
+      `/jobs/${job.job_id}/frames`,
+      `/jobs/${job.job_id}/frames/1`,
+      `/jobs/${job.job_id}/frames/1/preview`,
+      `/jobs/${job.job_id}/tasks/${task.task_id}/log`,
+      `/jobs/${job.job_id}/webhook`,
+    ]) {
       await expectError(await call(path), 404, /no job with id|no task/);
     }
     const list = await json<{ jobs: { job_id: string }[] }>(await call('/jobs'), 200);
@@ -255,14 +264,25 @@ describe('nodes: list, drain, disable, enable', () => {
   it('lists a node with its devices, its state and its current task', async () => {
     const res = await postJson('/register_worker', {
       name: 'gpu-box',
-      devices: [{ type: 'CPU', name: 'AMD Ryzen 9 (16 threads)' }, { type: 'OPTIX', name: 'NVIDIA RTX 4090' }],
+      devices: [
+        { type: 'CPU', name: 'AMD Ryzen 9 (16 threads)' },
+        { type: 'OPTIX', name: 'NVIDIA RTX 4090' },
+      ],
     });
     const { worker_id: node } = await json<{ worker_id: string }>(res, 201);
     let list = await json<WorkerListResponse>(await call('/workers'), 200);
     expect(list.workers).toHaveLength(1);
     expect(list.workers[0]).toMatchObject({
-      worker_id: node, name: 'gpu-box', online: true, enabled: true, state: 'idle', current_task_id: null,
-      devices: [{ type: 'CPU', name: 'AMD Ryzen 9 (16 threads)' }, { type: 'OPTIX', name: 'NVIDIA RTX 4090' }],
+      worker_id: node,
+      name: 'gpu-box',
+      online: true,
+      enabled: true,
+      state: 'idle',
+      current_task_id: null,
+      devices: [
+        { type: 'CPU', name: 'AMD Ryzen 9 (16 threads)' },
+        { type: 'OPTIX', name: 'NVIDIA RTX 4090' },
+      ],
     });
     const job = await submitOk({ start_frame: 5, end_frame: 5 });
     const task = await claim(node);
@@ -270,10 +290,14 @@ describe('nodes: list, drain, disable, enable', () => {
     list = await json<WorkerListResponse>(await call('/workers'), 200);
     expect(list.workers[0]).toMatchObject({ state: 'rendering', current_task_id: task.task_id, current_job_id: job.job_id, current_frame: 5 });
     // A node is online for a lease plus the longest long poll (30 s) after it was last recorded.
-    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 85_000).run();
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`)
+      .bind(Date.now() - 85_000)
+      .run();
     list = await json<WorkerListResponse>(await call('/workers'), 200);
     expect(list.workers[0]).toMatchObject({ online: true });
-    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 91_000).run();
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`)
+      .bind(Date.now() - 91_000)
+      .run();
     list = await json<WorkerListResponse>(await call('/workers'), 200);
     expect(list.workers[0]).toMatchObject({ online: false, state: 'offline' });
   });
@@ -325,7 +349,10 @@ describe('frame previews', () => {
     expect(stored.preview_url).toBe(`/jobs/${job.job_id}/frames/1/preview`);
 
     const list = await json<FrameListResponse>(await call(`/jobs/${job.job_id}/frames`), 200);
-    expect(list.frames.map((f) => [f.frame, f.preview_url])).toEqual([[1, stored.preview_url], [2, null]]);
+    expect(list.frames.map((f) => [f.frame, f.preview_url])).toEqual([
+      [1, stored.preview_url],
+      [2, null],
+    ]);
     const res = await call(stored.preview_url);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe('image/jpeg');
@@ -364,15 +391,20 @@ describe('frame previews', () => {
     await json(await putFrame(node, task, 1, pngBytes(1)), 201);
     await expectRefusedUnchanged(() => putPreview(node, task, 1, jpegBytes('x'), 'image/x-exr'), 415, 'image/jpeg or image/png');
     await expectRefusedUnchanged(
-      () => call(`/tasks/${task.task_id}/frames/1/preview`, {
-        method: 'PUT',
-        headers: { 'content-type': 'image/jpeg', 'content-length': String(3 * 1024 * 1024), 'x-farm-worker-id': node, 'x-farm-lease-id': task.lease_id },
-        body: new Uint8Array(10),
-      }),
+      () =>
+        call(`/tasks/${task.task_id}/frames/1/preview`, {
+          method: 'PUT',
+          headers: { 'content-type': 'image/jpeg', 'content-length': String(3 * 1024 * 1024), 'x-farm-worker-id': node, 'x-farm-lease-id': task.lease_id },
+          body: new Uint8Array(10),
+        }),
       413,
       'over the limit',
     );
-    await expectRefusedUnchanged(() => putPreview(node, { ...task, lease_id: '0b7d6a8e-3f1c-4c52-9a43-5d2e8f0a1b2c' }, 1, jpegBytes('x')), 409, 'not the current lease');
+    await expectRefusedUnchanged(
+      () => putPreview(node, { ...task, lease_id: '0b7d6a8e-3f1c-4c52-9a43-5d2e8f0a1b2c' }, 1, jpegBytes('x')),
+      409,
+      'not the current lease',
+    );
     await expectRefusedUnchanged(() => putPreview(node, task, 7, jpegBytes('x')), 400, 'frame 7 is not in task');
   });
 });
@@ -401,7 +433,16 @@ describe('webhooks', () => {
 
   it('a job with a webhook is armed and not called while it runs', async () => {
     const jobId = await jobWithWebhook();
-    expect(await webhookStatus(jobId)).toEqual({ job_id: jobId, webhook_url: URL_OK, state: 'armed', attempts: 0, last_error: null, delivered_at: null, signed: false, warning: null });
+    expect(await webhookStatus(jobId)).toEqual({
+      job_id: jobId,
+      webhook_url: URL_OK,
+      state: 'armed',
+      attempts: 0,
+      last_error: null,
+      delivered_at: null,
+      signed: false,
+      warning: null,
+    });
     const node = await registerWorker();
     const task = await claim(node);
     await json(await update(node, task, 'running'), 200);
@@ -459,7 +500,11 @@ describe('webhooks', () => {
   it('a webhook given at submission (curl -F webhook_url=...) is armed; a bad one is refused and nothing is stored', async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 1, webhook_url: URL_OK });
     expect(await webhookStatus(job.job_id)).toMatchObject({ webhook_url: URL_OK, state: 'armed' });
-    await expectRefusedUnchanged(() => submitJob({ start_frame: 1, end_frame: 1, webhook_url: 'javascript:alert(1)' }), 400, 'webhook_url must be an http:// or https:// URL');
+    await expectRefusedUnchanged(
+      () => submitJob({ start_frame: 1, end_frame: 1, webhook_url: 'javascript:alert(1)' }),
+      400,
+      'webhook_url must be an http:// or https:// URL',
+    );
   });
 
   it('a webhook added to a finished job is called at once', async () => {
@@ -473,9 +518,7 @@ describe('webhooks', () => {
 
   it('a delivery claimed by an isolate that died is taken again after a while; removing the URL disarms it', async () => {
     const jobId = await jobWithWebhook();
-    await env.DB.prepare(`UPDATE jobs SET status = 'completed', webhook_state = 'sending', webhook_updated_at = ? WHERE id = ?`)
-      .bind(Date.now(), jobId)
-      .run();
+    await env.DB.prepare(`UPDATE jobs SET status = 'completed', webhook_state = 'sending', webhook_updated_at = ? WHERE id = ?`).bind(Date.now(), jobId).run();
     expect(await claimDueWebhooks(env.DB, Date.now())).toHaveLength(0);
     const [stale] = await claimDueWebhooks(env.DB, Date.now() + 6 * 60_000);
     expect(stale!.id).toBe(jobId);

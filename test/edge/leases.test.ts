@@ -180,7 +180,7 @@ describe('foreign leases', () => {
     expect(await countRows()).toEqual(counts);
   });
 
-  it("a lease_id from a different task of the same node is refused 409 for this task", async () => {
+  it('a lease_id from a different task of the same node is refused 409 for this task', async () => {
     await submitOk({ start_frame: 1, end_frame: 2, chunk_size: 1 });
     const worker = await registerWorker();
     const one = await claim(worker);

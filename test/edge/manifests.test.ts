@@ -94,7 +94,12 @@ describe('projects as manifests', () => {
     // Ahead of the other tests' jobs, which share this file's storage.
     await json(await createJob(answer.manifest_sha256, { end_frame: 1, priority: 100 }), 201);
     const task = await claim(await registerWorker('manifest-node'));
-    expect(task).toMatchObject({ input_kind: 'manifest', blend_file: `${answer.manifest_sha256}.manifest`, blend_sha256: answer.manifest_sha256, main_blend: 'shots/a.blend' });
+    expect(task).toMatchObject({
+      input_kind: 'manifest',
+      blend_file: `${answer.manifest_sha256}.manifest`,
+      blend_sha256: answer.manifest_sha256,
+      main_blend: 'shots/a.blend',
+    });
 
     const res = await call(`/download_blend/${task.blend_file}`);
     expect(res.status).toBe(200);
@@ -133,7 +138,9 @@ describe('projects as manifests', () => {
     const jobA = await json<SubmitJobResponse>(await createJob(a.manifest_sha256), 201);
     await json<SubmitJobResponse>(await createJob(b.manifest_sha256), 201);
     expect((await call(`/jobs/${jobA.job_id}`, { method: 'DELETE' })).status).toBe(200);
-    await env.DB.prepare(`UPDATE blobs SET created_at = ?`).bind(Date.now() - 30 * DAY).run();
+    await env.DB.prepare(`UPDATE blobs SET created_at = ?`)
+      .bind(Date.now() - 30 * DAY)
+      .run();
 
     await runScheduledWork(env, Date.now() + 8 * DAY);
     const left = new Set((await env.DB.prepare(`SELECT sha256 FROM blobs`).all<{ sha256: string }>()).results.map((r) => r.sha256));

@@ -99,7 +99,11 @@ describe('a lease that runs out is a node lost, not an attempt used', () => {
     const given = await submitOk({ start_frame: 1, end_frame: 1, max_node_losses: 12 });
     expect(await jobStatus(given.job_id)).toMatchObject({ max_node_losses: 12 });
     for (const bad of ['0', '101', '2.5', 'many']) {
-      await expectError(await submitJob({ start_frame: 1, end_frame: 1, max_node_losses: bad }), 400, /max_node_losses must be a (whole number from 1 to 100|number)/);
+      await expectError(
+        await submitJob({ start_frame: 1, end_frame: 1, max_node_losses: bad }),
+        400,
+        /max_node_losses must be a (whole number from 1 to 100|number)/,
+      );
     }
     const blobJob = { blob_sha256: 'a'.repeat(64), kind: 'blend', start_frame: 1, end_frame: 2 };
     expect(createJobSchema.safeParse({ ...blobJob, max_node_losses: 7 }).success).toBe(true);
@@ -251,13 +255,21 @@ describe('adaptive chunks are bounded', () => {
 describe('a failure report is counted once per lease', () => {
   /** The counters a failure bumps: the node's blocklist entry for the job and its failure count. */
   async function counters(jobId: string, workerId: string) {
-    const blocklist = await env.DB.prepare(`SELECT failures FROM job_blocklist WHERE job_id = ? AND worker_id = ?`).bind(jobId, workerId).first<number>('failures');
+    const blocklist = await env.DB.prepare(`SELECT failures FROM job_blocklist WHERE job_id = ? AND worker_id = ?`)
+      .bind(jobId, workerId)
+      .first<number>('failures');
     const worker = await env.DB.prepare(`SELECT failures FROM workers WHERE id = ?`).bind(workerId).first<number>('failures');
     return { blocklist, worker };
   }
 
   const input = (workerId: string, task: TaskAssignment) => ({
-    taskId: task.task_id, workerId, leaseId: task.lease_id, now: Date.now(), message: 'Blender crashed', reason: 'crashed', logTail: null,
+    taskId: task.task_id,
+    workerId,
+    leaseId: task.lease_id,
+    now: Date.now(),
+    message: 'Blender crashed',
+    reason: 'crashed',
+    logTail: null,
   });
 
   it('a batch applied twice (committed, then run again) counts the failure once and answers as the first time', async () => {

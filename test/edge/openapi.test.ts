@@ -25,7 +25,10 @@ import { call, claim, emptyFarm, json, postJson, registerWorker, renderAll, subm
 type Spec = {
   openapi: string;
   servers: { url: string }[];
-  paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: Record<string, unknown> }> }; security: unknown[]; responses: Record<string, unknown> }>>;
+  paths: Record<
+    string,
+    Record<string, { requestBody?: { content: Record<string, { schema: Record<string, unknown> }> }; security: unknown[]; responses: Record<string, unknown> }>
+  >;
   components: { schemas: Record<string, unknown> };
   webhooks: Record<string, unknown>;
 };
@@ -39,8 +42,14 @@ describe('GET /openapi.json', () => {
     const spec = await json<Spec>(await call('/openapi.json'), 200);
     expect(spec.openapi).toBe('3.1.0');
     expect(spec.servers).toEqual([{ url: 'http://farm.localhost' }]);
-    const served = Object.entries(spec.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`)).sort();
-    expect(served).toEqual(appRoutes().map((r) => openApiPath(r)).sort());
+    const served = Object.entries(spec.paths)
+      .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
+      .sort();
+    expect(served).toEqual(
+      appRoutes()
+        .map((r) => openApiPath(r))
+        .sort(),
+    );
   });
 
   it('request bodies are the JSON Schema of the zod schemas that validate them', async () => {
@@ -54,7 +63,9 @@ describe('GET /openapi.json', () => {
       properties: { blend_file: { type: 'string', format: 'binary' }, start_frame: { type: 'number' }, end_frame: { type: 'number' } },
       required: ['blend_file', 'start_frame', 'end_frame'],
     });
-    expect(spec.components.schemas.JobStatus).toMatchObject({ properties: { status: { enum: ['queued', 'running', 'paused', 'completed', 'failed', 'canceled'] } } });
+    expect(spec.components.schemas.JobStatus).toMatchObject({
+      properties: { status: { enum: ['queued', 'running', 'paused', 'completed', 'failed', 'canceled'] } },
+    });
     expect(spec.webhooks.jobFinished).toBeDefined();
   });
 

@@ -48,7 +48,10 @@ function expectedOrder(frames: number[]): number[] {
   const middle = Math.floor(last / 2);
   const twos = (n: number): number => (n % 2 === 0 ? 1 + twos(n / 2) : 0);
   const rank = (i: number) => (i === 0 || i === last ? -2 : i === middle ? -1 : 100 - twos(Math.abs(i - middle)));
-  return frames.map((_, i) => i).sort((a, b) => rank(a) - rank(b) || a - b).map((i) => frames[i]!);
+  return frames
+    .map((_, i) => i)
+    .sort((a, b) => rank(a) - rank(b) || a - b)
+    .map((i) => frames[i]!);
 }
 
 const range = (from: number, to: number, step = 1) => Array.from({ length: Math.floor((to - from) / step) + 1 }, (_, i) => from + i * step);
@@ -69,7 +72,13 @@ describe('a progressive job of 9 frames', () => {
     expect(tasks.map((t) => t.frames)).toEqual([[1, 9], [5], [3, 7], [2, 4], [6, 8]]);
     // The task list says which frames each task renders: from start to end, every frame_step-th.
     const listed = await json<TaskListResponse>(await call(`/jobs/${job.job_id}/tasks`), 200);
-    expect(listed.tasks.map((t) => [t.start_frame, t.end_frame, t.frame_step])).toEqual([[1, 9, 8], [2, 4, 2], [3, 7, 4], [5, 5, 1], [6, 8, 2]]);
+    expect(listed.tasks.map((t) => [t.start_frame, t.end_frame, t.frame_step])).toEqual([
+      [1, 9, 8],
+      [2, 4, 2],
+      [3, 7, 4],
+      [5, 5, 1],
+      [6, 8, 2],
+    ]);
 
     // Frame 5 lies between the first task's frames, but is another task's.
     await expectError(await uploadFrame(worker, tasks[0]!, 5, pngBytes(5)), 400, 'frame 5 is not in task');
@@ -100,7 +109,7 @@ describe('a progressive job of 9 frames', () => {
     expect(again).toMatchObject({ task_id: third.task_id, start_frame: 3, end_frame: 7, frames: [3] });
   });
 
-  it('a task that fails for good names its frames and their step in the job\'s error', async () => {
+  it("a task that fails for good names its frames and their step in the job's error", async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 9, chunk_size: 2, order: 'progressive', max_attempts: 1 });
     const worker = await registerWorker();
     const task = await claim(worker);
@@ -170,7 +179,11 @@ describe('order is checked', () => {
 
   it('POST /jobs refuses an unknown order, and takes progressive (the blob is looked up only after the fields are checked)', async () => {
     const sha = 'c'.repeat(64);
-    await expectError(await postJson('/jobs', { blob_sha256: sha, kind: 'blend', start_frame: 1, end_frame: 9, order: 'backwards' }), 400, 'order must be one of sequential, progressive');
+    await expectError(
+      await postJson('/jobs', { blob_sha256: sha, kind: 'blend', start_frame: 1, end_frame: 9, order: 'backwards' }),
+      400,
+      'order must be one of sequential, progressive',
+    );
     await expectError(await postJson('/jobs', { blob_sha256: sha, kind: 'blend', start_frame: 1, end_frame: 9, order: 'progressive' }), 404, `no blob ${sha}`);
   });
 

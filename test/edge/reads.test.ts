@@ -6,20 +6,7 @@ import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import type { FrameInfo, JobStatusResponse, SubmitJobResponse, TaskAssignment } from '../../protocol/schemas.ts';
-import {
-  blendBytes,
-  call,
-  claim,
-  json,
-  pngBytes,
-  putFrame,
-  registerWorker,
-  sha256,
-  submitOk,
-  update,
-  uploadFrame,
-  sharedFarm,
-} from './helpers.ts';
+import { blendBytes, call, claim, json, pngBytes, putFrame, registerWorker, sha256, submitOk, update, uploadFrame, sharedFarm } from './helpers.ts';
 
 const BLEND = blendBytes(20_000, 'reads');
 /** Frame number -> the bytes the node uploaded for it. */

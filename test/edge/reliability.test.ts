@@ -69,7 +69,7 @@ describe('a claim whose answer was lost', () => {
     expect(next.frames).toEqual([3, 4]);
   });
 
-  it("another node sending the same claim_id does not get that claim, and an id already used is not reused as a lease", async () => {
+  it('another node sending the same claim_id does not get that claim, and an id already used is not reused as a lease', async () => {
     await submitOk({ start_frame: 1, end_frame: 4, chunk_size: 2 });
     const owner = await registerWorker('owner');
     const other = await registerWorker('other');
@@ -108,8 +108,9 @@ describe('an abandoned long poll', () => {
     await env.DB.prepare(`UPDATE workers SET last_seen_at = ? WHERE id = ?`).bind(seenBefore, node).run();
     // The node's long poll is cut off by the network; the master's side of it waits on.
     const abandoned = postJson('/get_job', { worker_id: node, wait_ms: 5_000, claim_id: crypto.randomUUID() });
-    await eventually('the long poll to start', async () =>
-      (await env.DB.prepare(`SELECT last_seen_at FROM workers WHERE id = ?`).bind(node).first<number>('last_seen_at'))! > seenBefore,
+    await eventually(
+      'the long poll to start',
+      async () => (await env.DB.prepare(`SELECT last_seen_at FROM workers WHERE id = ?`).bind(node).first<number>('last_seen_at'))! > seenBefore,
     );
     // The node asks again (no work yet), then work arrives and the waiting polls are woken.
     expect((await postJson('/get_job', { worker_id: node, claim_id: crypto.randomUUID() })).status).toBe(204);
@@ -160,7 +161,7 @@ describe('a node that dies mid-task', () => {
     expect(job.completed_frames).toBe(2);
   });
 
-  it("a task whose node died after its last upload is closed when the job completes, never left running", async () => {
+  it('a task whose node died after its last upload is closed when the job completes, never left running', async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 4, chunk_size: 2 });
     const dies = await registerWorker('dies');
     const lives = await registerWorker('lives');
@@ -172,7 +173,10 @@ describe('a node that dies mid-task', () => {
     await renderAll(lives, other);
 
     expect(await jobRow(job.job_id)).toMatchObject({ status: 'completed' });
-    const { tasks } = await json<{ tasks: { task_id: string; status: string; lease_expires_at: string | null }[] }>(await call(`/jobs/${job.job_id}/tasks`), 200);
+    const { tasks } = await json<{ tasks: { task_id: string; status: string; lease_expires_at: string | null }[] }>(
+      await call(`/jobs/${job.job_id}/tasks`),
+      200,
+    );
     expect(tasks.map((t) => t.status)).toEqual(['completed', 'completed']);
     expect(tasks.find((t) => t.task_id === orphan.task_id)!.lease_expires_at).toBeNull();
     // Had it only been slow: its report is accepted, and its renewal says to stop.
@@ -323,7 +327,7 @@ describe('warnings on a job', () => {
 });
 
 describe('failed jobs', () => {
-  it("job_status says why in words and as a classified failure_reason, with a link to the log", async () => {
+  it('job_status says why in words and as a classified failure_reason, with a link to the log', async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 1, max_attempts: 1 });
     const node = await registerWorker();
     const task = await claim(node);

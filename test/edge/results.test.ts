@@ -253,14 +253,12 @@ describe('failures and retries', () => {
       await json(await update(flaky, task, 'failed', { message: 'CUDA error', failure_reason: 'gpu' }), 200);
     }
 
-    const blocklist = await json<{ max_node_failures: number; nodes: { worker_id: string; name: string; failures: number; blocked: boolean; last_reason: string }[] }>(
-      await call(`/jobs/${job.job_id}/blocklist`),
-      200,
-    );
+    const blocklist = await json<{
+      max_node_failures: number;
+      nodes: { worker_id: string; name: string; failures: number; blocked: boolean; last_reason: string }[];
+    }>(await call(`/jobs/${job.job_id}/blocklist`), 200);
     expect(blocklist.max_node_failures).toBe(2);
-    expect(blocklist.nodes).toEqual([
-      expect.objectContaining({ worker_id: flaky, name: 'flaky', failures: 2, blocked: true, last_reason: 'gpu' }),
-    ]);
+    expect(blocklist.nodes).toEqual([expect.objectContaining({ worker_id: flaky, name: 'flaky', failures: 2, blocked: true, last_reason: 'gpu' })]);
     const refused = await getJob(flaky);
     expect(refused.status).toBe(204);
     expect(await refused.text()).toBe('');

@@ -2,19 +2,7 @@
 import { env } from 'cloudflare:workers';
 import { describe, expect, it } from 'vitest';
 import type { JobStatusResponse, SubmitJobResponse } from '../../protocol/schemas.ts';
-import {
-  blendBytes,
-  call,
-  countRows,
-  expectRefusedUnchanged,
-  gzipBlendBytes,
-  json,
-  jobRow,
-  sha256,
-  submitJob,
-  submitOk,
-  zstdBlendBytes,
-} from './helpers.ts';
+import { blendBytes, call, countRows, expectRefusedUnchanged, gzipBlendBytes, json, jobRow, sha256, submitJob, submitOk, zstdBlendBytes } from './helpers.ts';
 
 describe('POST /submit_job', () => {
   it("the seed's curl submission (blend_file, start_frame=1, end_frame=100) queues a 100-frame job and stores the exact .blend", async () => {

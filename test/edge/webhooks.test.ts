@@ -24,7 +24,7 @@ function verifyFarmSignature(secret: string, rawBody: string, headers: Headers, 
   const timestamp = headers.get('x-farm-timestamp') ?? '';
   const signature = headers.get('x-farm-signature') ?? '';
   if (!/^\d+$/.test(timestamp) || Math.abs(nowS - Number(timestamp)) > 300) return false;
-  const expected = 'sha256=' + createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex');
+  const expected = `sha256=${createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex')}`;
   return signature.length === expected.length && timingSafeEqual(Buffer.from(signature), Buffer.from(expected));
 }
 
@@ -99,7 +99,10 @@ describe('webhook signatures', () => {
 
     const closed = { ...env, FARM_ALLOW_ANONYMOUS: 'false', FARM_SUBMIT_TOKEN: 'tok' };
     const read = async (vars: Record<string, string>) =>
-      json<WebhookStatus>(await app.fetch(new Request(`${BASE}/jobs/${jobId}/webhook`, { headers: { authorization: 'Bearer tok' } }), { ...closed, ...vars }), 200);
+      json<WebhookStatus>(
+        await app.fetch(new Request(`${BASE}/jobs/${jobId}/webhook`, { headers: { authorization: 'Bearer tok' } }), { ...closed, ...vars }),
+        200,
+      );
     expect(await read({})).toMatchObject({ signed: false, warning: expect.stringContaining('wrangler secret put FARM_WEBHOOK_SECRET') });
     expect(await read({ FARM_WEBHOOK_SECRET: SECRET })).toMatchObject({ signed: true, warning: null });
   });

@@ -142,10 +142,7 @@ describe('a waiting get_job is woken through the Durable Object', () => {
     const poll = await waitingPoll(node);
     const jobId = await insertJobSilently(seeded.blend_file, 4);
     await scheduler.wait(300);
-    await json(
-      await call(`/jobs/${jobId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ priority: 90 }) }),
-      200,
-    );
+    await json(await call(`/jobs/${jobId}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ priority: 90 }) }), 200);
     await expectPickedUp(poll, jobId);
   });
 
@@ -237,7 +234,9 @@ describe('what waiting costs D1', () => {
     expect(rowsWritten()).toBe(0);
 
     // Still fresh just inside a lease: no write.
-    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 55_000).run();
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`)
+      .bind(Date.now() - 55_000)
+      .run();
     expect(await claimTask(db, { ...options, now: Date.now() })).toMatchObject({ outcome: 'none' });
     expect(rowsWritten()).toBe(0);
     const stale = Date.now() - 61_000;
@@ -263,7 +262,9 @@ describe('what waiting costs D1', () => {
     const fresh = await seenAt();
     await json(await update(node, task, 'running'), 200);
     expect(await seenAt()).toBe(fresh);
-    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`).bind(Date.now() - 61_000).run();
+    await env.DB.prepare(`UPDATE workers SET last_seen_at = ?`)
+      .bind(Date.now() - 61_000)
+      .run();
     await json(await update(node, task, 'running'), 200);
     expect(await seenAt()).toBeGreaterThan(Date.now() - 5_000);
   });
