@@ -42,7 +42,7 @@ export interface FaultStats {
 }
 
 /** mulberry32: a small, good-enough PRNG whose whole state is one 32-bit number. */
-export function seededRandom(seed: number): () => number {
+function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
   return () => {
     state = (state + 0x6d2b79f5) >>> 0;

@@ -56,7 +56,7 @@ interface WatchedFile {
   tablesChanged: Map<string, { commits: number; rows: number }>;
 }
 
-export interface StorageFileWrites {
+interface StorageFileWrites {
   label: string;
   /** `d1`, `durable object <class>`, `r2 metadata`, or `local: ...` (see `storageKind`). */
   kind: string;

@@ -41,7 +41,7 @@ export function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 
 /** Pids of every process below `root` (children, grandchildren, …), from /proc. */
-export function descendants(root: number): number[] {
+function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -65,7 +65,7 @@ export function descendants(root: number): number[] {
 }
 
 /** Resident memory of the workerd processes under `wranglerPid` (the master), in bytes. */
-export function masterRss(wranglerPid: number): number {
+function masterRss(wranglerPid: number): number {
   return descendants(wranglerPid)
     .filter((pid) => {
       try {
@@ -78,7 +78,7 @@ export function masterRss(wranglerPid: number): number {
 }
 
 /** Samples `read()` every `everyMs` into a timeline, for peaks over time windows. */
-export function timelineSampler(read: () => number, everyMs = 100): { peakBetween(from: number, to: number): number; stop(): void } {
+function timelineSampler(read: () => number, everyMs = 100): { peakBetween(from: number, to: number): number; stop(): void } {
   const samples: [number, number][] = [[Date.now(), read()]];
   const timer = setInterval(() => samples.push([Date.now(), read()]), everyMs);
   return {

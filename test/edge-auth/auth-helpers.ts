@@ -14,8 +14,6 @@ export const SUBMIT_TOKEN_OLD = 'test-submit-token-old';
 export const SUBMIT_TOKEN = 'test-submit-token-new';
 export const ENROL_TOKEN = 'test-node-enrolment-token';
 
-export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-
 /** Sends one request to the master Worker as configured for the project. */
 export function send(path: string, init: RequestInit = {}, token?: string): Promise<Response> {
   const headers = new Headers(init.headers);

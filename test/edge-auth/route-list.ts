@@ -19,7 +19,7 @@ export const PUBLIC_ROUTES = new Set([
   'GET /addon.zip',
 ]);
 
-export const SAMPLE_ID = '0b7d6a8e-3f1c-4c52-9a43-5d2e8f0a1b2c';
+const SAMPLE_ID = '0b7d6a8e-3f1c-4c52-9a43-5d2e8f0a1b2c';
 const SAMPLE_SHA256 = 'ab'.repeat(32);
 
 export interface AppRoute {

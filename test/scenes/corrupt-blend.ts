@@ -5,7 +5,7 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /** Enough for a valid header and the first block headers, far too little for the DNA block. */
-export const TRUNCATED_BLEND_BYTES = 2048;
+const TRUNCATED_BLEND_BYTES = 2048;
 
 /**
  * Writes the first `keepBytes` bytes of `srcBlend` to `outPath`: a file that starts with a
