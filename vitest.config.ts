@@ -63,6 +63,7 @@ export default defineConfig({
           name: 'node',
           environment: 'node',
           include: ['test/worker-node/**/*.test.ts', 'test/cli/**/*.test.ts', 'test/edge-node/**/*.test.ts'],
+          setupFiles: ['test/remove-temp-dirs.ts'],
           testTimeout: 60_000,
         },
       },

@@ -5,11 +5,11 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { FarmApiError, FarmClient } from '../../protocol/client.ts';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
 import { downloadFrames } from '../../cli/commands/download.ts';
@@ -133,7 +133,7 @@ describe('FarmClient', () => {
 
 describe('downloadFrames', () => {
   it('fetches every frame with its recorded SHA-256, then skips them all when run again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farm-dl-'));
+    const dir = tempDir('dl');
     const first = await downloadFrames(client(), JOB_ID, dir, 2);
     expect(first).toMatchObject({ downloaded: 3, skipped: 0, failed: 0 });
     for (const [frame, bytes] of FRAMES) expect(sha(readFileSync(join(dir, `frame_00000${frame}.png`)))).toBe(sha(bytes));
@@ -144,7 +144,7 @@ describe('downloadFrames', () => {
   });
 
   it('replaces a damaged local copy, and never keeps bytes that do not match their hash', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farm-dl-'));
+    const dir = tempDir('dl');
     await downloadFrames(client(), JOB_ID, dir, 1);
     writeFileSync(join(dir, 'frame_000002.png'), 'damaged');
     corrupt = new Set([3]);
@@ -157,7 +157,7 @@ describe('downloadFrames', () => {
   });
 
   it('`farm download` exits 7 when a frame fails verification, 0 when all are good, with --json', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farm-dl-'));
+    const dir = tempDir('dl');
     corrupt = new Set([1]);
     // The server runs in this process, so the CLI runs as a child while this one keeps serving.
     const run = () =>
@@ -206,7 +206,7 @@ describe('exit codes and messages', () => {
   });
 
   it('a refused token exits 6 from every command, `submit` included', async () => {
-    const blend = join(mkdtempSync(join(tmpdir(), 'farm-auth-')), 'scene.blend');
+    const blend = join(tempDir('auth'), 'scene.blend');
     writeFileSync(blend, 'BLENDER-v300 not really');
     // The server runs in this process, so the CLI runs as a child while this one keeps serving.
     const farm = (...args: string[]) =>

@@ -4,11 +4,11 @@
  * (protocol/manifest.ts), and only the files the master says it lacks are uploaded.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { planBundle } from '../../cli/bundle.ts';
 import { uploadProject } from '../../cli/project-upload.ts';
 import { FarmClient } from '../../protocol/client.ts';
@@ -22,7 +22,7 @@ const body = async (req: IncomingMessage) => {
 };
 
 describe('uploading a project file by file', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'farm-project-upload-'));
+  const dir = tempDir('project-upload');
   /** Blobs the fake master holds, and the part bodies it received, by hash. */
   const held = new Set<string>();
   const received = new Map<string, Buffer>();

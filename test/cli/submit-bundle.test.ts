@@ -5,10 +5,10 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { commonRoot, outsideWarnings, planBundle, sha256OfFile, splitByProject, writeBundle } from '../../cli/bundle.ts';
 import { parseFrames } from '../../cli/commands/submit.ts';
 import { dependencyWarnings, listDependencies, type DependencyReport } from '../../cli/deps/list-deps.ts';
@@ -25,12 +25,11 @@ const rel = (report: DependencyReport, base: string) =>
   report.files.map((f) => ({ kind: f.kind, ref: f.ref, path: f.path.slice(base.length + 1) }));
 
 describe('listing dependencies with Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'farm-deps-'));
+  const dir = tempDir('deps');
   beforeAll(() => {
     makeProject('make_texture_scene.py', join(dir, 'texture'));
     makeProject('make_linked_scene.py', join(dir, 'linked'));
   }, 120_000);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('finds a texture and every UDIM tile, by the paths the .blend uses, and the scene range', async () => {
     const report = await listDependencies(join(dir, 'texture', 'scene.blend'), BLENDER);
@@ -125,8 +124,7 @@ describe('listing dependencies with Blender', () => {
 });
 
 describe('the project bundle', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'farm-bundle-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('bundle');
 
   function files(spec: Record<string, string>): void {
     for (const [name, content] of Object.entries(spec)) {
@@ -180,7 +178,7 @@ describe('the project bundle', () => {
 describe('only the project is sent', () => {
   // proj/scene.blend names a texture beside it, one by `//../secret/x.png`, and one by a path
   // inside the project that is a symbolic link to a file outside it.
-  const dir = mkdtempSync(join(tmpdir(), 'farm-outside-'));
+  const dir = tempDir('outside');
   const proj = join(dir, 'proj');
   const blend = join(proj, 'scene.blend');
 
@@ -200,7 +198,6 @@ describe('only the project is sent', () => {
     writeFileSync(join(dir, 'make.py'), script);
     execFileSync(BLENDER, ['-b', '--factory-startup', '--python', join(dir, 'make.py')], { stdio: 'ignore', timeout: 120_000 });
   }, 120_000);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** `farm submit --dry-run --json` as a user runs it: what it would send, and its warnings. */
   function dryRun(...flags: string[]): { code: number | null; warnings: string[]; files: number; root: string; entries: string[]; stderr: string } {

@@ -4,12 +4,14 @@
  * the committed generators. Every process leads its own process group and is killed with it.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { JobStatusResponse } from '../../protocol/schemas.ts';
+import { removeTempDirs, tempDir } from '../temp-dirs.ts';
+
+export { tempDir };
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const WRANGLER = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
@@ -20,23 +22,16 @@ export const OUTPUT_DIR = join(ROOT, 'test-output');
 const QUIET_ENV = { CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' };
 
 /**
- * What this test file started and made. setup.ts stops and removes it all after the file's own
- * hooks, so a file stops by hand only what must stop at a given moment or in a given order.
+ * What this test file started. setup.ts stops it all after the file's own hooks, so a file stops
+ * by hand only what must stop at a given moment or in a given order.
  */
-const started = { nodes: new Set<RenderNode>(), masters: new Set<Master>(), dirs: new Set<string>() };
+const started = { nodes: new Set<RenderNode>(), masters: new Set<Master>() };
 
 /** After a test file (setup.ts): its nodes first (a stopping node hands its task back to its master), then its masters, then its temp dirs. */
 export async function stopAndRemoveAll(): Promise<void> {
   await Promise.all([...started.nodes].map((node) => node.stop()));
   await Promise.all([...started.masters].map((master) => master.stop()));
-  for (const dir of started.dirs) rmSync(dir, { recursive: true, force: true });
-}
-
-/** A new directory under the system's temp dir, removed after the test file. */
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `farm-${prefix}-`));
-  started.dirs.add(dir);
-  return dir;
+  removeTempDirs();
 }
 
 /** A TCP port nothing listens on right now. */

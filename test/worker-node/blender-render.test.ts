@@ -3,10 +3,10 @@
  * scenes (test/scenes/). Needs Blender 3.x as $BLENDER or `blender` on PATH.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { parseBlenderLine, type BlenderEvent } from '../../worker-node/blender/output-parser.ts';
 import { buildRenderArgs, type RenderSpec } from '../../worker-node/blender/render-args.ts';
@@ -37,7 +37,7 @@ async function render(spec: RenderSpec) {
 }
 
 describe('rendering with real Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'blender-render-'));
+  const dir = tempDir('blender-render');
   const anim = join(dir, 'anim.blend');
   const autorun = join(dir, 'autorun.blend');
   const marker = join(dir, 'marker', 'autorun-ran');
@@ -46,7 +46,6 @@ describe('rendering with real Blender', () => {
     makeScene('make_anim_scene.py', [anim, '--frames', '8']);
     makeScene('make_autorun_scene.py', [autorun, marker]);
   }, 30_000);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('frames 1-3 of the particle scene: three saved PNGs, in order, each with a parsed render time', async () => {
     const out = join(dir, 'contiguous');

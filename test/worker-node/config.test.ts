@@ -1,8 +1,8 @@
 /** The node refuses to start misconfigured, and says what to fix. */
-import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { ConfigError, loadConfig, SETTINGS, USAGE } from '../../worker-node/config.ts';
 
 describe('loadConfig', () => {
@@ -20,7 +20,7 @@ describe('loadConfig', () => {
   });
 
   it('with BLENDER pointing at a non-executable file, names the variable', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farm-cfg-'));
+    const dir = tempDir('cfg');
     const fake = join(dir, 'blender');
     writeFileSync(fake, 'not a program');
     chmodSync(fake, 0o644);

@@ -4,10 +4,10 @@
  * lease; a failing preview never throws.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { PREVIEW_WIDTH_PX } from '../../protocol/api.ts';
 import { cpuDevice, devicesFromReport, mayHaveGpu } from '../../worker-node/devices.ts';
 import { choosePreviewTool, FramePreviews, makePreview, pngWidth, SMALL_FRAME_MAX_WIDTH_PX } from '../../worker-node/frame-preview.ts';
@@ -15,7 +15,7 @@ import type { Logger } from '../../worker-node/logger.ts';
 import type { MasterClient } from '../../worker-node/master-client.ts';
 
 const BLENDER = process.env.BLENDER ?? 'blender';
-const dir = mkdtempSync(join(tmpdir(), 'farm-preview-'));
+const dir = tempDir('preview');
 const exr = join(dir, 'frame_000001.exr');
 const png = join(dir, 'frame_000002.png');
 
@@ -180,7 +180,7 @@ describe('devices', () => {
   });
 
   it('asks Blender about GPUs only where a GPU driver is present (Linux) or on other systems', () => {
-    const dev = mkdtempSync(join(tmpdir(), 'farm-dev-'));
+    const dev = tempDir('dev');
     expect(mayHaveGpu('linux', dev)).toBe(false);
     mkdirSync(join(dev, 'dri'));
     writeFileSync(join(dev, 'dri', 'renderD128'), '');

@@ -6,10 +6,10 @@
  * `blender` on PATH.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { buildRenderArgs } from '../../worker-node/blender/render-args.ts';
 import {
@@ -132,7 +132,7 @@ describe('a two-GPU machine, from its captured report line', () => {
   });
 
   it('detectCyclesDevices adds that memory, run against stand-in blender and nvidia-smi commands', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'gpu-detect-'));
+    const dir = tempDir('gpu-detect');
     try {
       const fakeBlender = join(dir, 'blender');
       const fakeSmi = join(dir, 'nvidia-smi');
@@ -157,13 +157,12 @@ describe('a two-GPU machine, from its captured report line', () => {
 });
 
 describe('device snippets in real Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'gpu-exprs-'));
+  const dir = tempDir('gpu-exprs');
   const blend = join(dir, 'tiny.blend');
   beforeAll(() => {
     const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', blend, '--width', '16', '--height', '12', '--samples', '1'], { encoding: 'utf8' });
     if (made.status !== 0) throw new Error(`make_still_scene.py failed:\n${made.stdout}${made.stderr}`);
   }, 60_000);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const render = (name: string, pythonExprs: string[]) =>
     runProcess(BLENDER, buildRenderArgs({ blendPath: blend, outputPattern: join(dir, `${name}_#`), frames: [1], pythonExprs }), { tailLines: 400 });

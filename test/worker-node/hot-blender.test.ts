@@ -6,11 +6,11 @@
  * PATH.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { HotBlender, HotBlenderError, type HotBlenderOptions, type HotRenderRequest } from '../../worker-node/blender/hot-blender.ts';
 import { driverPreviewSettings, SMALL_FRAME_MAX_WIDTH_PX } from '../../worker-node/frame-preview.ts';
@@ -52,7 +52,7 @@ async function renderOne(h: HotBlender, { frame, ...req }: Omit<HotRenderRequest
 }
 
 describe('hot Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'hot-blender-'));
+  const dir = tempDir('hot-blender');
   const baked = join(dir, 'baked.blend');
   const live = join(dir, 'live.blend');
   // Big enough that a frame takes a while to render, so a kill lands in the middle of one.
@@ -71,7 +71,6 @@ describe('hot Blender', () => {
     await hot?.dispose();
     hot = undefined;
   });
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('a task of frames 3, 4, 5 and a later one of 9, 10, 12 render in one process, each frame pixel-identical to a fresh blender -f N, each with its preview', async () => {
     const h = open();

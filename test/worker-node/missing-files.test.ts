@@ -4,10 +4,10 @@
  * reads the same on every node.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { MissingFiles, missingFileWarning, REPORT_MISSING_FILES_EXPR } from '../../worker-node/blender/missing-files.ts';
 import { parseBlenderLine } from '../../worker-node/blender/output-parser.ts';
 import { buildRenderArgs } from '../../worker-node/blender/render-args.ts';
@@ -99,7 +99,7 @@ describe('missingFileWarning', () => {
 });
 
 describe('with real Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'missing-files-'));
+  const dir = tempDir('missing-files');
   // As on a node: the .blend sits in the cache under another name, away from where it was made.
   const made = join(dir, 'made', 'scene.blend');
   const cached = join(dir, 'blend_files', `${'a'.repeat(64)}.blend`);
@@ -111,7 +111,6 @@ describe('with real Blender', () => {
     if (result.status !== 0) throw new Error(`make_missing_files_scene.py failed: ${result.stdout}${result.stderr}`);
     copyFileSync(made, cached);
   }, 60_000);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('renders (exit 0) and, with the farm\'s report expression, names the missing texture and library', async () => {
     const found = new MissingFiles(cached);

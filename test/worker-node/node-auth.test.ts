@@ -3,11 +3,11 @@
  * where the credential is kept, enrolling again when it is refused, and the checks on what the
  * master sends before any of it reaches the disk.
  */
-import { mkdtempSync, statSync, readFileSync, existsSync } from 'node:fs';
+import { statSync, readFileSync, existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import type { NodeConfig } from '../../worker-node/config.ts';
 import { CREDENTIAL_FILE, loadCredential, saveCredential } from '../../worker-node/identity.ts';
 import type { Logger } from '../../worker-node/logger.ts';
@@ -58,7 +58,7 @@ function nodeConfig(master: string): NodeConfig {
   return {
     masterUrl: master,
     name: 'test-node',
-    workDir: mkdtempSync(join(tmpdir(), 'farm-node-auth-')),
+    workDir: tempDir('node-auth'),
     threads: 1,
     blender: 'blender',
     blenderVersion: '3.4.1',
@@ -209,7 +209,7 @@ describe('paths and names from outside', () => {
   });
 
   it('the credential file is not world-readable even when an older copy was', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farm-cred-'));
+    const dir = tempDir('cred');
     await saveCredential(dir, { master: 'http://m', worker_id: WORKER, node_token: 'farm_node_1' });
     await saveCredential(dir, { master: 'http://m', worker_id: WORKER, node_token: 'farm_node_2' });
     expect(statSync(join(dir, CREDENTIAL_FILE)).mode & 0o077).toBe(0);

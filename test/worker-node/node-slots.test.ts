@@ -4,11 +4,11 @@
  * registration carries the node's tags and the task kinds it runs. GPUs are faked (this machine
  * has none); the master is a stand-in HTTP server.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import type { RegisterWorkerRequest } from '../../protocol/schemas.ts';
 import { BlendCache } from '../../worker-node/blend-cache.ts';
 import type { NodeConfig } from '../../worker-node/config.ts';
@@ -31,7 +31,7 @@ function nodeConfig(overrides: Partial<NodeConfig> = {}): NodeConfig {
   return {
     masterUrl: 'http://127.0.0.1:9',
     name: 'ws',
-    workDir: mkdtempSync(join(tmpdir(), 'farm-slots-')),
+    workDir: tempDir('slots'),
     threads: 1,
     blender: 'blender',
     blenderVersion: '3.4.1',

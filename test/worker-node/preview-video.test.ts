@@ -4,11 +4,11 @@
  * a real .blend. Needs ffmpeg with libx264, ffprobe, and Blender 3.x ($BLENDER or `blender`).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { ffmpegCommand } from '../../worker-node/config.ts';
 import { assemblePreviewVideo, hasFfmpeg, type PreviewFrame } from '../../worker-node/post/preview-video.ts';
 import { frameRateOf, readSceneFps, sceneFpsProbe } from '../../worker-node/post/scene-fps.ts';
@@ -55,8 +55,7 @@ function decodedFrameColours(path: string, width: number, height: number): [numb
 }
 
 describe('preview video', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'preview-video-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('preview-video');
 
   function makeFrames(width: number, height: number, tag: string): PreviewFrame[] {
     return FRAME_NUMBERS.map((frame, i) => {
@@ -143,7 +142,7 @@ describe('scene frame rate', () => {
   });
 
   it('readSceneFps reads 25 fps from a generated .blend', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'scene-fps-'));
+    const dir = tempDir('scene-fps');
     try {
       const blend = join(dir, 'fps25.blend');
       const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', blend, '--fps', '25'], { encoding: 'utf8' });

@@ -6,13 +6,13 @@
  * that cuts a download short checks that the real client resumes it with a Range request.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { canonicalManifest, manifestSha256, type Manifest } from '../../protocol/manifest.ts';
 import { BlendCache } from '../../worker-node/blend-cache.ts';
 import { MasterClient } from '../../worker-node/master-client.ts';
@@ -21,7 +21,7 @@ import { UnsafeArchiveError } from '../../worker-node/project-unpack.ts';
 
 const LIMITS = { maxFiles: 100, maxBytes: 10_000_000 };
 const sha = (bytes: Buffer | string) => createHash('sha256').update(bytes).digest('hex');
-const work = () => mkdtempSync(join(tmpdir(), 'farm-files-'));
+const work = () => tempDir('files');
 
 /** A fetch that serves `store` by hash and counts what it sent; `tamper` corrupts what it sends. */
 function server(store: Map<string, Buffer>, tamper = false) {

@@ -4,12 +4,12 @@
  * error and leave nothing behind, inside the cache or outside it.
  */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { BlendCache } from '../../worker-node/blend-cache.ts';
 import type { MasterClient } from '../../worker-node/master-client.ts';
 import { resolveMainBlend, unpackProject, UnsafeArchiveError, type UnpackLimits } from '../../worker-node/project-unpack.ts';
@@ -34,7 +34,7 @@ function tree(dir: string): string[] {
 
 /** A sandbox: the archive beside a `cache/` folder, so writes outside the cache would show. */
 function sandbox(entries: RawEntry[]): { root: string; zip: string; dest: string } {
-  const root = mkdtempSync(join(tmpdir(), 'farm-unpack-'));
+  const root = tempDir('unpack');
   const zip = join(root, 'project.zip');
   writeFileSync(zip, buildZip(entries));
   return { root, zip, dest: join(root, 'cache', 'projects', 'abc.tmp') };
@@ -138,7 +138,7 @@ describe('unpacking a project archive', () => {
   });
 
   it('refuses a file that is not a ZIP', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'farm-unpack-'));
+    const root = tempDir('unpack');
     writeFileSync(join(root, 'x.zip'), BLEND);
     await expect(unpackProject(join(root, 'x.zip'), join(root, 'out'), LIMITS)).rejects.toThrow('not a readable ZIP archive');
     expect(tree(root)).toEqual(['x.zip']);
@@ -189,7 +189,7 @@ describe('the blend cache with a project archive', () => {
   });
 
   it('refuses names from the master that are not <sha256>.blend, <sha256>.zip or <sha256>.manifest', async () => {
-    const cache = new BlendCache(mkdtempSync(join(tmpdir(), 'farm-cache-')), fakeClient('/dev/null').client, LIMITS);
+    const cache = new BlendCache(tempDir('cache'), fakeClient('/dev/null').client, LIMITS);
     const sha = 'a'.repeat(64);
     await expect(cache.ensure(`${sha}.tar`, sha)).rejects.toThrow('not <sha256>.blend, <sha256>.zip or <sha256>.manifest');
     await expect(cache.ensure(`${'b'.repeat(64)}.zip`, sha)).rejects.toThrow('refusing blend file name');

@@ -1,9 +1,9 @@
 /** The child-process runner the render node uses for Blender. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { formatCommandLine, runProcess } from '../../worker-node/process/run-process.ts';
 
 const NODE = process.execPath;
@@ -150,7 +150,7 @@ describe('runProcess', () => {
   });
 
   it('appends the command line, every output line and the exit status to logPath, creating its folder', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'run-process-'));
+    const dir = tempDir('run-process');
     const logPath = join(dir, 'logs', 'deep', 'task.log');
     await runProcess(NODE, ['-e', `console.log('first run'); console.error('oops')`], { logPath });
     await runProcess(NODE, ['-e', `console.log('second run'); process.exitCode = 2`], { logPath });

@@ -1,9 +1,9 @@
 /** The shipped systemd unit is one systemd accepts, pointing at files that exist in this repo. */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const hasSystemdAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
@@ -19,7 +19,7 @@ describe('worker-node/farm-node.service', () => {
   });
 
   it.runIf(hasSystemdAnalyze)('passes systemd-analyze verify when installed at this checkout', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'farm-unit-'));
+    const dir = tempDir('unit');
     const path = join(dir, 'farm-node.service');
     writeFileSync(path, unit.replaceAll('/opt/blender-farm', ROOT));
     const result = spawnSync('systemd-analyze', ['verify', path], { encoding: 'utf8' });

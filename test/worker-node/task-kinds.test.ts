@@ -7,12 +7,12 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID, createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import type { TaskAssignment, UpdateTaskStatusRequest } from '../../protocol/schemas.ts';
 import type { BlendCache } from '../../worker-node/blend-cache.ts';
 import { HotBlender, HotBlenderError, type HotRenderRequest } from '../../worker-node/blender/hot-blender.ts';
@@ -127,7 +127,7 @@ describe('taskDevice', () => {
 
 describe('GPU jobs reach Blender with the slot device snippet', () => {
   const servers: Server[] = [];
-  const dir = mkdtempSync(join(tmpdir(), 'task-gpu-'));
+  const dir = tempDir('task-gpu');
   // A Blender that records its arguments, one per line (JSON-encoded), and fails at once.
   const argsFile = join(dir, 'args.jsonl');
   const fakeBlender = join(dir, 'blender');
@@ -192,7 +192,7 @@ describe('GPU jobs reach Blender with the slot device snippet', () => {
 
 describe('tile, stitch and video tasks', () => {
   const servers: Server[] = [];
-  const dir = mkdtempSync(join(tmpdir(), 'task-kinds-'));
+  const dir = tempDir('task-kinds');
   const still = join(dir, 'still.blend');
   const WIDTH = 40;
   const HEIGHT = 30;

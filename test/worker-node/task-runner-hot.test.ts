@@ -6,10 +6,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import type { TaskAssignment, UpdateTaskStatusRequest } from '../../protocol/schemas.ts';
 import type { BlendCache } from '../../worker-node/blend-cache.ts';
 import { HotBlender } from '../../worker-node/blender/hot-blender.ts';
@@ -60,7 +60,7 @@ function task(jobId: string, frames: number[], blendSha: string): TaskAssignment
 }
 
 describe('task runner with a hot Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'runner-hot-'));
+  const dir = tempDir('runner-hot');
   const blend = join(dir, 'anim.blend');
   const hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0 });
 

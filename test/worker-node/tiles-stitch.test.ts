@@ -5,11 +5,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../temp-dirs.ts';
 import { classifyBlenderFailure } from '../../worker-node/blender/classify-failure.ts';
 import { buildRenderArgs } from '../../worker-node/blender/render-args.ts';
 import { tileBorderExpr, tileGrid, type TileRect } from '../../worker-node/blender/tile-border.ts';
@@ -108,7 +108,7 @@ describe('tileBorderExpr', () => {
 });
 
 describe('split stills with real Blender', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'tiles-stitch-'));
+  const dir = tempDir('tiles-stitch');
   const still = join(dir, 'still.blend');
   const rgb16 = "import bpy; i = bpy.context.scene.render.image_settings; i.color_depth = '16'; i.color_mode = 'RGB'";
 
@@ -118,7 +118,6 @@ describe('split stills with real Blender', () => {
     // `blender -b FILE -o X -f 1` with nothing of the farm's: 8-bit RGBA, then 16-bit RGB.
     await blender(['-b', '--factory-startup', '--disable-autoexec', still, '-o', join(dir, 'whole_#'), '-f', '1', '--python-expr', rgb16, '-o', join(dir, 'whole16_#'), '-f', '1']);
   }, 60_000);
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('Blender renders exactly the rectangle it is given: cropped size and, uncropped, position (one Blender run)', async () => {
     const rects: TileRect[] = [
@@ -212,8 +211,7 @@ describe('split stills with real Blender', () => {
 });
 
 describe('stitchTiles', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'stitch-unit-'));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const dir = tempDir('stitch-unit');
 
   /** Writes a PNG of `rect`'s size whose pixel values encode their position in the whole image. */
   function writeTile(name: string, rect: TileRect, bitDepth: 8 | 16, colorType: 0 | 2 | 4 | 6): string {
