@@ -22,11 +22,36 @@ const sha = (bytes: Buffer | string) => createHash('sha256').update(bytes).diges
 
 function jobStatus(over: Partial<JobStatusResponse> = {}): JobStatusResponse {
   return {
-    job_id: JOB_ID, name: 'shot 10', status: 'running', priority: 50, start_frame: 1, end_frame: 3, chunk_size: null,
-    total_frames: 3, completed_frames: 3, failed_frames: 0, running_frames: 0, queued_frames: 0, progress: 1,
-    blend_file: 'x.blend', blend_sha256: 'a'.repeat(64), error: null, failure_reason: null, warnings: [], created_at: new Date().toISOString(),
-    started_at: null, finished_at: null, avg_frame_ms: null, eta_seconds: null, max_attempts: 3, max_node_losses: 5,
-    device: 'any', tags: [], tiles: null, preview_video: null, ...over,
+    job_id: JOB_ID,
+    name: 'shot 10',
+    status: 'running',
+    priority: 50,
+    start_frame: 1,
+    end_frame: 3,
+    chunk_size: null,
+    total_frames: 3,
+    completed_frames: 3,
+    failed_frames: 0,
+    running_frames: 0,
+    queued_frames: 0,
+    progress: 1,
+    blend_file: 'x.blend',
+    blend_sha256: 'a'.repeat(64),
+    error: null,
+    failure_reason: null,
+    warnings: [],
+    created_at: new Date().toISOString(),
+    started_at: null,
+    finished_at: null,
+    avg_frame_ms: null,
+    eta_seconds: null,
+    max_attempts: 3,
+    max_node_losses: 5,
+    device: 'any',
+    tags: [],
+    tiles: null,
+    preview_video: null,
+    ...over,
   };
 }
 
@@ -61,8 +86,15 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
     return json({
       job_id: JOB_ID,
       frames: [...FRAMES].map(([frame, bytes]) => ({
-        frame, size: bytes.length, sha256: sha(bytes), content_type: 'image/png', file_name: `frame_00000${frame}.png`,
-        url: `/jobs/${JOB_ID}/frames/${frame}`, render_ms: 1000, worker_id: null, preview_url: null,
+        frame,
+        size: bytes.length,
+        sha256: sha(bytes),
+        content_type: 'image/png',
+        file_name: `frame_00000${frame}.png`,
+        url: `/jobs/${JOB_ID}/frames/${frame}`,
+        render_ms: 1000,
+        worker_id: null,
+        preview_url: null,
       })),
       next_after: null,
     });
@@ -108,7 +140,9 @@ describe('FarmClient', () => {
     expect((await client().jobStatus(JOB_ID)).status).toBe('running');
     expect(requests).toHaveLength(3);
     scripted.set(`GET /job_status/${JOB_ID}`, [500, 500, 500, 500, 500]);
-    const err = await client().jobStatus(JOB_ID).catch((e: unknown) => e);
+    const err = await client()
+      .jobStatus(JOB_ID)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FarmApiError);
     expect(err).toMatchObject({ status: 500, message: 'scripted 500' });
   });
@@ -164,7 +198,7 @@ describe('downloadFrames', () => {
       new Promise<{ status: number | null; stdout: string; stderr: string }>((resolveRun) => {
         import('node:child_process').then(({ execFile }) => {
           execFile(process.execPath, [join(ROOT, 'cli/farm.ts'), '--master', base, 'download', JOB_ID, dir, '--json'], (error, stdout, stderr) => {
-            resolveRun({ status: error ? (error as { code?: number }).code ?? 1 : 0, stdout, stderr });
+            resolveRun({ status: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
           });
         });
       });
@@ -215,7 +249,10 @@ describe('exit codes and messages', () => {
           resolveRun({ status: error ? Number((error as { code?: number }).code ?? 1) : 0, stderr });
         });
       });
-    for (const args of [['status', JOB_ID], ['submit', blend, '--no-deps', '--frames', '1', '--no-progress']]) {
+    for (const args of [
+      ['status', JOB_ID],
+      ['submit', blend, '--no-deps', '--frames', '1', '--no-progress'],
+    ]) {
       const run = await farm(...args);
       expect(run.status, run.stderr).toBe(EXIT.auth);
       expect(run.stderr).toMatch(new RegExp(`^farm ${args[0]}: .*\\(pass --token TOKEN or set FARM_TOKEN\\)$`, 'm'));

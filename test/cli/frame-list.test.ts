@@ -28,7 +28,10 @@ describe('parseFrameList', () => {
 
   it('ends a stepped range on its last frame and sorts the ranges', () => {
     expect(parseFrameList('1-10x4')).toEqual([[1, 9, 4]]);
-    expect(parseFrameList('20-30,1-3')).toEqual([[1, 3, 1], [20, 30, 1]]);
+    expect(parseFrameList('20-30,1-3')).toEqual([
+      [1, 3, 1],
+      [20, 30, 1],
+    ]);
   });
 
   it('refuses a range that counts down, naming the way to write it', () => {

@@ -49,7 +49,15 @@ describe('uploading a project file by file', () => {
     if (req.method === 'HEAD') return res.writeHead(held.has(hash) ? 200 : 404).end();
     if (req.method === 'POST' && rest === '/uploads') {
       const { size } = JSON.parse((await body(req)).toString()) as { size: number };
-      return answer(201, { sha256: hash, size, upload_id: '00000000-0000-4000-8000-000000000000', part_size: 5 * 1024 * 1024, part_count: 1, parts_done: [], blob_exists: false });
+      return answer(201, {
+        sha256: hash,
+        size,
+        upload_id: '00000000-0000-4000-8000-000000000000',
+        part_size: 5 * 1024 * 1024,
+        part_count: 1,
+        parts_done: [],
+        blob_exists: false,
+      });
     }
     if (req.method === 'PUT') {
       const bytes = await body(req);

@@ -21,8 +21,7 @@ function makeProject(script: string, outDir: string): void {
   execFileSync(BLENDER, ['-b', '--factory-startup', '--python', join(ROOT, 'test', 'scenes', script), '--', outDir], { stdio: 'ignore', timeout: 120_000 });
 }
 
-const rel = (report: DependencyReport, base: string) =>
-  report.files.map((f) => ({ kind: f.kind, ref: f.ref, path: f.path.slice(base.length + 1) }));
+const rel = (report: DependencyReport, base: string) => report.files.map((f) => ({ kind: f.kind, ref: f.ref, path: f.path.slice(base.length + 1) }));
 
 describe('listing dependencies with Blender', () => {
   const dir = tempDir('deps');
@@ -45,7 +44,9 @@ describe('listing dependencies with Blender', () => {
 
   it('follows linked libraries recursively, with each library’s own relative paths', async () => {
     const report = await listDependencies(join(dir, 'linked', 'shots', 'main.blend'), BLENDER);
-    const files = rel(report, join(dir, 'linked')).map((f) => `${f.kind} ${f.path}`).sort();
+    const files = rel(report, join(dir, 'linked'))
+      .map((f) => `${f.kind} ${f.path}`)
+      .sort();
     expect(files).toEqual(['image assets/tex/wood.png', 'library assets/lib.blend', 'library assets/nested/deep.blend']);
     // The texture is referenced by the library, relative to the library's folder.
     const wood = report.files.find((f) => f.kind === 'image')!;
@@ -59,7 +60,9 @@ describe('listing dependencies with Blender', () => {
     const report = await listDependencies(join(broken, 'scene.blend'), BLENDER);
     expect(report.missing.map((m) => m.ref)).toEqual(['//tex/udim.1002.png']);
     const warnings = dependencyWarnings(report, (p) => p.slice(broken.length + 1));
-    expect(warnings).toEqual([`missing udim tile //tex/udim.1002.png (udim), needed by scene.blend: not found at ${join(broken, 'tex', 'udim.1002.png')}; it renders magenta`]);
+    expect(warnings).toEqual([
+      `missing udim tile //tex/udim.1002.png (udim), needed by scene.blend: not found at ${join(broken, 'tex', 'udim.1002.png')}; it renders magenta`,
+    ]);
 
     // A scene whose texture is written as an absolute path: bundling cannot help; say so.
     const absolute = join(dir, 'absolute');
@@ -109,7 +112,9 @@ describe('listing dependencies with Blender', () => {
   it('never runs the Python a .blend carries (--disable-autoexec)', async () => {
     const blend = join(dir, 'autorun.blend');
     const marker = join(dir, 'autorun-ran.txt');
-    execFileSync(BLENDER, ['-b', '--factory-startup', '--python', join(ROOT, 'test', 'scenes', 'make_autorun_scene.py'), '--', blend, marker], { stdio: 'ignore' });
+    execFileSync(BLENDER, ['-b', '--factory-startup', '--python', join(ROOT, 'test', 'scenes', 'make_autorun_scene.py'), '--', blend, marker], {
+      stdio: 'ignore',
+    });
     rmSync(marker, { force: true });
     await listDependencies(blend, BLENDER);
     expect(existsSync(marker)).toBe(false);
@@ -168,8 +173,14 @@ describe('the project bundle', () => {
     expect(await unpackProject(join(dir, 'one.zip'), out)).toMatchObject({ files: 3 });
     expect(readFileSync(join(out, 'tex/a.png'), 'utf8')).toBe('png-bytes');
     expect(readFileSync(join(out, 'cache/ümlaut.bphys'), 'utf8')).toBe('cache');
-    expect(createHash('sha256').update(readFileSync(join(out, 'main.blend'))).digest('hex')).toBe(
-      createHash('sha256').update(readFileSync(join(dir, 'proj/main.blend'))).digest('hex'),
+    expect(
+      createHash('sha256')
+        .update(readFileSync(join(out, 'main.blend')))
+        .digest('hex'),
+    ).toBe(
+      createHash('sha256')
+        .update(readFileSync(join(dir, 'proj/main.blend')))
+        .digest('hex'),
     );
     expect(await resolveMainBlend(out, plan.mainBlend)).toBe(join(out, 'main.blend'));
   });
@@ -192,7 +203,9 @@ describe('only the project is sent', () => {
     const refs = ['//tex/ok.png', '//../secret/x.png', '//tex/link.png'];
     const script = [
       'import bpy',
-      ...refs.map((ref, i) => `img = bpy.data.images.new("img${i}", 4, 4)\nimg.source = "FILE"\nimg.filepath = ${JSON.stringify(ref)}\nimg.use_fake_user = True`),
+      ...refs.map(
+        (ref, i) => `img = bpy.data.images.new("img${i}", 4, 4)\nimg.source = "FILE"\nimg.filepath = ${JSON.stringify(ref)}\nimg.use_fake_user = True`,
+      ),
       `bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(blend)}, relative_remap=False)`,
     ].join('\n');
     writeFileSync(join(dir, 'make.py'), script);
@@ -208,7 +221,10 @@ describe('only the project is sent', () => {
     );
     const result = run.status === 0 ? (JSON.parse(run.stdout) as { warnings: string[]; files: number }) : { warnings: [], files: 0 };
     const bundle = /^bundle: \d+ files under (.*), main \.blend /m.exec(run.stderr);
-    const entries = run.stderr.split('\n').filter((l) => l.startsWith('  ')).map((l) => l.trim());
+    const entries = run.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('  '))
+      .map((l) => l.trim());
     return { code: run.status, ...result, root: bundle?.[1] ?? '', entries, stderr: run.stderr };
   }
 
@@ -251,7 +267,14 @@ describe('only the project is sent', () => {
   });
 
   it('a cache folder outside is named once, by the folder, with its file count and a link it goes through', () => {
-    const cache = (name: string) => ({ kind: 'point cache', ref: '//cache', from: '/p/shot/main.blend', id: 'Cloth', path: `/p/shot/cache/${name}`, dir: '/p/shot/cache' });
+    const cache = (name: string) => ({
+      kind: 'point cache',
+      ref: '//cache',
+      from: '/p/shot/main.blend',
+      id: 'Cloth',
+      path: `/p/shot/cache/${name}`,
+      dir: '/p/shot/cache',
+    });
     const deps = [cache('a_000001_00.bphys'), cache('a_000002_00.bphys')];
     const outside = deps.map((d) => ({ path: d.path, real: d.path.replace('/p/shot/cache', '/mnt/sims/cloth') }));
     expect(outsideWarnings('/p/shot/main.blend', outside, deps, false)).toEqual([
@@ -289,7 +312,10 @@ describe('--frames', () => {
   it('reads ranges, single frames and frame lists (protocol/frame-list.ts), and refuses anything else', () => {
     expect(parseFrames('1-250')).toEqual([[1, 250, 1]]);
     expect(parseFrames('7')).toEqual([[7, 7, 1]]);
-    expect(parseFrames('1-9x4,12')).toEqual([[1, 9, 4], [12, 12, 1]]);
+    expect(parseFrames('1-9x4,12')).toEqual([
+      [1, 9, 4],
+      [12, 12, 1],
+    ]);
     expect(() => parseFrames('20-10')).toThrow('--frames: "20-10" counts down: write the lower frame first (10-20)');
     expect(() => parseFrames('-5')).toThrow('--frames: "-5" is not a frame');
     expect(() => parseFrames('0-2000000')).toThrow('--frames: frame 2000000 in "0-2000000" is outside 0-1048574');

@@ -20,7 +20,8 @@ const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 /** Runs a scene generator; throws with Blender's output if it fails. */
 function makeScene(script: string, args: string[]): void {
   const result = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, script), '--', ...args], { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`${script} failed (${result.status ?? result.signal}): ${result.error?.message ?? ''}\n${result.stdout}${result.stderr}`);
+  if (result.status !== 0)
+    throw new Error(`${script} failed (${result.status ?? result.signal}): ${result.error?.message ?? ''}\n${result.stdout}${result.stderr}`);
 }
 
 /** Renders through the same path the task runner uses, collecting parsed events. */
@@ -63,7 +64,10 @@ describe('rendering with real Blender', () => {
       expect(seconds).toBeLessThan(10);
     }
     // Cycles reported its samples for every frame, and memory.
-    const lastSample = (frame: number) => of('progress').filter((p) => p.frame === frame && p.samplesTotal).at(-1);
+    const lastSample = (frame: number) =>
+      of('progress')
+        .filter((p) => p.frame === frame && p.samplesTotal)
+        .at(-1);
     for (const frame of [1, 2, 3]) expect(lastSample(frame)).toMatchObject({ samplesDone: 16, samplesTotal: 16 });
     expect(Math.max(...of('progress').map((p) => p.peakMb ?? 0))).toBeGreaterThan(1);
     expect(of('error')).toEqual([]);

@@ -47,7 +47,10 @@ img.save_render(exr, scene=s)
 s.render.image_settings.file_format = "PNG"
 img.save_render(png, scene=s)
 `;
-  execFileSync(BLENDER, ['-b', '--factory-startup', '-noaudio', '--python-exit-code', '1', '--python-expr', script, '--', exr, png], { stdio: 'ignore', timeout: 120_000 });
+  execFileSync(BLENDER, ['-b', '--factory-startup', '-noaudio', '--python-exit-code', '1', '--python-expr', script, '--', exr, png], {
+    stdio: 'ignore',
+    timeout: 120_000,
+  });
   expect(existsSync(exr) && existsSync(png)).toBe(true);
 }, 180_000);
 
@@ -96,7 +99,7 @@ describe('FramePreviews.send', () => {
     expect(existsSync(uploads[0]!.path)).toBe(false);
   });
 
-  it("a preview the hot Blender already wrote is uploaded as it is (no ffmpeg) and deleted; one that is gone is made again", async () => {
+  it('a preview the hot Blender already wrote is uploaded as it is (no ffmpeg) and deleted; one that is gone is made again', async () => {
     const uploads: { frame: number; bytes: Buffer }[] = [];
     const client = {
       async uploadPreview(args: { frame: number; path: string }) {
@@ -122,7 +125,11 @@ describe('FramePreviews.send', () => {
 
   it('a PNG frame no wider than SMALL_FRAME_MAX_WIDTH_PX gets no preview unless FARM_PREVIEWS=on; a wider one does', async () => {
     const uploads: number[] = [];
-    const client = { async uploadPreview(args: { frame: number }) { uploads.push(args.frame); } } as unknown as MasterClient;
+    const client = {
+      async uploadPreview(args: { frame: number }) {
+        uploads.push(args.frame);
+      },
+    } as unknown as MasterClient;
     // 640x360: exactly at the limit.
     expect(await pngWidth(png)).toBe(SMALL_FRAME_MAX_WIDTH_PX);
     expect(await pngWidth(exr)).toBeNull();
@@ -138,11 +145,29 @@ describe('FramePreviews.send', () => {
     const ran = join(dir, 'ffmpeg-ran');
     writeFileSync(join(bin, 'ffmpeg'), `#!/bin/sh\necho x >> ${ran}\nfor last; do :; done\nprintf jpeg > "$last"\n`, { mode: 0o755 });
 
-    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 2, path: png });
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({
+      workerId: 'w',
+      taskId: 't',
+      leaseId: 'l',
+      frame: 2,
+      path: png,
+    });
     expect(uploads).toEqual([]);
     expect(existsSync(ran)).toBe(false);
-    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 3, path: wide });
-    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin, FARM_PREVIEWS: 'on' } }).send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 2, path: png });
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({
+      workerId: 'w',
+      taskId: 't',
+      leaseId: 'l',
+      frame: 3,
+      path: wide,
+    });
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin, FARM_PREVIEWS: 'on' } }).send({
+      workerId: 'w',
+      taskId: 't',
+      leaseId: 'l',
+      frame: 2,
+      path: png,
+    });
     expect(uploads).toEqual([3, 2]);
     expect(readFileSync(ran, 'utf8').trim().split('\n')).toHaveLength(2);
   });
@@ -150,7 +175,11 @@ describe('FramePreviews.send', () => {
   it('a frame that cannot be read, or an upload the master refuses, is logged and does not throw', async () => {
     const warnings: string[] = [];
     const log = { ...silentLog, warn: (m: string) => warnings.push(m) } as unknown as Logger;
-    const client = { async uploadPreview() { throw new Error('409 lease ended'); } } as unknown as MasterClient;
+    const client = {
+      async uploadPreview() {
+        throw new Error('409 lease ended');
+      },
+    } as unknown as MasterClient;
     const previews = new FramePreviews({ client, log, blender: BLENDER, env: { PATH: process.env.PATH } });
     await previews.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 3, path: join(dir, 'missing.exr') });
     await previews.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 1, path: exr });

@@ -128,7 +128,12 @@ describe('a two-GPU machine, from its captured report line', () => {
   it('matches nvidia-smi memory to Cycles ids by PCI address', () => {
     expect(pciAddressOfCyclesId(optix[1]!)).toBe('0000:41:00');
     expect(pciAddressOfCyclesId('METAL_Apple M2 Max')).toBeUndefined();
-    expect(parseNvidiaSmiMemory(TWO_GPU_NVIDIA_SMI)).toEqual(new Map([['0000:01:00', 16376], ['0000:41:00', 16376]]));
+    expect(parseNvidiaSmiMemory(TWO_GPU_NVIDIA_SMI)).toEqual(
+      new Map([
+        ['0000:01:00', 16376],
+        ['0000:41:00', 16376],
+      ]),
+    );
   });
 
   it('detectCyclesDevices adds that memory, run against stand-in blender and nvidia-smi commands', async () => {
@@ -160,7 +165,11 @@ describe('device snippets in real Blender', () => {
   const dir = tempDir('gpu-exprs');
   const blend = join(dir, 'tiny.blend');
   beforeAll(() => {
-    const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', blend, '--width', '16', '--height', '12', '--samples', '1'], { encoding: 'utf8' });
+    const made = spawnSync(
+      BLENDER,
+      ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', blend, '--width', '16', '--height', '12', '--samples', '1'],
+      { encoding: 'utf8' },
+    );
     if (made.status !== 0) throw new Error(`make_still_scene.py failed:\n${made.stdout}${made.stderr}`);
   }, 60_000);
 
@@ -168,7 +177,16 @@ describe('device snippets in real Blender', () => {
     runProcess(BLENDER, buildRenderArgs({ blendPath: blend, outputPattern: join(dir, `${name}_#`), frames: [1], pythonExprs }), { tailLines: 400 });
 
   it('the detection script lists GPUs that Cycles reports (two faked CUDA cards)', async () => {
-    const result = await runProcess(BLENDER, ['-b', '--factory-startup', '--python-exit-code', '1', '--python-expr', FAKE_TWO_CUDA_CARDS, '--python-expr', DETECT_DEVICES_SCRIPT]);
+    const result = await runProcess(BLENDER, [
+      '-b',
+      '--factory-startup',
+      '--python-exit-code',
+      '1',
+      '--python-expr',
+      FAKE_TWO_CUDA_CARDS,
+      '--python-expr',
+      DETECT_DEVICES_SCRIPT,
+    ]);
     expect(result.exitCode, result.tail.join('\n')).toBe(0);
     const report = parseDetectDevicesOutput(result.tail);
     expect(report.backends).toEqual(['cpu', 'cuda']);
@@ -179,7 +197,10 @@ describe('device snippets in real Blender', () => {
   });
 
   it('enabling CUDA on this node fails the render with "CUDA not available on this node"; OptiX, not even built in, likewise', async () => {
-    const [cuda, optix] = await Promise.all([render('cuda', [enableDevicesExpr({ backend: 'cuda' })]), render('optix', [enableDevicesExpr({ backend: 'optix' })])]);
+    const [cuda, optix] = await Promise.all([
+      render('cuda', [enableDevicesExpr({ backend: 'cuda' })]),
+      render('optix', [enableDevicesExpr({ backend: 'optix' })]),
+    ]);
     expect(cuda.exitCode).toBe(1);
     expect(classifyBlenderFailure(cuda).message).toContain('RuntimeError: CUDA not available on this node: Cycles finds no CUDA device');
     expect(optix.exitCode).toBe(1);

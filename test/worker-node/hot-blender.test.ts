@@ -29,7 +29,20 @@ function makeScene(args: string[]): void {
 
 /** Pixel hash of frame N rendered by `blender -b FILE -o OUT -t 1 <action>` in a fresh process. */
 async function freshRender(blend: string, outDir: string, action: string[]): Promise<void> {
-  await execFileAsync(BLENDER, ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', blend, '-o', join(outDir, 'f_######'), '-x', '1', '-t', '1', ...action]);
+  await execFileAsync(BLENDER, [
+    '-b',
+    '--factory-startup',
+    '--disable-autoexec',
+    '-noaudio',
+    blend,
+    '-o',
+    join(outDir, 'f_######'),
+    '-x',
+    '1',
+    '-t',
+    '1',
+    ...action,
+  ]);
 }
 
 const pixels = (path: string) => decodePng(readFileSync(path)).pixelHash;
@@ -59,7 +72,15 @@ describe('hot Blender', () => {
   const slow = join(dir, 'slow.blend');
   let hot: HotBlender | undefined;
   const open = (options: Partial<HotBlenderOptions> = {}) =>
-    (hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0, preview: driverPreviewSettings({ FARM_PREVIEWS: 'on' }), ...options }));
+    (hot = new HotBlender({
+      blender: BLENDER,
+      threads: 1,
+      maxFrames: 0,
+      maxMemMb: 0,
+      idleMs: 0,
+      preview: driverPreviewSettings({ FARM_PREVIEWS: 'on' }),
+      ...options,
+    }));
 
   beforeAll(() => {
     makeScene([baked, '--frames', '12']);
@@ -117,7 +138,12 @@ describe('hot Blender', () => {
 
   it('previews are scaled to the dashboard width; none are written with previews off', async () => {
     const out = join(dir, 'previews');
-    const [scaled] = await open({ preview: { width: 48, quality: 80, skip_png_up_to: 0 } }).renderFrames({ key: 'job-1', blendPath: baked, frames: [1], outputPattern: join(out, 'frame_######') });
+    const [scaled] = await open({ preview: { width: 48, quality: 80, skip_png_up_to: 0 } }).renderFrames({
+      key: 'job-1',
+      blendPath: baked,
+      frames: [1],
+      outputPattern: join(out, 'frame_######'),
+    });
     const png = decodePng(readFileSync(scaled!.path));
     expect(jpegSize(scaled!.previewPath!)).toEqual({ width: 48, height: Math.round((png.height * 48) / png.width) });
     expect(scaled!.previewSeconds).toBeGreaterThan(0);
@@ -130,13 +156,23 @@ describe('hot Blender', () => {
 
     // By default (FARM_PREVIEWS unset) a PNG frame no wider than SMALL_FRAME_MAX_WIDTH_PX gets
     // none: the dashboard shows it as it is. Just over the limit, it gets one.
-    const [small] = await open({ preview: driverPreviewSettings({}) }).renderFrames({ key: 'job-1', blendPath: baked, frames: [3], outputPattern: join(out, 'frame_######') });
+    const [small] = await open({ preview: driverPreviewSettings({}) }).renderFrames({
+      key: 'job-1',
+      blendPath: baked,
+      frames: [3],
+      outputPattern: join(out, 'frame_######'),
+    });
     expect(decodePng(readFileSync(small!.path)).width).toBeLessThanOrEqual(SMALL_FRAME_MAX_WIDTH_PX);
     expect(small!.previewPath).toBeUndefined();
     expect(existsSync(join(out, 'frame_000003.preview.jpg'))).toBe(false);
     await hot!.dispose();
     const width = decodePng(readFileSync(small!.path)).width;
-    const [over] = await open({ preview: { ...driverPreviewSettings({})!, skip_png_up_to: width - 1 } }).renderFrames({ key: 'job-1', blendPath: baked, frames: [4], outputPattern: join(out, 'frame_######') });
+    const [over] = await open({ preview: { ...driverPreviewSettings({})!, skip_png_up_to: width - 1 } }).renderFrames({
+      key: 'job-1',
+      blendPath: baked,
+      frames: [4],
+      outputPattern: join(out, 'frame_######'),
+    });
     expect(over!.previewPath).toBe(join(out, 'frame_000004.preview.jpg'));
   });
 
@@ -267,13 +303,24 @@ describe('hot Blender', () => {
     expect(classifyBlenderFailure(err as HotBlenderError)).toMatchObject({ reason: 'corrupt_file', message: expect.stringContaining('Missing DNA block') });
   });
 
-  it('a render error (no camera) is reported with Blender\'s message, and the process is not reused', async () => {
+  it("a render error (no camera) is reported with Blender's message, and the process is not reused", async () => {
     const noCamera = join(dir, 'no-camera.blend');
-    const made = spawnSync(BLENDER, ['-b', '--factory-startup', baked, '--python-expr',
-      `import bpy; bpy.context.scene.camera = None; [bpy.data.objects.remove(o) for o in list(bpy.data.objects) if o.type == 'CAMERA']; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(noCamera)})`], { encoding: 'utf8' });
+    const made = spawnSync(
+      BLENDER,
+      [
+        '-b',
+        '--factory-startup',
+        baked,
+        '--python-expr',
+        `import bpy; bpy.context.scene.camera = None; [bpy.data.objects.remove(o) for o in list(bpy.data.objects) if o.type == 'CAMERA']; bpy.ops.wm.save_as_mainfile(filepath=${JSON.stringify(noCamera)})`,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(made.status, made.stdout + made.stderr).toBe(0);
     const h = open();
-    const err = await renderOne(h, { key: 'job-4', blendPath: noCamera, frame: 1, outputPattern: join(dir, 'no-cam', 'frame_######') }).catch((e: unknown) => e);
+    const err = await renderOne(h, { key: 'job-4', blendPath: noCamera, frame: 1, outputPattern: join(dir, 'no-cam', 'frame_######') }).catch(
+      (e: unknown) => e,
+    );
     expect(err).toMatchObject({ kind: 'render_error' });
     expect(classifyBlenderFailure(err as HotBlenderError).reason).toBe('no_camera');
     expect(h.pid).toBeNull();

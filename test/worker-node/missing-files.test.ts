@@ -28,10 +28,8 @@ function warningsOf(lines: string[], blendPath: string): string[] {
 }
 
 describe('missingFileWarning', () => {
-  it("a texture reported missing by report_missing_files, relative to the .blend as the artist set it", () => {
-    expect(warningsOf(fixtureLines('missing-texture.txt'), '/tmp/w/fx/missingtex.blend')).toEqual([
-      'missing image //textures/gone.png: it renders magenta',
-    ]);
+  it('a texture reported missing by report_missing_files, relative to the .blend as the artist set it', () => {
+    expect(warningsOf(fixtureLines('missing-texture.txt'), '/tmp/w/fx/missingtex.blend')).toEqual(['missing image //textures/gone.png: it renders magenta']);
   });
 
   it('a missing library is one warning however many ways Blender says it, plus one per linked data-block', () => {
@@ -78,7 +76,12 @@ describe('missingFileWarning', () => {
     expect(missingFileWarning(parseBlenderLine("Warning: Path '/mnt/assets/wood.png' not found"), '/node/blend_files/x.blend')).toBe(
       'missing image /mnt/assets/wood.png: it renders magenta',
     );
-    for (const line of ['Warning: Unknown render engine', 'Fra:1 Mem:9.16M (Peak 10.87M) | Time:00:00.01 | Scene', "Saved: '/x/f.png'", 'Error: Cannot render, no camera']) {
+    for (const line of [
+      'Warning: Unknown render engine',
+      'Fra:1 Mem:9.16M (Peak 10.87M) | Time:00:00.01 | Scene',
+      "Saved: '/x/f.png'",
+      'Error: Cannot render, no camera',
+    ]) {
       expect(missingFileWarning(parseBlenderLine(line), '/x/a.blend')).toBeNull();
     }
   });
@@ -112,7 +115,7 @@ describe('with real Blender', () => {
     copyFileSync(made, cached);
   }, 60_000);
 
-  it('renders (exit 0) and, with the farm\'s report expression, names the missing texture and library', async () => {
+  it("renders (exit 0) and, with the farm's report expression, names the missing texture and library", async () => {
     const found = new MissingFiles(cached);
     const args = buildRenderArgs({
       blendPath: cached,

@@ -115,7 +115,7 @@ describe('registering with the master', () => {
     await client.close();
   });
 
-  it("an id another node holds (409) makes the node enrol as a new node", async () => {
+  it('an id another node holds (409) makes the node enrol as a new node', async () => {
     const master = await fakeMaster((req, res) => {
       if (JSON.parse(req.body).worker_id) reply(res, 409, { error: `worker ${WORKER} is enrolled already` });
       else reply(res, 201, { worker_id: OTHER, name: 'test-node', lease_ms: 60000, node_token: 'farm_node_other' });

@@ -66,7 +66,10 @@ describe('planNodeSlots', () => {
       ['ws/gpu1', join(config.workDir, 'slot-1')],
     ]);
     expect(slots.map((s) => s.gpus.map((g) => g.id))).toEqual([[CUDA_0], [CUDA_1]]);
-    expect(slots[0]!.devices).toEqual([{ type: 'CPU', name: expect.stringMatching(/^Test CPU/) }, { type: 'CUDA', name: 'NVIDIA RTX A4000 (16 GiB)' }]);
+    expect(slots[0]!.devices).toEqual([
+      { type: 'CPU', name: expect.stringMatching(/^Test CPU/) },
+      { type: 'CUDA', name: 'NVIDIA RTX A4000 (16 GiB)' },
+    ]);
   });
 
   it('a card listed under CUDA and OptiX stays one slot that offers both backends; --gpu-slots single is one slot for all', () => {
@@ -127,7 +130,14 @@ describe('slots registering with the master', () => {
     const stop = new AbortController();
     const running = Promise.all(
       slots.map((slot) =>
-        runNodeSlot(slot, { config, cache: new BlendCache(config.workDir, undefined), taskKinds: ['render', 'tile', 'stitch', 'video'], log: quiet, stopClaiming: stop.signal, stopRender: stop.signal }),
+        runNodeSlot(slot, {
+          config,
+          cache: new BlendCache(config.workDir, undefined),
+          taskKinds: ['render', 'tile', 'stitch', 'video'],
+          log: quiet,
+          stopClaiming: stop.signal,
+          stopRender: stop.signal,
+        }),
       ),
     );
     const deadline = Date.now() + 10_000;

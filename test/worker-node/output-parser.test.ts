@@ -7,8 +7,7 @@ function events(name: string): BlenderEvent[] {
   return fixtureLines(name).flatMap((line) => parseBlenderLine(line) ?? []);
 }
 
-const ofKind = <K extends BlenderEvent['kind']>(all: BlenderEvent[], kind: K) =>
-  all.filter((e): e is Extract<BlenderEvent, { kind: K }> => e.kind === kind);
+const ofKind = <K extends BlenderEvent['kind']>(all: BlenderEvent[], kind: K) => all.filter((e): e is Extract<BlenderEvent, { kind: K }> => e.kind === kind);
 
 describe('parseBlenderLine on real Blender 3.4 logs', () => {
   it('a Cycles animation render of frames 1-2: progress for each frame, two saved frames, two render times, no errors', () => {
@@ -30,7 +29,9 @@ describe('parseBlenderLine on real Blender 3.4 logs', () => {
   });
 
   it('a Cycles sample line: frame, memory, elapsed time and samples; the "Remaining" segment is dropped from the detail', () => {
-    expect(parseBlenderLine('Fra:2 Mem:10.50M (Peak 11.06M) | Time:00:00.01 | Remaining:00:00.05 | Mem:0.89M, Peak:0.89M | Scene, ViewLayer | Sample 1/16')).toEqual({
+    expect(
+      parseBlenderLine('Fra:2 Mem:10.50M (Peak 11.06M) | Time:00:00.01 | Remaining:00:00.05 | Mem:0.89M, Peak:0.89M | Scene, ViewLayer | Sample 1/16'),
+    ).toEqual({
       kind: 'progress',
       frame: 2,
       memMb: 10.5,
@@ -42,7 +43,7 @@ describe('parseBlenderLine on real Blender 3.4 logs', () => {
     });
   });
 
-  it('peak memory is the larger of Blender\'s peak and the render device\'s peak', () => {
+  it("peak memory is the larger of Blender's peak and the render device's peak", () => {
     const line = 'Fra:7 Mem:23.51M (Peak 31.02M) | Time:00:00.45 | Mem:40.74M, Peak:61.80M | Scene, ViewLayer | Sample 8/16';
     expect(parseBlenderLine(line)).toMatchObject({ kind: 'progress', frame: 7, memMb: 23.51, peakMb: 61.8, samplesDone: 8, samplesTotal: 16 });
     // The out-of-memory log: Blender's own peak (90.39M) beats the device's (80.78M).
@@ -72,12 +73,12 @@ describe('parseBlenderLine on real Blender 3.4 logs', () => {
     ['format-not-supported.txt', "File format is not supported in file '/tmp/w/text.blend'"],
     ['blend-not-found.txt', "Cannot read file '/tmp/w/nonexistent.blend': No such file or directory"],
     ['no-camera.txt', 'Cannot render, no camera'],
-  ])('%s: exactly one error, Blender\'s own words', (fixture, message) => {
+  ])("%s: exactly one error, Blender's own words", (fixture, message) => {
     const all = events(fixture);
     expect(all).toEqual([{ kind: 'error', message }]);
   });
 
-  it('a file that cannot be saved: both of Blender\'s complaints are errors', () => {
+  it("a file that cannot be saved: both of Blender's complaints are errors", () => {
     expect(ofKind(events('cannot-save-output.txt'), 'error').map((e) => e.message)).toEqual([
       "imb_savepng: Cannot open file for writing: '/proc/nope/frame_0001.png'",
       "Render error (Invalid argument) cannot save: '/proc/nope/frame_0001.png'",
@@ -86,9 +87,7 @@ describe('parseBlenderLine on real Blender 3.4 logs', () => {
 
   it('a missing image texture is silent in 3.4 except through report_missing_files(), which names the path', () => {
     const all = events('missing-texture.txt');
-    expect(ofKind(all, 'warning')).toEqual([
-      { kind: 'warning', message: "Path '/tmp/w/fx/textures/gone.png' not found", path: '/tmp/w/fx/textures/gone.png' },
-    ]);
+    expect(ofKind(all, 'warning')).toEqual([{ kind: 'warning', message: "Path '/tmp/w/fx/textures/gone.png' not found", path: '/tmp/w/fx/textures/gone.png' }]);
     expect(ofKind(all, 'error')).toEqual([]);
     expect(ofKind(all, 'saved')).toHaveLength(1);
   });
@@ -101,7 +100,8 @@ describe('parseBlenderLine on real Blender 3.4 logs', () => {
       { kind: 'warning', message: "LIB: Object: 'LibCube' missing from '/tmp/w/fx/lib.blend', parent '<direct>'", path: '/tmp/w/fx/lib.blend' },
       {
         kind: 'warning',
-        message: '1 libraries and 1 linked data-blocks are missing (including 0 ObjectData and 0 Proxies), please check the Info and Outliner editors for details',
+        message:
+          '1 libraries and 1 linked data-blocks are missing (including 0 ObjectData and 0 Proxies), please check the Info and Outliner editors for details',
       },
     ]);
     expect(ofKind(all, 'error')).toEqual([]);
@@ -145,7 +145,14 @@ describe('parseBlenderLine on other forms', () => {
   });
 
   it('ignores lines that carry nothing to act on', () => {
-    for (const line of ['', 'Blender 3.4.1', 'Read blend: /w/a.blend', 'Blender quit', "Info: Read library:  '/x/lib.blend', '//lib.blend', parent '<direct>'", 'Managed to successfully fallback to surfaceless EGL rendering!']) {
+    for (const line of [
+      '',
+      'Blender 3.4.1',
+      'Read blend: /w/a.blend',
+      'Blender quit',
+      "Info: Read library:  '/x/lib.blend', '//lib.blend', parent '<direct>'",
+      'Managed to successfully fallback to surfaceless EGL rendering!',
+    ]) {
       expect(parseBlenderLine(line), line).toBeNull();
     }
   });

@@ -18,7 +18,13 @@ const SCENES = new URL('../scenes/', import.meta.url).pathname;
 
 /** Seven colours far apart in YUV too, so lossy H.264 cannot blur one into another. */
 const COLOURS: [number, number, number][] = [
-  [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255], [255, 255, 255],
+  [255, 0, 0],
+  [0, 255, 0],
+  [0, 0, 255],
+  [255, 255, 0],
+  [0, 255, 255],
+  [255, 0, 255],
+  [255, 255, 255],
 ];
 /** Blender frame numbers with gaps: the video must still have one frame for each. */
 const FRAME_NUMBERS = [1, 2, 3, 5, 8, 9, 10];
@@ -32,7 +38,20 @@ function writeFlatPng(path: string, width: number, height: number, [r, g, b]: [n
 function ffprobe(path: string) {
   const result = spawnSync(
     'ffprobe',
-    ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames,codec_name,r_frame_rate,width,height,pix_fmt', '-show_entries', 'format=format_name', '-of', 'json', path],
+    [
+      '-v',
+      'error',
+      '-count_frames',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=nb_read_frames,codec_name,r_frame_rate,width,height,pix_fmt',
+      '-show_entries',
+      'format=format_name',
+      '-of',
+      'json',
+      path,
+    ],
     { encoding: 'utf8' },
   );
   if (result.status !== 0) throw new Error(`ffprobe failed: ${result.stderr}`);
@@ -94,7 +113,9 @@ describe('preview video', () => {
     expect(ffprobe(out)).toMatchObject({ codec_name: 'h264', nb_read_frames: '7', r_frame_rate: '24/1', width: 64, height: 48, pix_fmt: 'yuv420p' });
     const colours = decodedFrameColours(out, 64, 48);
     expect(colours).toHaveLength(7);
-    colours.forEach((colour, i) => colour.forEach((channel, c) => expect(Math.abs(channel - COLOURS[i]![c]!), `frame ${i} channel ${c}`).toBeLessThan(24)));
+    for (const [i, colour] of colours.entries()) {
+      for (const [c, channel] of colour.entries()) expect(Math.abs(channel - COLOURS[i]![c]!), `frame ${i} channel ${c}`).toBeLessThan(24);
+    }
     // Nothing left behind beside the video: no temporary frame links, no partial file.
     expect(readdirSync(dir).filter((name) => name.startsWith('.'))).toEqual([]);
   });
@@ -110,11 +131,13 @@ describe('preview video', () => {
     expect(ffprobe(small)).toMatchObject({ nb_read_frames: '7', r_frame_rate: '30/1', width: 64, height: 32 });
   });
 
-  it('fails, with ffmpeg\'s words, on a frame that is not an image, and refuses missing frames and mixed formats', async () => {
+  it("fails, with ffmpeg's words, on a frame that is not an image, and refuses missing frames and mixed formats", async () => {
     const frames = makeFrames(16, 16, 'bad');
     writeFileSync(frames[3]!.path, 'not a png');
     // Left to itself ffmpeg skips the frame, exits 0 and writes a video one frame short.
-    await expect(assemblePreviewVideo({ frames, fps: 24, outPath: join(dir, 'bad.mp4') })).rejects.toThrow(/making the preview video: ffmpeg exited with 1:\n.*Invalid PNG signature/);
+    await expect(assemblePreviewVideo({ frames, fps: 24, outPath: join(dir, 'bad.mp4') })).rejects.toThrow(
+      /making the preview video: ffmpeg exited with 1:\n.*Invalid PNG signature/,
+    );
     const missing = makeFrames(16, 16, 'missing');
     rmSync(missing[2]!.path);
     await expect(assemblePreviewVideo({ frames: missing, fps: 24, outPath: join(dir, 'missing.mp4') })).rejects.toThrow(/frame 3: ENOENT/);
@@ -145,7 +168,9 @@ describe('scene frame rate', () => {
     const dir = tempDir('scene-fps');
     try {
       const blend = join(dir, 'fps25.blend');
-      const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', blend, '--fps', '25'], { encoding: 'utf8' });
+      const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', blend, '--fps', '25'], {
+        encoding: 'utf8',
+      });
       expect(made.status, made.stdout + made.stderr).toBe(0);
       const rate = await readSceneFps(BLENDER, blend);
       expect(rate).toEqual({ fps: 25, fpsBase: 1 });

@@ -134,7 +134,10 @@ describe('laying out a project', () => {
 
   it('checks manifests as archive entries are checked', () => {
     const file = (path: string) => ({ path, sha256: 'a'.repeat(64), size: 1 });
-    const parse = (files: unknown[], main = 'scene.blend') => () => parseManifest(JSON.stringify({ version: 1, main_blend: main, files }), LIMITS);
+    const parse =
+      (files: unknown[], main = 'scene.blend') =>
+      () =>
+        parseManifest(JSON.stringify({ version: 1, main_blend: main, files }), LIMITS);
     expect(parse([file('scene.blend'), file('../x')])).toThrow(/goes up with/);
     expect(parse([file('scene.blend'), file('/etc/x')])).toThrow(/is absolute/);
     expect(parse([file('scene.blend'), file('x'), file('x')])).toThrow(/appears twice/);
@@ -202,7 +205,7 @@ describe('the blend cache with a manifest', () => {
 });
 
 describe('a file download cut short', () => {
-  it('resumes from the bytes on disk with a Range request and checks the whole file\'s hash', async () => {
+  it("resumes from the bytes on disk with a Range request and checks the whole file's hash", async () => {
     const bytes = Buffer.alloc(3 * 1024 * 1024);
     for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7919) % 251;
     const fileSha = sha(bytes);

@@ -67,7 +67,15 @@ describe('unpacking a project archive', () => {
     ]);
     expect(await unpackProject(box.zip, box.dest, LIMITS)).toEqual({ files: 5, bytes: BLEND.length * 2 + texture.length * 2 + 19 });
     expect(tree(box.dest)).toEqual([
-      'assets/', 'assets/lib.blend', 'notes/', 'notes/ümlaut café.txt', 'shots/', 'shots/main.blend', 'shots/tex/', 'shots/tex/color.png', 'shots/tex/udim.1001.png',
+      'assets/',
+      'assets/lib.blend',
+      'notes/',
+      'notes/ümlaut café.txt',
+      'shots/',
+      'shots/main.blend',
+      'shots/tex/',
+      'shots/tex/color.png',
+      'shots/tex/udim.1001.png',
     ]);
     expect(readFileSync(join(box.dest, 'shots/main.blend'))).toEqual(BLEND);
     expect(await resolveMainBlend(box.dest, 'shots/main.blend')).toBe(join(box.dest, 'shots/main.blend'));
@@ -77,21 +85,38 @@ describe('unpacking a project archive', () => {
   });
 
   it('finds the only top-level .blend, or the only one in a zipped folder, and refuses to guess between several', async () => {
-    const one = sandbox([{ name: 'scene.blend', data: BLEND }, { name: 'tex/a.png', data: BLEND }]);
+    const one = sandbox([
+      { name: 'scene.blend', data: BLEND },
+      { name: 'tex/a.png', data: BLEND },
+    ]);
     await unpackProject(one.zip, one.dest, LIMITS);
     expect(await resolveMainBlend(one.dest, null)).toBe(join(one.dest, 'scene.blend'));
 
-    const folder = sandbox([{ name: 'my project/shot.blend', data: BLEND }, { name: 'my project/tex/a.png', data: BLEND }]);
+    const folder = sandbox([
+      { name: 'my project/shot.blend', data: BLEND },
+      { name: 'my project/tex/a.png', data: BLEND },
+    ]);
     await unpackProject(folder.zip, folder.dest, LIMITS);
     expect(await resolveMainBlend(folder.dest, null)).toBe(join(folder.dest, 'my project', 'shot.blend'));
 
-    const two = sandbox([{ name: 'a.blend', data: BLEND }, { name: 'b.blend', data: BLEND }]);
+    const two = sandbox([
+      { name: 'a.blend', data: BLEND },
+      { name: 'b.blend', data: BLEND },
+    ]);
     await unpackProject(two.zip, two.dest, LIMITS);
-    await expect(resolveMainBlend(two.dest, null)).rejects.toThrow('2 .blend files at its top level (a.blend, b.blend): name the one to render with main_blend');
+    await expect(resolveMainBlend(two.dest, null)).rejects.toThrow(
+      '2 .blend files at its top level (a.blend, b.blend): name the one to render with main_blend',
+    );
   });
 
   it('refuses an entry that climbs out with ../', () =>
-    refused([{ name: 'ok.blend', data: BLEND }, { name: '../evil.txt', data: Buffer.from('pwned') }], /invalid relative path: \.\.\/evil\.txt|goes up/));
+    refused(
+      [
+        { name: 'ok.blend', data: BLEND },
+        { name: '../evil.txt', data: Buffer.from('pwned') },
+      ],
+      /invalid relative path: \.\.\/evil\.txt|goes up/,
+    ));
 
   it('refuses ../ hidden in the middle of a path', () => refused([{ name: 'tex/../../evil.txt', data: Buffer.from('pwned') }], /\.\./));
 
@@ -102,17 +127,32 @@ describe('unpacking a project archive', () => {
   it('refuses Windows drive paths', () => refused([{ name: 'C:/evil.txt', data: Buffer.from('pwned') }], /absolute/));
 
   it('refuses symbolic links, even ones pointing inside', async () => {
-    await refused([{ name: 'ok.blend', data: BLEND }, { name: 'tex', data: Buffer.from('/etc'), unixMode: 0o120777 }], 'entry "tex" is a symbolic link');
+    await refused(
+      [
+        { name: 'ok.blend', data: BLEND },
+        { name: 'tex', data: Buffer.from('/etc'), unixMode: 0o120777 },
+      ],
+      'entry "tex" is a symbolic link',
+    );
     await refused([{ name: 'link.png', data: Buffer.from('ok.blend'), unixMode: 0o120777 }], 'symbolic link');
   });
 
   it('refuses a link followed by a file written through it (the classic two-step escape)', () =>
-    refused([{ name: 'out', data: Buffer.from('..'), unixMode: 0o120755 }, { name: 'out/evil.txt', data: Buffer.from('pwned') }], 'symbolic link'));
+    refused(
+      [
+        { name: 'out', data: Buffer.from('..'), unixMode: 0o120755 },
+        { name: 'out/evil.txt', data: Buffer.from('pwned') },
+      ],
+      'symbolic link',
+    ));
 
   it('refuses device files and FIFOs', () => refused([{ name: 'fifo', unixMode: 0o010644 }], 'special file'));
 
   it('refuses an archive with more entries than the cap, before writing anything', () =>
-    refused(Array.from({ length: 101 }, (_, i) => ({ name: `f${i}.txt`, data: Buffer.from('x') })), '101 entries, over the limit of 100'));
+    refused(
+      Array.from({ length: 101 }, (_, i) => ({ name: `f${i}.txt`, data: Buffer.from('x') })),
+      '101 entries, over the limit of 100',
+    ));
 
   it('refuses a zip bomb that declares its size: 64 MiB of zeros in 64 KiB, over the 8 MiB cap', async () => {
     const zeros = Buffer.alloc(64 * 1024 * 1024);
@@ -124,17 +164,37 @@ describe('unpacking a project archive', () => {
   it('refuses a zip bomb that lies about its size, stopping once it inflates past what it declared', async () => {
     const zeros = Buffer.alloc(64 * 1024 * 1024);
     const compressed = deflateRawSync(zeros, { level: 9 });
-    const box = sandbox([{ name: 'a.blend', data: BLEND }, { name: 'bomb.bin', data: zeros, compressed, declaredSize: 1000 }]);
-    await expect(unpackProject(box.zip, box.dest, { ...LIMITS, maxBytes: 1024 ** 3 })).rejects.toThrow('entry "bomb.bin" inflates to more than the 1000 bytes it declares');
+    const box = sandbox([
+      { name: 'a.blend', data: BLEND },
+      { name: 'bomb.bin', data: zeros, compressed, declaredSize: 1000 },
+    ]);
+    await expect(unpackProject(box.zip, box.dest, { ...LIMITS, maxBytes: 1024 ** 3 })).rejects.toThrow(
+      'entry "bomb.bin" inflates to more than the 1000 bytes it declares',
+    );
     expect(tree(box.root)).toEqual(['cache/', 'cache/projects/', 'project.zip']);
   });
 
   it('refuses many honest files that add up past the cap', () =>
-    refused(Array.from({ length: 9 }, (_, i) => ({ name: `big${i}.bin`, data: Buffer.alloc(1024 * 1024, i) })), 'more than 8388608 bytes'));
+    refused(
+      Array.from({ length: 9 }, (_, i) => ({ name: `big${i}.bin`, data: Buffer.alloc(1024 * 1024, i) })),
+      'more than 8388608 bytes',
+    ));
 
   it('refuses duplicate entries and a file standing where a folder must be', async () => {
-    await refused([{ name: 'a.blend', data: BLEND }, { name: 'a.blend', data: BLEND }], 'appears twice');
-    await refused([{ name: 'tex', data: BLEND }, { name: 'tex/a.png', data: BLEND }], 'inside "tex", which is a file');
+    await refused(
+      [
+        { name: 'a.blend', data: BLEND },
+        { name: 'a.blend', data: BLEND },
+      ],
+      'appears twice',
+    );
+    await refused(
+      [
+        { name: 'tex', data: BLEND },
+        { name: 'tex/a.png', data: BLEND },
+      ],
+      'inside "tex", which is a file',
+    );
   });
 
   it('refuses a file that is not a ZIP', async () => {
@@ -160,7 +220,10 @@ describe('the blend cache with a project archive', () => {
   }
 
   it('downloads and verifies the zip once, unpacks it by hash, and returns the main .blend', async () => {
-    const box = sandbox([{ name: 'shots/main.blend', data: BLEND }, { name: 'shots/tex/color.png', data: Buffer.alloc(100, 1) }]);
+    const box = sandbox([
+      { name: 'shots/main.blend', data: BLEND },
+      { name: 'shots/tex/color.png', data: Buffer.alloc(100, 1) },
+    ]);
     const sha = createHash('sha256').update(readFileSync(box.zip)).digest('hex');
     const work = join(box.root, 'node');
     const { client, downloads } = fakeClient(box.zip);
@@ -175,15 +238,28 @@ describe('the blend cache with a project archive', () => {
     expect(downloads).toEqual([`${sha}.zip`]);
     expect(statSync(join(work, 'projects', sha, 'shots', 'tex', 'color.png')).size).toBe(100);
     // Only the unpacked folder stays: no archive, no temporary folders.
-    expect(tree(work)).toEqual(['blend_files/', 'projects/', `projects/${sha}/`, `projects/${sha}/shots/`, `projects/${sha}/shots/main.blend`, `projects/${sha}/shots/tex/`, `projects/${sha}/shots/tex/color.png`]);
+    expect(tree(work)).toEqual([
+      'blend_files/',
+      'projects/',
+      `projects/${sha}/`,
+      `projects/${sha}/shots/`,
+      `projects/${sha}/shots/main.blend`,
+      `projects/${sha}/shots/tex/`,
+      `projects/${sha}/shots/tex/color.png`,
+    ]);
   });
 
   it('fails a malicious archive with a clear error and keeps nothing of it', async () => {
-    const box = sandbox([{ name: 'main.blend', data: BLEND }, { name: '../../escape.txt', data: Buffer.from('pwned') }]);
+    const box = sandbox([
+      { name: 'main.blend', data: BLEND },
+      { name: '../../escape.txt', data: Buffer.from('pwned') },
+    ]);
     const sha = createHash('sha256').update(readFileSync(box.zip)).digest('hex');
     const work = join(box.root, 'node');
     const cache = new BlendCache(work, fakeClient(box.zip).client, LIMITS);
-    await expect(cache.ensure(`${sha}.zip`, sha, {})).rejects.toThrow(`unpacking project ${sha.slice(0, 12)}: the archive has an unsafe or damaged entry: invalid relative path: ../../escape.txt`);
+    await expect(cache.ensure(`${sha}.zip`, sha, {})).rejects.toThrow(
+      `unpacking project ${sha.slice(0, 12)}: the archive has an unsafe or damaged entry: invalid relative path: ../../escape.txt`,
+    );
     expect(tree(work)).toEqual(['blend_files/']);
     expect(tree(box.root)).toEqual(['node/', 'node/blend_files/', 'project.zip']);
   });

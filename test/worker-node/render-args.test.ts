@@ -7,12 +7,26 @@ const base = { blendPath: '/w/blends/abc.blend', outputPattern: '/w/renders/t1/f
 describe('buildRenderArgs', () => {
   it('renders a contiguous range as one stepped animation render, with the safety flags before the file', () => {
     expect(buildRenderArgs({ ...base, frames: [5, 6, 7, 8] })).toEqual([
-      '-b', '--factory-startup', '--disable-autoexec', '-noaudio', '/w/blends/abc.blend',
-      '--python-exit-code', '1',
-      '--python-expr', OVERWRITE_OUTPUT_EXPR,
-      '-o', '/w/renders/t1/frame_######',
-      '-x', '1',
-      '-s', '5', '-e', '8', '-j', '1', '-a',
+      '-b',
+      '--factory-startup',
+      '--disable-autoexec',
+      '-noaudio',
+      '/w/blends/abc.blend',
+      '--python-exit-code',
+      '1',
+      '--python-expr',
+      OVERWRITE_OUTPUT_EXPR,
+      '-o',
+      '/w/renders/t1/frame_######',
+      '-x',
+      '1',
+      '-s',
+      '5',
+      '-e',
+      '8',
+      '-j',
+      '1',
+      '-a',
     ]);
   });
 
@@ -30,16 +44,29 @@ describe('buildRenderArgs', () => {
   it('puts format, threads and caller snippets where Blender applies them: after the file, before the render action', () => {
     const args = buildRenderArgs({ ...base, frames: [2, 4], threads: 0, format: 'OPEN_EXR', pythonExprs: ['print(1)', 'print(2)'] });
     expect(args).toEqual([
-      '-b', '--factory-startup', '--disable-autoexec', '-noaudio', '/w/blends/abc.blend',
-      '--python-exit-code', '1',
-      '--python-expr', OVERWRITE_OUTPUT_EXPR,
-      '--python-expr', 'print(1)',
-      '--python-expr', 'print(2)',
-      '-o', '/w/renders/t1/frame_######',
-      '-F', 'OPEN_EXR',
-      '-x', '1',
-      '-t', '0',
-      '-f', '2,4',
+      '-b',
+      '--factory-startup',
+      '--disable-autoexec',
+      '-noaudio',
+      '/w/blends/abc.blend',
+      '--python-exit-code',
+      '1',
+      '--python-expr',
+      OVERWRITE_OUTPUT_EXPR,
+      '--python-expr',
+      'print(1)',
+      '--python-expr',
+      'print(2)',
+      '-o',
+      '/w/renders/t1/frame_######',
+      '-F',
+      'OPEN_EXR',
+      '-x',
+      '1',
+      '-t',
+      '0',
+      '-f',
+      '2,4',
     ]);
   });
 

@@ -119,9 +119,15 @@ describe('taskDevice', () => {
     expect(taskDevice('cpu', [CUDA_0, OPTIX_0])).toEqual({ backend: 'cpu', pythonExprs: [], key: 'cpu' });
     expect(taskDevice('any', [])).toEqual({ backend: 'cpu', pythonExprs: [], key: 'cpu' });
     expect(taskDevice('gpu', [])).toBeNull();
-    expect(taskDevice('cuda', [CUDA_0, OPTIX_0])).toMatchObject({ backend: 'cuda', pythonExprs: [enableDevicesExpr({ backend: 'cuda', deviceIds: [CUDA_0.id] })] });
+    expect(taskDevice('cuda', [CUDA_0, OPTIX_0])).toMatchObject({
+      backend: 'cuda',
+      pythonExprs: [enableDevicesExpr({ backend: 'cuda', deviceIds: [CUDA_0.id] })],
+    });
     // OptiX is the better backend of an NVIDIA card.
-    expect(taskDevice('any', [CUDA_0, OPTIX_0])).toMatchObject({ backend: 'optix', pythonExprs: [enableDevicesExpr({ backend: 'optix', deviceIds: [OPTIX_0.id] })] });
+    expect(taskDevice('any', [CUDA_0, OPTIX_0])).toMatchObject({
+      backend: 'optix',
+      pythonExprs: [enableDevicesExpr({ backend: 'optix', deviceIds: [OPTIX_0.id] })],
+    });
   });
 });
 
@@ -131,9 +137,16 @@ describe('GPU jobs reach Blender with the slot device snippet', () => {
   // A Blender that records its arguments, one per line (JSON-encoded), and fails at once.
   const argsFile = join(dir, 'args.jsonl');
   const fakeBlender = join(dir, 'blender');
-  writeFileSync(fakeBlender, `#!/usr/bin/env node\nrequire('fs').appendFileSync(${JSON.stringify(argsFile)}, JSON.stringify(process.argv.slice(2)) + '\\n'); process.exit(1);\n`);
+  writeFileSync(
+    fakeBlender,
+    `#!/usr/bin/env node\nrequire('fs').appendFileSync(${JSON.stringify(argsFile)}, JSON.stringify(process.argv.slice(2)) + '\\n'); process.exit(1);\n`,
+  );
   chmodSync(fakeBlender, 0o755);
-  const recorded = () => readFileSync(argsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as string[]);
+  const recorded = () =>
+    readFileSync(argsFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as string[]);
   afterAll(async () => {
     await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
     rmSync(dir, { recursive: true, force: true });
@@ -166,7 +179,9 @@ describe('GPU jobs reach Blender with the slot device snippet', () => {
 
     // The same job on the CPU must not reuse a Blender set up for the GPU.
     const requests: HotRenderRequest[] = [];
-    const capturing = { renderFrames: async (req: HotRenderRequest) => (requests.push(req), Promise.reject(new HotBlenderError('exited', 'fake'))) } as unknown as HotBlender;
+    const capturing = {
+      renderFrames: async (req: HotRenderRequest) => (requests.push(req), Promise.reject(new HotBlenderError('exited', 'fake'))),
+    } as unknown as HotBlender;
     const { runner: second } = runnerFor({ master: url, workDir: join(dir, 'hot2'), blend: join(dir, 'x.blend'), hot: capturing, gpus: [CUDA_0] });
     const jobId = randomUUID();
     await second.run(task({ frames: [1], job_id: jobId, device: 'gpu' }), stop);
@@ -198,10 +213,33 @@ describe('tile, stitch and video tasks', () => {
   const HEIGHT = 30;
 
   beforeAll(() => {
-    const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_still_scene.py'), '--', still, '--width', String(WIDTH), '--height', String(HEIGHT), '--samples', '4', '--fps', '25'], { encoding: 'utf8' });
+    const made = spawnSync(
+      BLENDER,
+      [
+        '-b',
+        '--factory-startup',
+        '--python',
+        join(SCENES, 'make_still_scene.py'),
+        '--',
+        still,
+        '--width',
+        String(WIDTH),
+        '--height',
+        String(HEIGHT),
+        '--samples',
+        '4',
+        '--fps',
+        '25',
+      ],
+      { encoding: 'utf8' },
+    );
     if (made.status !== 0) throw new Error(`make_still_scene.py failed:\n${made.stdout}${made.stderr}`);
     // The whole frame as a person would render it, with the two settings tiles need.
-    const whole = spawnSync(BLENDER, ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', still, '--python-expr', splitStillExpr, '-o', join(dir, 'whole_#'), '-f', '1'], { encoding: 'utf8' });
+    const whole = spawnSync(
+      BLENDER,
+      ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', still, '--python-expr', splitStillExpr, '-o', join(dir, 'whole_#'), '-f', '1'],
+      { encoding: 'utf8' },
+    );
     if (whole.status !== 0) throw new Error(`whole render failed:\n${whole.stdout}${whole.stderr}`);
   }, 60_000);
   afterAll(async () => {
@@ -272,7 +310,11 @@ describe('tile, stitch and video tasks', () => {
     expect(output.type).toBe('video/mp4');
     const mp4 = join(dir, 'preview.mp4');
     writeFileSync(mp4, output.bytes);
-    const probe = spawnSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,nb_read_frames,r_frame_rate', '-of', 'json', mp4], { encoding: 'utf8' });
+    const probe = spawnSync(
+      'ffprobe',
+      ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=codec_name,nb_read_frames,r_frame_rate', '-of', 'json', mp4],
+      { encoding: 'utf8' },
+    );
     expect(JSON.parse(probe.stdout).streams[0]).toMatchObject({ codec_name: 'h264', nb_read_frames: '6', r_frame_rate: '25/1' });
     expect(lastUpdate(got, video)).toMatchObject({ status: 'completed' });
     await client.close();

@@ -21,7 +21,11 @@ const BLENDER = process.env.BLENDER ?? 'blender';
 const SCENES = new URL('../scenes/', import.meta.url).pathname;
 
 /** Everything the runner sent to the "master", in order. */
-type Sent = { kind: 'update'; body: UpdateTaskStatusRequest } | { kind: 'frame'; frame: number; task: string; png: boolean } | { kind: 'log'; task: string } | { kind: 'frames-done'; task: string };
+type Sent =
+  | { kind: 'update'; body: UpdateTaskStatusRequest }
+  | { kind: 'frame'; frame: number; task: string; png: boolean }
+  | { kind: 'log'; task: string }
+  | { kind: 'frames-done'; task: string };
 
 function fakeMaster(sent: Sent[]): MasterClient {
   const fake = {
@@ -65,7 +69,11 @@ describe('task runner with a hot Blender', () => {
   const hot = new HotBlender({ blender: BLENDER, threads: 1, maxFrames: 0, maxMemMb: 0, idleMs: 0 });
 
   beforeAll(() => {
-    const made = spawnSync(BLENDER, ['-b', '--factory-startup', '--python', join(SCENES, 'make_anim_scene.py'), '--', blend, '--frames', '6', '--width', '48', '--height', '32'], { encoding: 'utf8' });
+    const made = spawnSync(
+      BLENDER,
+      ['-b', '--factory-startup', '--python', join(SCENES, 'make_anim_scene.py'), '--', blend, '--frames', '6', '--width', '48', '--height', '32'],
+      { encoding: 'utf8' },
+    );
     if (made.status !== 0) throw new Error(made.stdout + made.stderr);
   }, 30_000);
   afterAll(async () => {

@@ -30,7 +30,14 @@ function readPixels(path: string) {
   const png = PNG.sync.read(readFileSync(path), { skipRescale: true });
   const data = png.data as unknown as Uint8Array | Uint16Array;
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return { width: png.width, height: png.height, depth: png.depth, colorType: png.colorType, data, pixelHash: createHash('sha256').update(bytes).digest('hex') };
+  return {
+    width: png.width,
+    height: png.height,
+    depth: png.depth,
+    colorType: png.colorType,
+    data,
+    pixelHash: createHash('sha256').update(bytes).digest('hex'),
+  };
 }
 
 /** The bounding box of the pixels with alpha above 0, y from the top. */
@@ -48,7 +55,7 @@ function opaqueBox(path: string): TileRect {
 /** Blender as the task runner would start it; throws with Blender's reading of the failure. */
 async function blender(args: string[]): Promise<string[]> {
   const result = await runProcess(BLENDER, args, { tailLines: 1000 });
-  if (result.exitCode !== 0) throw new Error(classifyBlenderFailure(result).message + '\n' + result.tail.join('\n'));
+  if (result.exitCode !== 0) throw new Error(`${classifyBlenderFailure(result).message}\n${result.tail.join('\n')}`);
   return result.tail;
 }
 
@@ -56,7 +63,15 @@ describe('tileGrid', () => {
   const area = (r: TileRect) => r.width * r.height;
 
   it.each([
-    [64, 48, 1], [64, 48, 3], [64, 48, 4], [64, 48, 7], [1920, 1080, 6], [1920, 1080, 5], [101, 37, 13], [3, 1000, 4], [5, 5, 25],
+    [64, 48, 1],
+    [64, 48, 3],
+    [64, 48, 4],
+    [64, 48, 7],
+    [1920, 1080, 6],
+    [1920, 1080, 5],
+    [101, 37, 13],
+    [3, 1000, 4],
+    [5, 5, 25],
   ])('%ix%i in %i tiles: exactly that many non-empty tiles covering every pixel once', (width, height, n) => {
     const tiles = tileGrid(width, height, n);
     expect(tiles).toHaveLength(n);
@@ -116,7 +131,22 @@ describe('split stills with real Blender', () => {
     makeStillScene(still, ['--width', '64', '--height', '48', '--samples', '16']);
     // Both whole renders in one Blender run (it acts on its arguments in order), as a plain
     // `blender -b FILE -o X -f 1` with nothing of the farm's: 8-bit RGBA, then 16-bit RGB.
-    await blender(['-b', '--factory-startup', '--disable-autoexec', still, '-o', join(dir, 'whole_#'), '-f', '1', '--python-expr', rgb16, '-o', join(dir, 'whole16_#'), '-f', '1']);
+    await blender([
+      '-b',
+      '--factory-startup',
+      '--disable-autoexec',
+      still,
+      '-o',
+      join(dir, 'whole_#'),
+      '-f',
+      '1',
+      '--python-expr',
+      rgb16,
+      '-o',
+      join(dir, 'whole16_#'),
+      '-f',
+      '1',
+    ]);
   }, 60_000);
 
   it('Blender renders exactly the rectangle it is given: cropped size and, uncropped, position (one Blender run)', async () => {
@@ -132,7 +162,7 @@ describe('split stills with real Blender', () => {
     // 22x23: 13/22 and 7/23 are the smallest fractions whose 32-bit float times the size falls
     // just under the whole pixel, the trap a naive x / width border walks into. One sample: only
     // the shape of the result matters here.
-    const odd = "import bpy; s = bpy.context.scene; s.render.resolution_x, s.render.resolution_y, s.cycles.samples = 22, 23, 1";
+    const odd = 'import bpy; s = bpy.context.scene; s.render.resolution_x, s.render.resolution_y, s.cycles.samples = 22, 23, 1';
     // Blender acts on its arguments in order, so each -f renders with the snippets before it.
     const args = ['-b', '--factory-startup', '--disable-autoexec', '-noaudio', still, '--python-exit-code', '1', '--python-expr', odd, '-x', '1'];
     rects.forEach((rect, i) => {
@@ -141,7 +171,8 @@ describe('split stills with real Blender', () => {
       args.push('--python-expr', uncrop, '-o', join(dir, `full${i}_#`), '-f', '1');
     });
     // The naive border 13 / 22: float32(13 / 22) * 22 = 12.999999, truncated to pixel 12.
-    const naive = 'import bpy; r = bpy.context.scene.render; r.use_border = r.use_crop_to_border = True; r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = 13 / 22, 1.0, 0.0, 1.0';
+    const naive =
+      'import bpy; r = bpy.context.scene.render; r.use_border = r.use_crop_to_border = True; r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = 13 / 22, 1.0, 0.0, 1.0';
     args.push('--python-expr', naive, '-o', join(dir, 'naive_#'), '-f', '1');
     // The size tiles are planned on: 65x49 at 50% renders 32x24 (Blender rounds down).
     args.push('--python-expr', 'import bpy; r = bpy.context.scene.render; r.resolution_x, r.resolution_y, r.resolution_percentage = 65, 49, 50');
@@ -174,7 +205,12 @@ describe('split stills with real Blender', () => {
     };
     await Promise.all([worker(), worker()]);
     const stitched = join(dir, `${tag}-stitched.png`);
-    await stitchTiles(tiles.map((t) => ({ rect: t.rect, path: join(dir, `${tag}-tile${t.index}_1.png`) })), 64, 48, stitched);
+    await stitchTiles(
+      tiles.map((t) => ({ rect: t.rect, path: join(dir, `${tag}-tile${t.index}_1.png`) })),
+      64,
+      48,
+      stitched,
+    );
     return stitched;
   }
 
@@ -198,14 +234,19 @@ describe('split stills with real Blender', () => {
     const tile = tileBorderExpr({ x: 0, y: 0, width: 32, height: 24 }, 64, 48);
     const plannedForLarger = tileBorderExpr({ x: 0, y: 0, width: 64, height: 48 }, 128, 96);
     const eevee = "import bpy; bpy.context.scene.render.engine = 'BLENDER_EEVEE'";
-    const glare = "import bpy; s = bpy.context.scene; s.use_nodes = True; s.render.use_compositing = True; s.node_tree.nodes.new('CompositorNodeGlare').name = 'Glow'";
+    const glare =
+      "import bpy; s = bpy.context.scene; s.use_nodes = True; s.render.use_compositing = True; s.node_tree.nodes.new('CompositorNodeGlare').name = 'Glow'";
     const runs = [[plannedForLarger], [eevee, tile], [glare, tile]].map((pythonExprs, i) =>
       runProcess(BLENDER, buildRenderArgs({ blendPath: still, outputPattern: join(dir, `refused${i}_#`), frames: [1], pythonExprs })),
     );
     const [wrongSize, onEevee, withGlare] = await Promise.all(runs);
     for (const result of [wrongSize!, onEevee!, withGlare!]) expect(result.exitCode).toBe(1);
-    expect(classifyBlenderFailure(wrongSize!).message).toContain('RuntimeError: split still: the scene renders 64x48 pixels but its tiles were planned for 128x96');
-    expect(classifyBlenderFailure(onEevee!).message).toContain('split still: only Cycles renders tiles that stitch without seams; this scene renders with BLENDER_EEVEE');
+    expect(classifyBlenderFailure(wrongSize!).message).toContain(
+      'RuntimeError: split still: the scene renders 64x48 pixels but its tiles were planned for 128x96',
+    );
+    expect(classifyBlenderFailure(onEevee!).message).toContain(
+      'split still: only Cycles renders tiles that stitch without seams; this scene renders with BLENDER_EEVEE',
+    );
     expect(classifyBlenderFailure(withGlare!).message).toContain('split still: the compositor would see one tile at a time (nodes Glow)');
   });
 });
@@ -231,31 +272,86 @@ describe('stitchTiles', () => {
     }
     const data = bitDepth === 16 ? Buffer.from(values.buffer) : Buffer.from(values.buffer, values.byteOffset, values.byteLength);
     const path = join(dir, name);
-    writeFileSync(path, PNG.sync.write(Object.assign(new PNG({ width: rect.width, height: rect.height }), { data }), { bitDepth, colorType, inputColorType: 6, inputHasAlpha: true }));
+    writeFileSync(
+      path,
+      PNG.sync.write(Object.assign(new PNG({ width: rect.width, height: rect.height }), { data }), {
+        bitDepth,
+        colorType,
+        inputColorType: 6,
+        inputHasAlpha: true,
+      }),
+    );
     return path;
   }
 
-  it.each([[8, 6], [8, 2], [8, 0], [16, 6], [16, 2], [16, 4]] as const)(
-    '%i-bit colour type %i tiles stitch into the same image as one tile of the whole, in the same format',
-    async (bitDepth, colorType) => {
-      const tiles = tileGrid(37, 23, 5).map(({ index, rect }) => ({ rect, path: writeTile(`t${bitDepth}-${colorType}-${index}.png`, rect, bitDepth, colorType) }));
-      const whole = writeTile(`whole${bitDepth}-${colorType}.png`, { x: 0, y: 0, width: 37, height: 23 }, bitDepth, colorType);
-      const out = join(dir, `stitched${bitDepth}-${colorType}.png`);
-      expect(await stitchTiles(tiles, 37, 23, out)).toEqual({ width: 37, height: 23, bitDepth, colorType });
-      const stitched = readPixels(out);
-      expect({ ...stitched, data: undefined }).toEqual({ ...readPixels(whole), data: undefined });
-    },
-  );
+  it.each([
+    [8, 6],
+    [8, 2],
+    [8, 0],
+    [16, 6],
+    [16, 2],
+    [16, 4],
+  ] as const)('%i-bit colour type %i tiles stitch into the same image as one tile of the whole, in the same format', async (bitDepth, colorType) => {
+    const tiles = tileGrid(37, 23, 5).map(({ index, rect }) => ({
+      rect,
+      path: writeTile(`t${bitDepth}-${colorType}-${index}.png`, rect, bitDepth, colorType),
+    }));
+    const whole = writeTile(`whole${bitDepth}-${colorType}.png`, { x: 0, y: 0, width: 37, height: 23 }, bitDepth, colorType);
+    const out = join(dir, `stitched${bitDepth}-${colorType}.png`);
+    expect(await stitchTiles(tiles, 37, 23, out)).toEqual({ width: 37, height: 23, bitDepth, colorType });
+    const stitched = readPixels(out);
+    expect({ ...stitched, data: undefined }).toEqual({ ...readPixels(whole), data: undefined });
+  });
 
   it('refuses tiles that overlap, leave a hole, have the wrong size or mix formats', async () => {
     const out = join(dir, 'bad.png');
     const a = writeTile('a.png', { x: 0, y: 0, width: 4, height: 4 }, 8, 6);
     const b = writeTile('b.png', { x: 4, y: 0, width: 4, height: 4 }, 8, 6);
     const b16 = writeTile('b16.png', { x: 4, y: 0, width: 4, height: 4 }, 16, 6);
-    await expect(stitchTiles([{ rect: { x: 0, y: 0, width: 4, height: 4 }, path: a }, { rect: { x: 3, y: 0, width: 4, height: 4 }, path: b }], 8, 4, out)).rejects.toThrow(/b.png overlaps another tile at pixel \(3, 0\)/);
+    await expect(
+      stitchTiles(
+        [
+          { rect: { x: 0, y: 0, width: 4, height: 4 }, path: a },
+          { rect: { x: 3, y: 0, width: 4, height: 4 }, path: b },
+        ],
+        8,
+        4,
+        out,
+      ),
+    ).rejects.toThrow(/b.png overlaps another tile at pixel \(3, 0\)/);
     await expect(stitchTiles([{ rect: { x: 0, y: 0, width: 4, height: 4 }, path: a }], 8, 4, out)).rejects.toThrow(/no tile covers pixel \(4, 0\)/);
-    await expect(stitchTiles([{ rect: { x: 0, y: 0, width: 4, height: 4 }, path: a }, { rect: { x: 4, y: 0, width: 4, height: 4 }, path: a.replace('a.png', 'missing.png') }], 8, 4, out)).rejects.toThrow(/reading tile .*missing.png/);
-    await expect(stitchTiles([{ rect: { x: 0, y: 0, width: 5, height: 4 }, path: a }, { rect: { x: 5, y: 0, width: 3, height: 4 }, path: b }], 8, 4, out)).rejects.toThrow(/a.png is 4x4 pixels but its rectangle .* is 5x4/);
-    await expect(stitchTiles([{ rect: { x: 0, y: 0, width: 4, height: 4 }, path: a }, { rect: { x: 4, y: 0, width: 4, height: 4 }, path: b16 }], 8, 4, out)).rejects.toThrow(/b16.png is 16-bit colour type 6 but the first tile is 8-bit/);
+    await expect(
+      stitchTiles(
+        [
+          { rect: { x: 0, y: 0, width: 4, height: 4 }, path: a },
+          { rect: { x: 4, y: 0, width: 4, height: 4 }, path: a.replace('a.png', 'missing.png') },
+        ],
+        8,
+        4,
+        out,
+      ),
+    ).rejects.toThrow(/reading tile .*missing.png/);
+    await expect(
+      stitchTiles(
+        [
+          { rect: { x: 0, y: 0, width: 5, height: 4 }, path: a },
+          { rect: { x: 5, y: 0, width: 3, height: 4 }, path: b },
+        ],
+        8,
+        4,
+        out,
+      ),
+    ).rejects.toThrow(/a.png is 4x4 pixels but its rectangle .* is 5x4/);
+    await expect(
+      stitchTiles(
+        [
+          { rect: { x: 0, y: 0, width: 4, height: 4 }, path: a },
+          { rect: { x: 4, y: 0, width: 4, height: 4 }, path: b16 },
+        ],
+        8,
+        4,
+        out,
+      ),
+    ).rejects.toThrow(/b16.png is 16-bit colour type 6 but the first tile is 8-bit/);
   });
 });
