@@ -10,18 +10,22 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PNG } from 'pngjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { FrameInfo } from '../../protocol/schemas.ts';
-import { BLENDER, ROOT, killGroup, makeScene, startMaster, startNode, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { BLENDER, ROOT, killGroup, makeScene, startMaster, startNode, tempDir, waitForJob, type Master } from './harness.ts';
 import { decodePng } from './png.ts';
 
 /** Random pixels do not compress: a PNG of about 4 * SIDE² bytes, so the upload takes a moment. */
 const BIG_TEXTURE_SIDE = 2048;
 /** make_texture_scene.py's colours, left to right across the 96x32 frame. */
-const THIRDS = [[230, 120, 30], [40, 200, 90], [60, 90, 220]];
+const THIRDS = [
+  [230, 120, 30],
+  [40, 200, 90],
+  [60, 90, 220],
+];
 
 interface Drawn {
   labels: string[];
@@ -87,18 +91,11 @@ function maxGap(ticks: number[], from: number, to: number): number {
 describe('the Blender add-on in a Blender window', () => {
   const dir = tempDir('e2e-addon-window');
   let master: Master;
-  let node: RenderNode;
 
+  // Stopped, with the temporary folders, by test/e2e/setup.ts after the file.
   beforeAll(async () => {
     master = await startMaster({ name: 'addon-window' });
-    node = startNode({ name: 'addon-window', master: master.url });
-  });
-
-  afterAll(async () => {
-    await node?.stop();
-    await master?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    if (master) rmSync(master.persistDir, { recursive: true, force: true });
+    startNode({ name: 'addon-window', master: master.url });
   });
 
   it('checks, submits without freezing the interface, shows the job, opens its page and downloads its frames', async () => {
@@ -130,7 +127,10 @@ describe('the Blender add-on in a Blender window', () => {
       240_000,
     );
     // Blender writes its crash report (a backtrace) into TMPDIR.
-    const crash = readdirSync(dir).filter((f) => f.endsWith('.crash.txt')).map((f) => readFileSync(join(dir, f), 'utf8')).join('\n');
+    const crash = readdirSync(dir)
+      .filter((f) => f.endsWith('.crash.txt'))
+      .map((f) => readFileSync(join(dir, f), 'utf8'))
+      .join('\n');
     writeFileSync(join(ROOT, 'test-output', 'logs', 'addon-window-blender.log'), `${run.stdout}\n--- stderr ---\n${run.stderr}\n--- crash ---\n${crash}`);
     const log = `exit ${run.code}\n${run.stdout.slice(-3000)}\n${run.stderr.slice(-3000)}\n${crash}`;
     expect(run.code, log).toBe(0);
@@ -141,7 +141,10 @@ describe('the Blender add-on in a Blender window', () => {
     expect(run.stderr, 'a Python error in the add-on (a timer, a draw)').not.toMatch(/Traceback|Error:/);
 
     // Drawn at start: settings and the two buttons, nothing else yet.
-    expect(r.panel_at_start?.buttons).toEqual([['render_farm.check', true], ['render_farm.submit', true]]);
+    expect(r.panel_at_start?.buttons).toEqual([
+      ['render_farm.check', true],
+      ['render_farm.submit', true],
+    ]);
     // Check: the lists, in the panel too.
     expect(r.check).toEqual(['FINISHED']);
     expect(r.checked).toEqual({ travel: ['tex/big.png', 'tex/color.png', 'tex/udim.1001.png', 'tex/udim.1002.png'], missing: [], outside: [] });
@@ -190,7 +193,7 @@ describe('the Blender add-on in a Blender window', () => {
 
     // Download Frames: the node's frames, byte for byte, in the scene's output folder (//render/).
     expect(r.download).toEqual(['FINISHED']);
-    expect(r.output_folder).toBe(join(project, 'render') + '/');
+    expect(r.output_folder).toBe(`${join(project, 'render')}/`);
     const { frames } = (await (await fetch(`${master.url}/jobs/${r.job_id}/frames`)).json()) as { frames: FrameInfo[] };
     expect(frames.map((f) => f.frame)).toEqual([1, 2]);
     expect(r.downloaded).toEqual(frames.map((f) => f.file_name).sort());
