@@ -8,12 +8,12 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { FrameInfo, JobStatusResponse } from '../../protocol/schemas.ts';
-import { BLENDER, ROOT, startMaster, startNode, tempDir, waitForJob, type Master, type RenderNode } from './harness.ts';
+import { BLENDER, ROOT, startMaster, startNode, tempDir, waitForJob, type Master } from './harness.ts';
 import { decodePng } from './png.ts';
 
 const execFileAsync = promisify(execFile);
@@ -25,18 +25,10 @@ const EXPECTED_FRAMES = [1, 3, 5];
 describe('the Blender add-on served by the master', () => {
   const dir = tempDir('e2e-addon');
   let master: Master;
-  let node: RenderNode;
 
   beforeAll(async () => {
     master = await startMaster({ name: 'addon' });
-    node = startNode({ name: 'addon', master: master.url });
-  });
-
-  afterAll(async () => {
-    await node?.stop();
-    await master?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    if (master) rmSync(master.persistDir, { recursive: true, force: true });
+    startNode({ name: 'addon', master: master.url });
   });
 
   it('installs from /addon.zip and submits from `blender -b`: the node renders what Blender renders', async () => {

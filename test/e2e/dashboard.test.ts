@@ -12,7 +12,7 @@ import { Script } from 'node:vm';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FrameListResponse } from '../../protocol/api.ts';
-import { jobStatus, makeScene, OUTPUT_DIR, startMaster, startNode, submitJob, tempDir, waitFor, type Master, type RenderNode } from './harness.ts';
+import { jobStatus, makeScene, OUTPUT_DIR, startMaster, startNode, submitJob, tempDir, waitFor, type Master } from './harness.ts';
 
 const FRAMES = 10;
 const SUBMIT_TOKEN = 'dashboard-e2e-submitter-token';
@@ -52,7 +52,6 @@ describe('the dashboard in Chromium', () => {
   let master: Master;
   /** A second master with tokens on, as deployed. */
   let securedMaster: Master;
-  let node: RenderNode;
   let browser: Browser;
   let page: Page;
   const pageErrors: string[] = [];
@@ -66,7 +65,7 @@ describe('the dashboard in Chromium', () => {
       chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', args: CHROMIUM_ARGS, timeout: 60_000 }),
     ]);
     // The scene is small enough that the node would skip previews by default (the grid then shows the PNGs themselves).
-    node = startNode({ name: 'dash-node', master: master.url, env: { FARM_PREVIEWS: 'on' } });
+    startNode({ name: 'dash-node', master: master.url, env: { FARM_PREVIEWS: 'on' } });
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.setDefaultTimeout(60_000);
     page.on('pageerror', (err) => pageErrors.push(err.message));
@@ -80,8 +79,6 @@ describe('the dashboard in Chromium', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await node?.stop();
-    await Promise.all([master?.stop(), securedMaster?.stop()]);
   });
 
   it('serves the page, its script and its styles as static assets, with their headers, to anyone; the API still asks for a token', async () => {
