@@ -176,7 +176,10 @@ describe('the Blender add-on in a Blender window', () => {
     const progress = new Set(drawnDuring.flatMap(([, labels]) => labels.filter((l) => /^(hashing|uploading) .*\(\d+%\)$/.test(l))));
     const drawnLabels = JSON.stringify(drawnDuring.map(([, l]) => l));
     expect(progress.size, drawnLabels).toBeGreaterThanOrEqual(2);
-    expect([...progress].some((l) => l.startsWith('uploading')), drawnLabels).toBe(true);
+    expect(
+      [...progress].some((l) => l.startsWith('uploading')),
+      drawnLabels,
+    ).toBe(true);
     expect(drawnDuring.some(([, , buttons]) => buttons.some(([op, enabled]) => op === 'render_farm.submit' && !enabled))).toBe(true);
 
     // The job the panel shows is the master's, and it completed there.
