@@ -65,7 +65,12 @@ describe('the Blender add-on served by the master', () => {
 
     const status = await waitForJob(master.url, jobId, ['completed', 'failed'], 90_000);
     // The scene's render_farm.order travelled with the submission.
-    expect(status, JSON.stringify(status)).toMatchObject({ status: 'completed', total_frames: EXPECTED_FRAMES.length, completed_frames: EXPECTED_FRAMES.length, order: 'progressive' });
+    expect(status, JSON.stringify(status)).toMatchObject({
+      status: 'completed',
+      total_frames: EXPECTED_FRAMES.length,
+      completed_frames: EXPECTED_FRAMES.length,
+      order: 'progressive',
+    });
     const { frames } = (await (await fetch(`${master.url}/jobs/${jobId}/frames`)).json()) as { frames: FrameInfo[] };
     expect(frames.map((f) => f.frame)).toEqual(EXPECTED_FRAMES);
 
