@@ -75,6 +75,10 @@ function blenderInWindow(args: string[], env: NodeJS.ProcessEnv, timeoutMs: numb
   child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
   const timer = setTimeout(() => void killGroup(child, 'SIGKILL'), timeoutMs);
   return new Promise((resolve) => {
+    // xvfb-run missing: said plainly rather than as an unhandled 'error' event.
+    child.once('error', (err) => {
+      stderr += `\n${err.message}: xvfb-run comes with Debian's xvfb package (.ci/run installs it)`;
+    });
     child.once('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
