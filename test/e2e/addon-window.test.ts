@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { PNG } from 'pngjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FrameInfo } from '../../protocol/schemas.ts';
-import { BLENDER, ROOT, killGroup, makeScene, startMaster, startNode, tempDir, waitForJob, type Master } from './harness.ts';
+import { BLENDER, OUTPUT_DIR, ROOT, killGroup, makeScene, startMaster, startNode, tempDir, waitForJob, type Master } from './harness.ts';
 import { decodePng } from './png.ts';
 
 /** Random pixels do not compress: a PNG of about 4 * SIDE² bytes, so the upload takes a moment. */
@@ -117,7 +117,19 @@ describe('the Blender add-on in a Blender window', () => {
     const resultPath = join(dir, 'result.json');
     const home = join(dir, 'blender-home');
     const run = await blenderInWindow(
-      ['--factory-startup', blend, '--python-exit-code', '1', '--python', join(ROOT, 'test', 'e2e', 'addon_window.py'), '--', zip, master.url, resultPath],
+      [
+        '--factory-startup',
+        blend,
+        '--python-exit-code',
+        '1',
+        '--python',
+        join(ROOT, 'test', 'e2e', 'addon_window.py'),
+        '--',
+        zip,
+        master.url,
+        resultPath,
+        join(OUTPUT_DIR, 'addon-window.png'),
+      ],
       {
         ...process.env,
         // Blender needs OpenGL 3.3; Mesa's llvmpipe gives it without a GPU.

@@ -1,15 +1,16 @@
 """Run by test/e2e/addon-window.test.ts in Blender WITH a window (under Xvfb), not `-b`:
 
-    blender --factory-startup PROJECT/scene.blend --python addon_window.py -- ADDON.zip MASTER_URL RESULT.json
+    blender --factory-startup PROJECT/scene.blend --python addon_window.py -- ADDON.zip MASTER_URL RESULT.json SCREENSHOT.png
 
 Installs the add-on from the zip the master served, points its preferences at the master, shows
 Output Properties so the panel is drawn, and clicks its buttons the way the interface does
 (`'INVOKE_DEFAULT'` from the event loop, with the Properties editor as context): Check, Submit,
 then, when the job is done, Open in Dashboard and Download Frames; last, Submit again and open
-another file while that uploads. Meanwhile it measures what the
-artist would see: a 50 ms timer's ticks (a frozen interface stops them), the status bar's text,
-and the panel's labels and buttons at each redraw (recorded by wrapping the panel's draw, so a
-draw error is caught too). Everything goes to RESULT.json for the test to judge; then Blender quits.
+another file while that uploads. Meanwhile it measures what the artist would see: a 50 ms
+timer's ticks (a frozen interface stops them), the status bar's text, and the panel's labels and
+buttons at each redraw (recorded by wrapping the panel's draw, so a draw error is caught too).
+Everything goes to RESULT.json for the test to judge, a screenshot of the panel after the download
+to SCREENSHOT.png for people; then Blender quits.
 """
 
 import faulthandler
@@ -22,7 +23,7 @@ import webbrowser
 
 import bpy
 
-zip_path, master_url, result_path = sys.argv[sys.argv.index("--") + 1:]
+zip_path, master_url, result_path, screenshot_path = sys.argv[sys.argv.index("--") + 1:]
 
 RESULT = {
     "blender": bpy.app.version_string,
@@ -244,6 +245,15 @@ def scenario():
     RESULT["downloaded"] = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     yield 0.5
     RESULT["panel_at_end"] = last_panel()
+    # For people to look at: the panel after a download (taken now, not while measuring), scrolled
+    # into view below Output Properties' own panels.
+    with override():
+        for _ in range(4):
+            bpy.ops.view2d.scroll_down(page=True)
+    redraw()
+    window = bpy.context.window_manager.windows[0]
+    with bpy.context.temp_override(window=window, screen=window.screen):
+        bpy.ops.screen.screenshot(filepath=screenshot_path)
 
     # Another file opened while a submission uploads: the add-on still ends the submission (its
     # timers outlive the load), and the job is not pinned on the other file's scene.
