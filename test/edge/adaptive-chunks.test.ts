@@ -20,7 +20,7 @@ describe('adaptive chunk size', () => {
   it('TARGET_CHUNK_MS is read from the Worker vars, with 2 minutes as the default', () => {
     expect(readConfig({ ...env, TARGET_CHUNK_MS: '30000' }).targetChunkMs).toBe(30_000);
     expect(readConfig({ ...env, TARGET_CHUNK_MS: undefined }).targetChunkMs).toBe(120_000);
-    expect(readConfig({ ...env, TARGET_CHUNK_MS: 'soon' }).targetChunkMs).toBe(120_000);
+    expect(() => readConfig({ ...env, TARGET_CHUNK_MS: 'soon' })).toThrow('TARGET_CHUNK_MS must be a whole number');
   });
 
   it('a shorter target gives proportionally shorter tasks: 10 s at 1.7 s a frame is 5 frames', async () => {
