@@ -30,7 +30,11 @@ export async function uploadOf(d1: D1Database, sha256: string): Promise<UploadRo
 }
 
 export async function uploadById(d1: D1Database, sha256: string, uploadId: string): Promise<UploadRow | undefined> {
-  return openDb(d1).select().from(blobUploads).where(and(eq(blobUploads.id, uploadId), eq(blobUploads.sha256, sha256))).get();
+  return openDb(d1)
+    .select()
+    .from(blobUploads)
+    .where(and(eq(blobUploads.id, uploadId), eq(blobUploads.sha256, sha256)))
+    .get();
 }
 
 /** Whether an upload with this id is in progress. */
@@ -79,10 +83,7 @@ export async function recordPart(d1: D1Database, part: typeof blobUploadParts.$i
 }
 
 function forgetUploadStatements(db: Db, uploadId: string) {
-  return [
-    db.delete(blobUploadParts).where(eq(blobUploadParts.uploadId, uploadId)),
-    db.delete(blobUploads).where(eq(blobUploads.id, uploadId)),
-  ] as const;
+  return [db.delete(blobUploadParts).where(eq(blobUploadParts.uploadId, uploadId)), db.delete(blobUploads).where(eq(blobUploads.id, uploadId))] as const;
 }
 
 /** Forgets an upload and its parts. */

@@ -11,10 +11,7 @@ import { DELETED } from './state-machine.ts';
  * The jobs_runnable index starts with status: deleted jobs are found without a scan.
  */
 export async function nextDeletedJob(d1: D1Database, stage: string): Promise<{ id: string; stage: string | null } | undefined> {
-  return get(
-    openDb(d1),
-    sql`SELECT id, (SELECT last_key FROM sweep_cursors WHERE name = ${stage}) AS stage FROM jobs WHERE status = ${name(DELETED)} LIMIT 1`,
-  );
+  return get(openDb(d1), sql`SELECT id, (SELECT last_key FROM sweep_cursors WHERE name = ${stage}) AS stage FROM jobs WHERE status = ${name(DELETED)} LIMIT 1`);
 }
 
 /**
@@ -27,11 +24,17 @@ export async function deleteJobRowsPage(d1: D1Database, jobId: string, size: num
   const [frames, tasks, blocklist, job] = await db.batch([
     run(db, sql`DELETE FROM frames WHERE job_id = ${jobId} AND frame IN (SELECT frame FROM frames WHERE job_id = ${jobId} LIMIT ${size})`),
     run(db, sql`DELETE FROM tasks WHERE id IN (SELECT id FROM tasks WHERE job_id = ${jobId} LIMIT ${size})`),
-    run(db, sql`DELETE FROM job_blocklist WHERE job_id = ${jobId}
-                  AND worker_id IN (SELECT worker_id FROM job_blocklist WHERE job_id = ${jobId} LIMIT ${size})`),
-    all(db, sql`DELETE FROM jobs WHERE id = ${jobId} AND status = ${name(DELETED)} AND NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ${jobId})
+    run(
+      db,
+      sql`DELETE FROM job_blocklist WHERE job_id = ${jobId}
+                  AND worker_id IN (SELECT worker_id FROM job_blocklist WHERE job_id = ${jobId} LIMIT ${size})`,
+    ),
+    all(
+      db,
+      sql`DELETE FROM jobs WHERE id = ${jobId} AND status = ${name(DELETED)} AND NOT EXISTS (SELECT 1 FROM frames WHERE job_id = ${jobId})
                   AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId}) AND NOT EXISTS (SELECT 1 FROM job_blocklist WHERE job_id = ${jobId})
-                RETURNING id`),
+                RETURNING id`,
+    ),
   ]);
   return { rows: changes(frames) + changes(tasks) + changes(blocklist), removed: job.length > 0 };
 }

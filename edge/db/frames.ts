@@ -48,7 +48,12 @@ export async function storedFrameObject(d1: D1Database, jobId: string, frame: nu
  * Records a frame's preview while the task that uploads it holds its lease, or completed with it
  * (a preview may follow the report); whether it was.
  */
-export async function recordFramePreview(d1: D1Database, lease: { taskId: string; leaseId: string; jobId: string }, frame: number, key: string): Promise<boolean> {
+export async function recordFramePreview(
+  d1: D1Database,
+  lease: { taskId: string; leaseId: string; jobId: string },
+  frame: number,
+  key: string,
+): Promise<boolean> {
   const row = await get(
     openDb(d1),
     sql`UPDATE frames SET preview_key = ${key} WHERE job_id = ${lease.jobId} AND frame = ${frame}
@@ -57,7 +62,6 @@ export async function recordFramePreview(d1: D1Database, lease: { taskId: string
   );
   return row !== undefined;
 }
-
 
 export interface FrameRecord {
   workerId: string;

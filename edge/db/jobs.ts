@@ -127,12 +127,7 @@ export const MAX_JOB_WARNINGS = 200;
  * whose lease is gone adds nothing. Known warnings are not repeated; order is first seen; at most
  * MAX_JOB_WARNINGS are kept.
  */
-export async function addJobWarnings(
-  d1: D1Database,
-  lease: LeaseRef,
-  warnings: string[],
-  now: number,
-): Promise<void> {
+export async function addJobWarnings(d1: D1Database, lease: LeaseRef, warnings: string[], now: number): Promise<void> {
   await run(
     openDb(d1),
     sql`UPDATE jobs SET updated_at = ${now}, warnings = (

@@ -80,10 +80,16 @@ function endJobsOfFailedTask(
   const { now } = opts;
   const complete = opts.videoCompletes ? sql`status = ${jobState('completed')}, finished_at = ${now}, ` : sql``;
   return [
-    run(db, sql`UPDATE jobs SET status = ${jobState('failed')}, finished_at = ${now}, updated_at = ${now}, error = ${opts.error}
-                WHERE ${opts.jobsWhere(sql`<> ${taskKind('video')}`)}${opts.failsOnlyIf ? sql` AND ${opts.failsOnlyIf}` : sql``}`),
-    run(db, sql`UPDATE jobs SET ${complete}updated_at = ${now}, warnings = ${videoWarning(opts.why)}
-                WHERE ${opts.jobsWhere(sql`= ${taskKind('video')}`)}`),
+    run(
+      db,
+      sql`UPDATE jobs SET status = ${jobState('failed')}, finished_at = ${now}, updated_at = ${now}, error = ${opts.error}
+                WHERE ${opts.jobsWhere(sql`<> ${taskKind('video')}`)}${opts.failsOnlyIf ? sql` AND ${opts.failsOnlyIf}` : sql``}`,
+    ),
+    run(
+      db,
+      sql`UPDATE jobs SET ${complete}updated_at = ${now}, warnings = ${videoWarning(opts.why)}
+                WHERE ${opts.jobsWhere(sql`= ${taskKind('video')}`)}`,
+    ),
   ] as const;
 }
 
@@ -114,23 +120,35 @@ function progressStatements(db: Db, ref: JobRef, now: number) {
   const jobId = () => ('jobId' in ref ? sql`${ref.jobId}` : sql`(SELECT job_id FROM tasks WHERE id = ${ref.taskId})`);
   const open = statusIn('jobs', OPEN);
   return [
-    run(db, sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
+    run(
+      db,
+      sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
                 SELECT ${crypto.randomUUID()}, id, start_frame, start_frame, ${taskState('queued')}, 0, ${now}, ${now}, ${taskKind('stitch')} FROM jobs
                 WHERE id = ${jobId()} AND tiles IS NOT NULL AND ${open} AND completed_frames = 0
                   AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('stitch')})
-                  AND (SELECT COUNT(*) FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('tile')} AND status = ${taskState('completed')}) >= tiles`),
-    run(db, sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
+                  AND (SELECT COUNT(*) FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('tile')} AND status = ${taskState('completed')}) >= tiles`,
+    ),
+    run(
+      db,
+      sql`INSERT INTO tasks (id, job_id, start_frame, end_frame, status, attempts, created_at, updated_at, kind)
                 SELECT ${crypto.randomUUID()}, id, start_frame, end_frame, ${taskState('queued')}, 0, ${now}, ${now}, ${taskKind('video')} FROM jobs
                 WHERE id = ${jobId()} AND preview_video = 1 AND ${open} AND ${FRAMES_DONE}
-                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('video')})`),
-    run(db, sql`UPDATE jobs SET status = ${jobState('completed')}, finished_at = ${now}, updated_at = ${now}
+                  AND NOT EXISTS (SELECT 1 FROM tasks WHERE job_id = ${jobId()} AND kind = ${taskKind('video')})`,
+    ),
+    run(
+      db,
+      sql`UPDATE jobs SET status = ${jobState('completed')}, finished_at = ${now}, updated_at = ${now}
                 WHERE id = ${jobId()} AND ${open} AND ${FRAMES_DONE}
                   AND (preview_video = 0 OR EXISTS (SELECT 1 FROM tasks v WHERE v.job_id = jobs.id AND v.kind = ${taskKind('video')}
-                    AND ${statusIn('v', ['completed', 'failed'] satisfies TaskStatus[])}))`),
-    run(db, sql`UPDATE tasks SET status = ${taskState('completed')}, lease_expires_at = NULL, updated_at = ${now},
+                    AND ${statusIn('v', ['completed', 'failed'] satisfies TaskStatus[])}))`,
+    ),
+    run(
+      db,
+      sql`UPDATE tasks SET status = ${taskState('completed')}, lease_expires_at = NULL, updated_at = ${now},
                   message = 'closed with the job: every frame was stored'
                 WHERE job_id = ${jobId()} AND ${statusIn('tasks', UNFINISHED_TASKS)}
-                  AND (SELECT status FROM jobs WHERE id = ${jobId()}) = ${jobState('completed')}`),
+                  AND (SELECT status FROM jobs WHERE id = ${jobId()}) = ${jobState('completed')}`,
+    ),
     get<{ status: StoredJobStatus }>(db, sql`SELECT status FROM jobs WHERE id = ${jobId()}`),
   ] as const;
 }
@@ -202,29 +220,38 @@ export function lostNodeStatements(db: Db, now: number) {
       why: sql`'the nodes making it kept disappearing'`,
       videoCompletes: true,
     }),
-    run(db, sql`UPDATE tasks SET status = ${taskState('failed')}, failure_reason = 'lease_expired', updated_at = ${now},
+    run(
+      db,
+      sql`UPDATE tasks SET status = ${taskState('failed')}, failure_reason = 'lease_expired', updated_at = ${now},
                   message = 'its node was lost ' || (node_losses + 1) || ' times in a row (the lease ran out or the node restarted)'
                 WHERE id IN (SELECT t.id FROM tasks t JOIN jobs j ON j.id = t.job_id
-                  WHERE ${lostTooOften(now, 'j')} AND j.status NOT IN ${names(RUNNABLE)} AND j.status <> ${jobState('paused')})`),
+                  WHERE ${lostTooOften(now, 'j')} AND j.status NOT IN ${names(RUNNABLE)} AND j.status <> ${jobState('paused')})`,
+    ),
   ] as const;
 }
 
 /** How many jobs `lostNodeStatements` ended, from their results. */
-export const jobsEndedBy = ([failed, completed]: readonly [D1Result, D1Result, D1Result]): number =>
-  (failed.meta.changes ?? 0) + (completed.meta.changes ?? 0);
+export const jobsEndedBy = ([failed, completed]: readonly [D1Result, D1Result, D1Result]): number => (failed.meta.changes ?? 0) + (completed.meta.changes ?? 0);
 
 /**
  * The cron's side of the rule: applies it, and says whether a lease ran out since `expiredSince`
  * on a task of a job still served (that task is claimable now, and no request said so). The
  * tasks_expiry index (status, lease_expires_at) finds those among the running tasks.
  */
-export async function sweepLostNodes(d1: D1Database, now: number, expiredSince: number): Promise<{ jobsEnded: number; tasksFailed: number; claimable: boolean }> {
+export async function sweepLostNodes(
+  d1: D1Database,
+  now: number,
+  expiredSince: number,
+): Promise<{ jobsEnded: number; tasksFailed: number; claimable: boolean }> {
   const db = openDb(d1);
   const [failed, completed, tasksFailed, claimable] = await db.batch([
     ...lostNodeStatements(db, now),
-    get(db, sql`SELECT 1 AS claimable FROM tasks t JOIN jobs j ON j.id = t.job_id
+    get(
+      db,
+      sql`SELECT 1 AS claimable FROM tasks t JOIN jobs j ON j.id = t.job_id
                 WHERE t.status = ${taskState('running')} AND t.lease_expires_at < ${now} AND t.lease_expires_at >= ${expiredSince}
-                  AND ${statusIn('j', RUNNABLE)} LIMIT 1`),
+                  AND ${statusIn('j', RUNNABLE)} LIMIT 1`,
+    ),
   ]);
   return { jobsEnded: jobsEndedBy([failed, completed, tasksFailed]), tasksFailed: tasksFailed.meta.changes ?? 0, claimable: claimable !== undefined };
 }
@@ -239,10 +266,13 @@ export async function sweepLostNodes(d1: D1Database, now: number, expiredSince: 
 export async function handBackRestartedNode(d1: D1Database, workerId: string, bootId: string, now: number): Promise<number> {
   const db = openDb(d1);
   const [handedBack] = await db.batch([
-    all(db, sql`UPDATE tasks SET lease_expires_at = ${now} - 1, updated_at = ${now}, message = 'handed back: its node restarted'
+    all(
+      db,
+      sql`UPDATE tasks SET lease_expires_at = ${now} - 1, updated_at = ${now}, message = 'handed back: its node restarted'
                 WHERE worker_id = ${workerId} AND status = ${taskState('running')} AND lease_expires_at >= ${now}
                   AND EXISTS (SELECT 1 FROM workers WHERE id = ${workerId} AND boot_id IS NOT ${bootId})
-                RETURNING id`),
+                RETURNING id`,
+    ),
     run(db, sql`UPDATE workers SET boot_id = ${bootId} WHERE id = ${workerId}`),
   ]);
   return handedBack.length;
@@ -288,10 +318,13 @@ function failureStatements(db: Db, r: FailureReport) {
           WHERE ${leaseHeld(r)}
           RETURNING status, job_id, kind`,
     ),
-    run(db, sql`INSERT INTO job_blocklist (job_id, worker_id, failures, last_reason, updated_at)
+    run(
+      db,
+      sql`INSERT INTO job_blocklist (job_id, worker_id, failures, last_reason, updated_at)
                 SELECT job_id, ${r.workerId}, 1, ${r.reason}, ${r.now} FROM tasks WHERE EXISTS (${uncounted}) AND id = ${r.taskId}
                 ON CONFLICT (job_id, worker_id) DO UPDATE SET failures = failures + 1, last_reason = excluded.last_reason,
-                  updated_at = excluded.updated_at`),
+                  updated_at = excluded.updated_at`,
+    ),
     run(db, sql`UPDATE workers SET failures = failures + 1 WHERE id = ${r.workerId} AND EXISTS (${uncounted})`),
     ...endJobsOfFailedTask(db, {
       now: r.now,
@@ -321,7 +354,6 @@ export async function failLeasedTask(d1: D1Database, report: FailureReport): Pro
 const DELIVERED = sql`CASE WHEN kind IN ${names(OUTPUT_KINDS)} THEN output_key IS NOT NULL
   ELSE (SELECT COUNT(*) FROM (${sql.raw(storedTaskFramesSql('tasks', '1'))}))
     = (SELECT ${sql.raw(taskFrameCountSql('tasks', 'jt'))} FROM jobs jt WHERE jt.id = tasks.job_id) END`;
-
 
 /**
  * Completes a leased task, only once it delivered (DELIVERED), so that a task can never be
@@ -430,11 +462,17 @@ export async function resumeJob(d1: D1Database, jobId: string, now: number): Pro
 export async function cancelJob(d1: D1Database, jobId: string, now: number): Promise<boolean> {
   const db = openDb(d1);
   const [changed] = await db.batch([
-    all(db, sql`UPDATE jobs SET status = ${jobState('canceled')}, finished_at = ${now}, updated_at = ${now}
-                WHERE id = ${jobId} AND ${statusIn('jobs', OPEN)} RETURNING id`),
-    run(db, sql`UPDATE tasks SET status = ${taskState('queued')}, lease_expires_at = NULL, ${NO_ATTEMPT_USED}, updated_at = ${now},
+    all(
+      db,
+      sql`UPDATE jobs SET status = ${jobState('canceled')}, finished_at = ${now}, updated_at = ${now}
+                WHERE id = ${jobId} AND ${statusIn('jobs', OPEN)} RETURNING id`,
+    ),
+    run(
+      db,
+      sql`UPDATE tasks SET status = ${taskState('queued')}, lease_expires_at = NULL, ${NO_ATTEMPT_USED}, updated_at = ${now},
                   message = 'canceled while rendering; the node was told to stop'
-                WHERE job_id = ${jobId} AND status = ${taskState('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${jobState('canceled')}`),
+                WHERE job_id = ${jobId} AND status = ${taskState('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${jobState('canceled')}`,
+    ),
   ]);
   return changed.length > 0;
 }
@@ -449,12 +487,18 @@ export async function requeueFailed(d1: D1Database, jobId: string, now: number):
   const [requeued] = await db.batch([
     // Also tasks left running on a lease that ran out while the job was failed: their nodes
     // were told to stop, and an old attempt count must not fail the job again at once.
-    all(db, sql`UPDATE tasks SET status = ${taskState('queued')}, attempts = 0, node_losses = 0, lease_id = NULL, worker_id = NULL, updated_at = ${now}
-                WHERE job_id = ${jobId} AND (status = ${taskState('failed')} OR (status = ${taskState('running')} AND lease_expires_at < ${now})) RETURNING id`),
+    all(
+      db,
+      sql`UPDATE tasks SET status = ${taskState('queued')}, attempts = 0, node_losses = 0, lease_id = NULL, worker_id = NULL, updated_at = ${now}
+                WHERE job_id = ${jobId} AND (status = ${taskState('failed')} OR (status = ${taskState('running')} AND lease_expires_at < ${now})) RETURNING id`,
+    ),
     run(db, sql`DELETE FROM job_blocklist WHERE job_id = ${jobId}`),
-    run(db, sql`UPDATE jobs SET status = ${SERVED_AGAIN}, error = NULL, finished_at = NULL, updated_at = ${now},
+    run(
+      db,
+      sql`UPDATE jobs SET status = ${SERVED_AGAIN}, error = NULL, finished_at = NULL, updated_at = ${now},
                   webhook_state = CASE WHEN webhook_url IS NULL THEN NULL ELSE 'armed' END
-                WHERE id = ${jobId} AND ${statusIn('jobs', REQUEUEABLE)}`),
+                WHERE id = ${jobId} AND ${statusIn('jobs', REQUEUEABLE)}`,
+    ),
   ]);
   return requeued.length;
 }
@@ -471,13 +515,22 @@ export async function markJobDeleted(d1: D1Database, jobId: string, now: number)
   const db = openDb(d1);
   const deleted = name(DELETED);
   const [marked] = await db.batch([
-    all(db, sql`UPDATE jobs SET status = ${deleted}, updated_at = ${now}, webhook_state = NULL, claim_token = NULL
-                WHERE id = ${jobId} AND ${LIVE('jobs')} RETURNING id`),
-    run(db, sql`UPDATE tasks SET status = ${taskState('queued')}, lease_expires_at = NULL, updated_at = ${now}, message = 'the job was deleted'
-                WHERE job_id = ${jobId} AND status = ${taskState('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${deleted}`),
-    run(db, sql`UPDATE blobs SET last_used_at = ${now} WHERE sha256 IN (SELECT blend_sha256 FROM jobs WHERE id = ${jobId} AND status = ${deleted}
+    all(
+      db,
+      sql`UPDATE jobs SET status = ${deleted}, updated_at = ${now}, webhook_state = NULL, claim_token = NULL
+                WHERE id = ${jobId} AND ${LIVE('jobs')} RETURNING id`,
+    ),
+    run(
+      db,
+      sql`UPDATE tasks SET status = ${taskState('queued')}, lease_expires_at = NULL, updated_at = ${now}, message = 'the job was deleted'
+                WHERE job_id = ${jobId} AND status = ${taskState('running')} AND (SELECT status FROM jobs WHERE id = ${jobId}) = ${deleted}`,
+    ),
+    run(
+      db,
+      sql`UPDATE blobs SET last_used_at = ${now} WHERE sha256 IN (SELECT blend_sha256 FROM jobs WHERE id = ${jobId} AND status = ${deleted}
                   UNION SELECT mf.blob_sha256 FROM manifest_files mf JOIN jobs j ON mf.manifest_sha256 = j.blend_sha256
-                    WHERE j.id = ${jobId} AND j.status = ${deleted} AND j.input_kind = 'manifest')`),
+                    WHERE j.id = ${jobId} AND j.status = ${deleted} AND j.input_kind = 'manifest')`,
+    ),
   ]);
   return marked.length > 0;
 }

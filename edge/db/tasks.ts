@@ -84,12 +84,7 @@ export async function renewLease(
 }
 
 /** Records a tile's or video's output while the lease is the task's; whether it was. */
-export async function recordTaskOutput(
-  d1: D1Database,
-  lease: LeaseRef,
-  output: { key: string; size: number; sha256: string },
-  now: number,
-): Promise<boolean> {
+export async function recordTaskOutput(d1: D1Database, lease: LeaseRef, output: { key: string; size: number; sha256: string }, now: number): Promise<boolean> {
   const row = await get(
     openDb(d1),
     sql`UPDATE tasks SET output_key = ${output.key}, output_size = ${output.size}, output_sha256 = ${output.sha256}, updated_at = ${now}
@@ -129,7 +124,10 @@ export async function videoTask(d1: D1Database, jobId: string): Promise<{ status
   return get(openDb(d1), sql`SELECT status, output_size FROM tasks WHERE job_id = ${jobId} AND kind = ${taskKind('video')} LIMIT 1`);
 }
 
-export type TaskListRow = Pick<TaskRow, 'id' | 'start_frame' | 'end_frame' | 'frame_step' | 'status' | 'worker_id' | 'attempts' | 'log_key' | 'lease_expires_at' | 'kind' | 'tile_index'> & {
+export type TaskListRow = Pick<
+  TaskRow,
+  'id' | 'start_frame' | 'end_frame' | 'frame_step' | 'status' | 'worker_id' | 'attempts' | 'log_key' | 'lease_expires_at' | 'kind' | 'tile_index'
+> & {
   node_losses: number;
   message: string | null;
   failure_reason: string | null;
