@@ -12,9 +12,10 @@ import { join } from 'node:path';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Pool, WebSocket } from 'undici';
 import { authHeaders, freePort, killGroup, OUTPUT_DIR, ROOT, tempDir, waitFor, type Master } from '../test/e2e/harness.ts';
+import { descendants } from '../test/e2e/upload-measure.ts';
 
 export type { RenderNode } from '../test/e2e/harness.ts';
-export { authHeaders, BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob, jobStatus, ROOT } from '../test/e2e/harness.ts';
+export { authHeaders, BLENDER, makeScene, startMaster, startNode, submitJob, tempDir, waitFor, waitForJob } from '../test/e2e/harness.ts';
 export { reportWritesByKind, watchStorage, type StorageWrites } from '../test/e2e/storage-watch.ts';
 
 /** A 1x1 PNG: the smallest real frame, as simulated nodes upload it. */
@@ -116,13 +117,6 @@ export function postJson(p: Pool, path: string, body: unknown) {
   return send(p, 'POST', path, JSON.stringify(body), { 'content-type': 'application/json' });
 }
 
-/** Resident memory of a process and all its descendants, in MB (Linux /proc). */
-export function treeRssMb(pid: number): number {
-  let total = 0;
-  for (const p of [pid, ...descendants(pid)]) total += rssMb(p);
-  return total;
-}
-
 /** Resident memory of one process in MB; 0 if it is gone. */
 export function rssMb(pid: number): number {
   try {
@@ -134,32 +128,8 @@ export function rssMb(pid: number): number {
   }
 }
 
-/** Every descendant pid of `pid`. */
-export function descendants(pid: number): number[] {
-  let out = '';
-  try {
-    out = execFileSync('ps', ['-e', '-o', 'pid=,ppid='], { encoding: 'utf8' });
-  } catch {
-    return [];
-  }
-  const children = new Map<number, number[]>();
-  for (const line of out.trim().split('\n')) {
-    const [child, parent] = line.trim().split(/\s+/).map(Number);
-    if (!children.has(parent!)) children.set(parent!, []);
-    children.get(parent!)!.push(child!);
-  }
-  const found: number[] = [];
-  const stack = [...(children.get(pid) ?? [])];
-  while (stack.length) {
-    const next = stack.pop()!;
-    found.push(next);
-    stack.push(...(children.get(next) ?? []));
-  }
-  return found;
-}
-
 /** The pid of the workerd process serving the Worker (the one with the most memory under wrangler). */
-export function workerdPids(wranglerPid: number): number[] {
+function workerdPids(wranglerPid: number): number[] {
   return descendants(wranglerPid).filter((pid) => {
     try {
       return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'workerd';
@@ -195,8 +165,10 @@ export function workerdByRole(wranglerPid: number, port: number): { proxy: numbe
  * `--inspector-port`: `heap()` answers the isolate's JS heap and the ArrayBuffer memory it holds
  * (MB), which is what the Workers memory limit (128 MB per isolate) is about, apart from the
  * runtime's own buffers, local R2 and D1 and the dev proxy that workerd's RSS also counts.
+ * `heap({ live: true })` collects garbage first, so it answers what the isolate still holds:
+ * garbage (spent stream chunks) waits for V8's own schedule and inflates the plain figure.
  */
-export async function workerInspector(wranglerPid: number): Promise<{ heap(): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
+export async function workerInspector(wranglerPid: number): Promise<{ heap(options?: { live?: boolean }): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
   const args = readFileSync(`/proc/${wranglerPid}/cmdline`, 'utf8').split('\0');
   const port = args[args.indexOf('--inspector-port') + 1];
   const [target] = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
@@ -222,9 +194,10 @@ export async function workerInspector(wranglerPid: number): Promise<{ heap(): Pr
     });
   await call('Runtime.enable');
   return {
-    heap: async () => {
-      const usage = await call<{ totalSize: number; backingStorageSize?: number }>('Runtime.getHeapUsage');
-      return { jsMb: usage.totalSize / 2 ** 20, buffersMb: (usage.backingStorageSize ?? 0) / 2 ** 20 };
+    heap: async (options) => {
+      if (options?.live) await call('HeapProfiler.collectGarbage');
+      const usage = await call<{ usedSize: number; totalSize: number; backingStorageSize?: number }>('Runtime.getHeapUsage');
+      return { jsMb: (options?.live ? usage.usedSize : usage.totalSize) / 2 ** 20, buffersMb: (usage.backingStorageSize ?? 0) / 2 ** 20 };
     },
     close: () => ws.close(),
   };

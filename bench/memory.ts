@@ -14,18 +14,25 @@
  * The 1 GiB file is a valid .blend header ("BLENDER-v304") and pseudo-random bytes: the master
  * accepts it, the node downloads it, and Blender refuses it (the job fails, as expected).
  *
- *   node bench/memory.ts [--mib 1024] [--part-mib N] [--master-only]
+ * With --project the 1 GiB file is instead a texture in a project (a small real scene that names
+ * it as an image with a fake user, so the render never loads it) sent with `farm submit` as a
+ * manifest: the CLI uploads it as a blob, the node fetches it into its file cache, lays the project
+ * out from the cache and renders the scene, and the job completes.
+ *
+ *   node bench/memory.ts [--mib 1024] [--part-mib N] [--master-only] [--project]
  *
  * --part-mib asks the master for parts of N MiB (it clamps; the default is its BLOB_PART_BYTES);
  * --master-only stops after the upload (no node, no render): quicker, for trying the master.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, createWriteStream, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { BENCH_MASTER_VARS, isMain, machineInfo, makeScene, report, rssMb, runBench, startMaster, startNode, tempDir, verdict, waitForJob, workerdByRole, workerInspector } from './lib.ts';
+import { runFarm } from '../test/e2e/upload-measure.ts';
+import { BENCH_MASTER_VARS, BLENDER, isMain, machineInfo, makeScene, report, rssMb, runBench, startMaster, startNode, tempDir, verdict, waitForJob, workerdByRole, workerInspector } from './lib.ts';
 
 export interface MemoryResult {
   masterGrowthMb: number;
@@ -48,8 +55,8 @@ function sampler(measure: () => number) {
   };
 }
 
-/** Writes `mib` MiB: a .blend header, then pseudo-random bytes. Returns the SHA-256. */
-export async function writeBigBlend(path: string, mib: number): Promise<string> {
+/** Writes `mib` MiB of pseudo-random bytes, starting with `header`. Returns the SHA-256. */
+export async function writeBigFile(path: string, mib: number, header = 'BLENDER-v304'): Promise<string> {
   const hash = createHash('sha256');
   const out = createWriteStream(path);
   const block = randomBytes(1024 * 1024);
@@ -62,7 +69,7 @@ export async function writeBigBlend(path: string, mib: number): Promise<string> 
     const chunk = Buffer.from(block);
     // Each MiB differs, so the file is not a repeated pattern anything could shortcut.
     chunk.writeUInt32LE(i, 64);
-    if (i === 0) chunk.write('BLENDER-v304', 0, 'latin1');
+    if (i === 0) chunk.write(header, 0, 'latin1');
     await write(chunk);
   }
   await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
@@ -73,7 +80,7 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
   console.log(`memory: a ${options.mib} MiB .blend through the master and a node`);
   const dir = tempDir('bench-memory');
   const big = join(dir, 'big.blend');
-  const sha256 = await writeBigBlend(big, options.mib);
+  const sha256 = await writeBigFile(big, options.mib);
   const size = options.mib * 1024 * 1024;
   const small = join(dir, 'small.blend');
   makeScene('make_anim_scene.py', [small, '--frames', '12', '--width', '128', '--height', '96']);
@@ -215,12 +222,101 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
   }
 }
 
+/**
+ * The 1 GiB file as a texture in a project sent by `farm submit` (a manifest): the master's
+ * memory while the CLI uploads it, the CLI's, and the node's while it fetches the file into its
+ * cache, lays the project out and renders.
+ */
+export async function benchProjectMemory(options: { mib: number }): Promise<MemoryResult & { isolateGrowthMb: number; liveGrowthMb: number; cliPeakMb: number }> {
+  console.log(`memory: a project with a ${options.mib} MiB texture, sent with farm submit and rendered by a node`);
+  const dir = tempDir('bench-memory-project');
+  mkdirSync(join(dir, 'tex'));
+  const sha256 = await writeBigFile(join(dir, 'tex', 'big.png'), options.mib, '\x89PNG\r\n\x1a\n');
+  const blend = join(dir, 'scene.blend');
+  makeScene('make_anim_scene.py', [blend, '--frames', '4', '--width', '128', '--height', '96']);
+  // A fake user keeps the image in the file without any material using it: it travels, and the
+  // render never reads it (its bytes are noise, not a PNG Blender could decode).
+  execFileSync(BLENDER, ['-b', '--factory-startup', blend, '--python-expr',
+    'import bpy; i = bpy.data.images.new("big", 4, 4); i.source = "FILE"; i.filepath = "//tex/big.png"; i.use_fake_user = True; bpy.ops.wm.save_mainfile()'], { stdio: 'ignore' });
+
+  const master = await startMaster({ name: 'bench-memory-project', vars: BENCH_MASTER_VARS });
+  const masterRss = () => {
+    const { proxy, runtime } = workerdByRole(master.process.pid!, master.port);
+    return [...proxy, ...runtime].reduce((sum, pid) => sum + rssMb(pid), 0);
+  };
+  const inspector = await workerInspector(master.process.pid!);
+  // As sampled every 250 ms (garbage included), and live (after a collection) every 2 s.
+  const isolateSamples: number[] = [];
+  const liveSamples: number[] = [];
+  let ticks = 0;
+  const isolateTimer = setInterval(() => {
+    const live = ++ticks % 8 === 0;
+    inspector.heap({ live }).then(({ jsMb, buffersMb }) => (live ? liveSamples : isolateSamples).push(jsMb + buffersMb), () => {});
+  }, 250);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  let node: ReturnType<typeof startNode> | undefined;
+  try {
+    const idle = sampler(masterRss);
+    await new Promise((r) => setTimeout(r, 2_000));
+    const baselineMb = mean(idle.stop());
+    const isolateBaselineMb = mean(isolateSamples);
+    const isolateFrom = isolateSamples.length;
+    const liveBaseline = await inspector.heap({ live: true });
+    const liveBaselineMb = liveBaseline.jsMb + liveBaseline.buffersMb;
+    const liveFrom = liveSamples.length;
+
+    const during = sampler(masterRss);
+    const started = performance.now();
+    const run = await runFarm(['--master', master.url, 'submit', blend, '--frames', '1-4', '--json', '--no-progress', '--no-preview-video'], { env: { BLENDER }, timeoutMs: 1_800_000 });
+    if (run.code !== 0) throw new Error(`farm submit failed (exit ${run.code}): ${run.stderr}`);
+    const uploadSeconds = (performance.now() - started) / 1000;
+    const job = JSON.parse(run.stdout) as { job_id: string; uploaded_bytes: number };
+    await new Promise((r) => setTimeout(r, 2_000));
+    const masterGrowthMb = Math.max(...during.stop()) - baselineMb;
+    const isolateGrowthMb = Math.max(...isolateSamples.slice(isolateFrom)) - isolateBaselineMb;
+    const liveGrowthMb = Math.max(...liveSamples.slice(liveFrom)) - liveBaselineMb;
+
+    node = startNode({ name: 'bench-memory-project', master: master.url, args: ['--threads', '2'] });
+    const nodePid = node.process.pid!;
+    const nodeDuring = sampler(() => rssMb(nodePid));
+    const nodeStarted = performance.now();
+    const done = await waitForJob(master.url, job.job_id, ['completed', 'failed'], 1_800_000);
+    const nodeSeconds = (performance.now() - nodeStarted) / 1000;
+    const nodePeakMb = Math.max(...nodeDuring.stop());
+    if (done.status !== 'completed') throw new Error(`the project's job ended ${done.status}`);
+    // The node really fetched the big file: its cache holds it under its hash.
+    const cached = statSync(join(node.workDir, 'files', sha256), { throwIfNoEntry: false })?.size;
+    if (cached !== options.mib * 1024 * 1024) throw new Error(`the node's cache has ${cached ?? 'no'} bytes for the texture`);
+
+    console.log('results:');
+    report(`farm submit of the project (${options.mib} MiB texture)`, uploadSeconds, 's', `${(job.uploaded_bytes / 2 ** 20).toFixed(0)} MiB uploaded`);
+    report('master (workerd) RSS before upload', baselineMb, 'MB');
+    report('master growth during the submission', masterGrowthMb, 'MB', 'workerd + local R2/D1 + dev proxy');
+    report("  the Worker's isolate (JS heap + buffers), as sampled", isolateGrowthMb, 'MB', `${isolateBaselineMb.toFixed(1)} MB before; garbage included`);
+    report("  the Worker's isolate, live (after a collection)", liveGrowthMb, 'MB', `${liveBaselineMb.toFixed(1)} MB before; ${liveSamples.length - liveFrom} samples`);
+    report('CLI RSS peak', run.peakRss / 2 ** 20, 'MB');
+    report('node RSS peak: fetch into the cache, lay out, render 4 frames', nodePeakMb, 'MB', `${nodeSeconds.toFixed(1)} s`);
+    verdict('Worker isolate growth during the submission, as sampled (MB)', isolateGrowthMb, '<= 64', isolateGrowthMb <= 64);
+    verdict('Worker isolate growth during the submission, live (MB)', liveGrowthMb, '<= 64', liveGrowthMb <= 64);
+    verdict('node RSS peak (MB)', nodePeakMb, '<= 150', nodePeakMb <= 150);
+    return { masterGrowthMb, isolateGrowthMb, liveGrowthMb, cliPeakMb: run.peakRss / 2 ** 20, nodeDownloadPeakMb: nodePeakMb, nodeRenderPeakMb: nodePeakMb };
+  } finally {
+    clearInterval(isolateTimer);
+    inspector.close();
+    await node?.stop();
+    await master.stop();
+    await rm(dir, { recursive: true, force: true });
+    await rm(master.persistDir, { recursive: true, force: true });
+  }
+}
+
 if (isMain(import.meta)) {
   const { values } = parseArgs({
-    options: { mib: { type: 'string', default: '1024' }, 'part-mib': { type: 'string' }, 'master-only': { type: 'boolean', default: false } },
+    options: { mib: { type: 'string', default: '1024' }, 'part-mib': { type: 'string' }, 'master-only': { type: 'boolean', default: false }, project: { type: 'boolean', default: false } },
   });
   runBench(async () => {
     console.log(`machine: ${machineInfo()}`);
+    if (values.project) return void (await benchProjectMemory({ mib: Number(values.mib) }));
     await benchMemory({ mib: Number(values.mib), partMib: values['part-mib'] ? Number(values['part-mib']) : undefined, masterOnly: values['master-only'] });
   });
 }

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { isMain, machineInfo, report, rssMb, runBench, startBareWorker, tempDir, workerdByRole, workerInspector } from './lib.ts';
-import { writeBigBlend } from './memory.ts';
+import { writeBigFile } from './memory.ts';
 
 interface Sample {
   /** The dev proxy's workerd (see workerdByRole). */
@@ -113,7 +113,7 @@ export async function benchUploadSink(options: { mib: number; partMib: number; r
   const dir = tempDir('bench-upload-sink');
   const persistDir = join(dir, 'state');
   const file = join(dir, 'big.bin');
-  const sha256 = await writeBigBlend(file, options.mib);
+  const sha256 = await writeBigFile(file, options.mib);
   const size = options.mib * 2 ** 20;
   const partBytes = options.partMib * 2 ** 20;
   const parts = Math.ceil(size / partBytes);
