@@ -31,13 +31,13 @@ export function table(header: string[], rows: string[][]): string {
 }
 
 /** A text progress bar of `width` characters. */
-export function bar(progress: number, width = 30): string {
+function bar(progress: number, width = 30): string {
   const filled = Math.max(0, Math.min(width, Math.round(progress * width)));
   return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
 }
 
 /** "14 done, 2 rendering, 0 failed, 8 queued". */
-export function frameCounts(job: JobStatusResponse): string {
+function frameCounts(job: JobStatusResponse): string {
   return `${job.completed_frames} done, ${job.running_frames} rendering, ${job.failed_frames} failed, ${job.queued_frames} queued`;
 }
 

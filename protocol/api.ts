@@ -7,10 +7,7 @@
 import { z } from 'zod';
 import { JOB_STATUSES, TASK_KINDS, TASK_STATUSES, deviceSchema, frameInfoSchema, jobStatusSchema, webhookUrlSchema } from './schemas.ts';
 
-/** A webhook target (defined with the submission fields in schemas.ts). */
-export { webhookUrlSchema };
-
-export const prioritySchema = z
+const prioritySchema = z
   .number({ error: 'priority must be a number' })
   .int({ message: 'priority must be a whole number from 0 to 100' })
   .min(0, { message: 'priority must be a whole number from 0 to 100' })
@@ -60,7 +57,7 @@ export const jobListResponseSchema = z.object({
 });
 export type JobListResponse = z.infer<typeof jobListResponseSchema>;
 
-export const frameListItemSchema = frameInfoSchema.extend({
+const frameListItemSchema = frameInfoSchema.extend({
   /** A small JPEG of the frame for the dashboard, made by the node; null until it is uploaded. */
   preview_url: z.string().nullable(),
 });
@@ -73,7 +70,7 @@ export const frameListResponseSchema = z.object({
 });
 export type FrameListResponse = z.infer<typeof frameListResponseSchema>;
 
-export const taskInfoSchema = z.object({
+const taskInfoSchema = z.object({
   task_id: z.string(),
   id: z.string(),
   start_frame: z.number(),
@@ -120,8 +117,7 @@ export const blocklistResponseSchema = z.object({
 });
 export type BlocklistResponse = z.infer<typeof blocklistResponseSchema>;
 
-export const WEBHOOK_STATES = ['armed', 'sending', 'delivered', 'failed'] as const;
-export type WebhookState = (typeof WEBHOOK_STATES)[number];
+const WEBHOOK_STATES = ['armed', 'sending', 'delivered', 'failed'] as const;
 
 /** `GET /jobs/{job_id}/webhook`: where the job's notification stands. */
 export const webhookStatusSchema = z.object({
@@ -149,7 +145,7 @@ export const webhookPayloadSchema = z.object({
 });
 export type WebhookPayload = z.infer<typeof webhookPayloadSchema>;
 
-export const NODE_STATES = ['rendering', 'idle', 'draining', 'disabled', 'offline'] as const;
+const NODE_STATES = ['rendering', 'idle', 'draining', 'disabled', 'offline'] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
 export const workerInfoSchema = z.object({

@@ -19,7 +19,7 @@ export type FrameRange = readonly [start: number, end: number, step: number];
 export const MAX_FRAME_RANGES = 1_000;
 
 /** The longest frame list text accepted, in characters (MAX_FRAME_RANGES ranges of two 7-digit frames and a step). */
-export const MAX_FRAME_LIST_CHARS = 24_000;
+const MAX_FRAME_LIST_CHARS = 24_000;
 
 const ITEM = /^(\d+)(?:-(\d+)(?:x(\d+))?)?$/;
 

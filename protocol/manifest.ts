@@ -23,14 +23,13 @@ const projectPath = (field: string) =>
     if (problem) ctx.addIssue({ code: 'custom', message: `${field} "${p.slice(0, 200)}" ${problem}` });
   });
 
-export const manifestFileSchema = z
+const manifestFileSchema = z
   .object({
     path: projectPath('path'),
     sha256: sha256Schema('sha256'),
     size: z.number({ error: 'size must be a number' }).int({ message: 'size must be a whole number of bytes' }).min(0, { message: 'size must not be negative' }),
   })
   .strict();
-export type ManifestFile = z.infer<typeof manifestFileSchema>;
 
 /**
  * Where paths clash: one path twice, or a file where another path needs a folder ("tex" and

@@ -27,7 +27,7 @@ const positiveInt = (field: string, max: number) =>
     });
 
 /** An id minted by the master (UUID). Checked so that ids never carry path tricks. */
-export const idSchema = (field: string) =>
+const idSchema = (field: string) =>
   z.string({ error: `${field} is required` }).regex(/^[0-9a-f-]{36}$/, { message: `${field} is not a valid id` });
 
 /**
@@ -35,7 +35,7 @@ export const idSchema = (field: string) =>
  * line): control characters (NUL included), backslashes, a leading "/" or any ".." segment.
  * "shot/010" is a fine name; "../../etc" and "C:\x" are not. Null when the name is fine.
  */
-export function unsafeName(name: string): string | null {
+function unsafeName(name: string): string | null {
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'contains a control character (such as NUL or a newline)';
   if (name.includes('\\')) return 'contains a backslash';
   if (name.startsWith('/')) return 'starts with "/" (a name is not a path)';
@@ -44,7 +44,7 @@ export function unsafeName(name: string): string | null {
 }
 
 /** A job's or a node's name: trimmed, 1 to `max` characters, and safe (see `unsafeName`). */
-export const displayName = (field: string, max: number) =>
+const displayName = (field: string, max: number) =>
   z
     .string({ error: `${field} is required` })
     .trim()
@@ -103,7 +103,7 @@ export type TaskKind = (typeof TASK_KINDS)[number];
  * What a job renders from: one .blend, a project .zip, or a project manifest (its files stored
  * one by one, see protocol/manifest.ts).
  */
-export const INPUT_KINDS = ['blend', 'zip', 'manifest'] as const;
+const INPUT_KINDS = ['blend', 'zip', 'manifest'] as const;
 export type InputKind = (typeof INPUT_KINDS)[number];
 
 /** Tiles a split still may have. */
@@ -242,7 +242,6 @@ export const submitJobFieldsSchema = z
   })
   .superRefine(checkFrames)
   .superRefine(checkPlacement);
-export type SubmitJobFields = z.infer<typeof submitJobFieldsSchema>;
 
 export const submitJobResponseSchema = z.object({
   job_id: z.string(),
@@ -365,7 +364,6 @@ export const getJobSchema = z.object({
    */
   claim_id: idSchema('claim_id').optional(),
 });
-export type GetJobRequest = z.infer<typeof getJobSchema>;
 
 /**
  * A claimed task: the frames to render and the lease that fences every later call about it.
@@ -407,10 +405,10 @@ export const taskAssignmentSchema = z.object({
 });
 export type TaskAssignment = z.infer<typeof taskAssignmentSchema>;
 
-export const TASK_UPDATE_STATUSES = ['running', 'completed', 'failed', 'released'] as const;
+const TASK_UPDATE_STATUSES = ['running', 'completed', 'failed', 'released'] as const;
 /** Limits of `warnings` in one `update_task_status`. */
-export const MAX_WARNINGS_PER_UPDATE = 50;
-export const MAX_WARNING_LENGTH = 1000;
+const MAX_WARNINGS_PER_UPDATE = 50;
+const MAX_WARNING_LENGTH = 1000;
 
 export const updateTaskStatusSchema = z.object({
   worker_id: idSchema('worker_id'),
@@ -448,7 +446,6 @@ export const uploadResultFieldsSchema = z.object({
   frame: frameNumber('frame'),
   render_ms: z.coerce.number().int().min(0).max(1e10).optional(),
 });
-export type UploadResultFields = z.infer<typeof uploadResultFieldsSchema>;
 
 export const frameInfoSchema = z.object({
   frame: z.number(),
@@ -477,7 +474,6 @@ export const listFramesQuerySchema = z.object({
 });
 
 export const errorResponseSchema = z.object({ error: z.string() });
-export type ErrorResponse = z.infer<typeof errorResponseSchema>;
 
 /** Headers of the raw (streamed) frame and log uploads, which carry no multipart fields. */
 export const HEADER_WORKER_ID = 'x-farm-worker-id';
@@ -535,7 +531,6 @@ export const startUploadSchema = z.object({
   /** Preferred bytes per part; the master clamps it. A resumed upload keeps its own. */
   part_size: z.number().int().min(MIN_PART_BYTES, { message: `part_size must be at least ${MIN_PART_BYTES} bytes (R2's minimum)` }).optional(),
 });
-export type StartUploadRequest = z.infer<typeof startUploadSchema>;
 
 /**
  * An upload in progress. Parts are numbered from 1; every part is `part_size` bytes but the last.
@@ -554,7 +549,6 @@ export const uploadStateSchema = z.object({
 export type UploadState = z.infer<typeof uploadStateSchema>;
 
 export const uploadPartResponseSchema = z.object({ part_number: z.number(), size: z.number() });
-export type UploadPartResponse = z.infer<typeof uploadPartResponseSchema>;
 
 /**
  * A path inside a project archive: relative, `/`-separated, no `.`/`..` segments, no drive

@@ -36,7 +36,7 @@ const run = promisify(execFile);
 const BROWSER_FORMATS = new Set(['.png', '.jpg', '.jpeg', '.webp', '.bmp']);
 
 /** JPEG quality (1-100) of the previews Blender writes; ffmpeg's `-q:v 4` is about the same size. */
-export const PREVIEW_JPEG_QUALITY = 80;
+const PREVIEW_JPEG_QUALITY = 80;
 
 /** PNG frames no wider than this get no preview (unless FARM_PREVIEWS=on): twice the preview's width, for HiDPI screens. */
 export const SMALL_FRAME_MAX_WIDTH_PX = 2 * PREVIEW_WIDTH_PX;

@@ -8,14 +8,14 @@
 import type { TaskKind } from '../protocol/schemas.ts';
 import { BlendCache } from './blend-cache.ts';
 import { SettingError } from '../protocol/settings.ts';
-import { loadConfig, USAGE } from './config.ts';
+import { loadConfig, USAGE, type NodeConfig } from './config.ts';
 import { detectGpus } from './devices.ts';
 import { createLogger } from './logger.ts';
 import { planNodeSlots, runNodeSlot } from './node-slots.ts';
 import { hasFfmpeg } from './post/preview-video.ts';
 
 async function main(): Promise<number> {
-  let config;
+  let config: NodeConfig | 'help';
   try {
     config = await loadConfig(process.argv.slice(2));
   } catch (err) {

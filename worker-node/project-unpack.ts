@@ -31,7 +31,7 @@ export interface UnpackLimits {
   maxBytes: number;
 }
 
-export const DEFAULT_UNPACK_LIMITS: UnpackLimits = { maxFiles: 50_000, maxBytes: 20 * 1024 ** 3 };
+const DEFAULT_UNPACK_LIMITS: UnpackLimits = { maxFiles: 50_000, maxBytes: 20 * 1024 ** 3 };
 
 /** An archive refused as unsafe or over the limits: the task fails, the node is fine. */
 export class UnsafeArchiveError extends Error {

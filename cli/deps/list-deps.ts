@@ -31,7 +31,7 @@ const dependencySchema = z.object({
 });
 export type Dependency = z.infer<typeof dependencySchema>;
 
-export const dependencyReportSchema = z.object({
+const dependencyReportSchema = z.object({
   blender_version: z.string(),
   main: z.string(),
   scene: z.object({ name: z.string(), frame_start: z.number(), frame_end: z.number(), frame_step: z.number().optional(), has_camera: z.boolean(), engine: z.string() }),
@@ -44,7 +44,7 @@ export const dependencyReportSchema = z.object({
 });
 export type DependencyReport = z.infer<typeof dependencyReportSchema>;
 
-export class BlenderError extends Error {
+class BlenderError extends Error {
   readonly exitCode: number | null;
   readonly output: string;
   constructor(message: string, exitCode: number | null, output: string) {

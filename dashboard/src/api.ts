@@ -4,7 +4,7 @@
  */
 import { openTokenPanel, token } from './token.ts';
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(
     readonly status: number,
     message: string,

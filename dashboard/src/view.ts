@@ -65,7 +65,7 @@ document.addEventListener('visibilitychange', () => {
   if (!document.hidden) void tick();
 });
 
-export function showError(message: string | null): void {
+function showError(message: string | null): void {
   errorBox.textContent = message ?? '';
   errorBox.hidden = !message;
 }

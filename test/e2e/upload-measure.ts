@@ -41,7 +41,7 @@ export function statusField(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 
 /** Pids of every process below `root` (children, grandchildren, …), from /proc. */
-function descendants(root: number): number[] {
+export function descendants(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;

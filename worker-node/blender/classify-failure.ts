@@ -4,7 +4,7 @@
  */
 import { parseBlenderLine } from './output-parser.ts';
 
-export type BlenderFailureReason =
+type BlenderFailureReason =
   | 'corrupt_file'
   | 'newer_blender'
   | 'no_camera'

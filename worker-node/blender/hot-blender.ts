@@ -33,7 +33,7 @@ import { REPORT_MISSING_FILES_EXPR } from './missing-files.ts';
 import { driverPreviewSettings, type DriverPreviewSettings } from '../frame-preview.ts';
 
 /** The driver that runs inside Blender. */
-export const HOT_RENDER_SCRIPT = fileURLToPath(new URL('./hot_render.py', import.meta.url));
+const HOT_RENDER_SCRIPT = fileURLToPath(new URL('./hot_render.py', import.meta.url));
 /** The events pipe's descriptor number inside Blender (0-2 are stdin, stdout, stderr). */
 const EVENTS_FD = 3;
 /** Lines of Blender's output kept for error reports. */

@@ -47,7 +47,7 @@ export interface CyclesDeviceReport {
 }
 
 /** Marks the one line of Blender's output that carries the report. */
-export const DEVICES_LINE_PREFIX = 'FARM_CYCLES_DEVICES ';
+const DEVICES_LINE_PREFIX = 'FARM_CYCLES_DEVICES ';
 
 /**
  * The Python run by detectCyclesDevices: prints DEVICES_LINE_PREFIX and one JSON object.

@@ -6,12 +6,6 @@ import type { DeviceRequirement } from '../../protocol/schemas.ts';
 import type { GpuBackend, RenderBackend } from './detect-devices.ts';
 
 /**
- * What a job asks for: `any` (the node's best: its GPU if it has one), `cpu`, `gpu` (any GPU
- * backend) or one backend by name. Defined in the protocol, which the master shares.
- */
-export { DEVICE_REQUIREMENTS, type DeviceRequirement } from '../../protocol/schemas.ts';
-
-/**
  * GPU backends from best to worst where one card offers several: OptiX uses the RT cores of
  * the NVIDIA cards that CUDA also drives, and is the faster of the two there.
  */

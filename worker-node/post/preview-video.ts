@@ -121,7 +121,7 @@ export async function assemblePreviewVideo(spec: PreviewVideoSpec): Promise<Prev
     const result = await runProcess(spec.ffmpeg ?? ffmpegCommand(), args, { signal: spec.signal, logPath: spec.logPath, onLine });
     if (result.exitCode !== 0) {
       const how = result.aborted ? 'ffmpeg was stopped' : `ffmpeg exited with ${result.exitCode ?? result.signal}`;
-      throw new Error(`making the preview video: ${how}${messages.length ? ':\n' + messages.join('\n') : ''}`);
+      throw new Error(`making the preview video: ${how}${messages.length ? `:\n${messages.join('\n')}` : ''}`);
     }
     if (encodedFrames !== frames.length) {
       throw new Error(`making the preview video: ffmpeg encoded ${encodedFrames} of ${frames.length} frames\n${messages.join('\n')}`);

@@ -10,9 +10,9 @@ import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 
 /** Lines kept for error reports when the caller does not say. */
-export const DEFAULT_TAIL_LINES = 100;
+const DEFAULT_TAIL_LINES = 100;
 /** Time a process group gets to exit after SIGTERM before it is sent SIGKILL. */
-export const DEFAULT_KILL_GRACE_MS = 5000;
+const DEFAULT_KILL_GRACE_MS = 5000;
 /**
  * Once the child itself has exited, how long to keep reading its pipes. A background
  * grandchild can hold them open forever; its output after that point is not worth a hang.
@@ -71,7 +71,7 @@ export async function runProcess(
   const emit = (line: string): void => {
     tail.push(line);
     if (tail.length > tailLines) tail.shift();
-    log?.write(line + '\n');
+    log?.write(`${line}\n`);
     options.onLine?.(line);
   };
 
@@ -135,7 +135,9 @@ export async function runProcess(
 
   // Keep reading what the pipes still hold, but not forever (see STDIO_DRAIN_MS).
   const drained = Promise.all(splitters.map((s) => s.done));
-  const drainTimer = setTimeout(() => splitters.forEach((s) => s.stop()), STDIO_DRAIN_MS);
+  const drainTimer = setTimeout(() => {
+    for (const s of splitters) s.stop();
+  }, STDIO_DRAIN_MS);
   await drained;
   clearTimeout(drainTimer);
 

@@ -4,14 +4,14 @@
  */
 import { join } from 'node:path';
 import { TASK_OUTPUT_TYPES } from '../../protocol/schemas.ts';
-import { assemblePreviewVideo } from '../post/preview-video.ts';
+import { assemblePreviewVideo, type PreviewVideo } from '../post/preview-video.ts';
 import { readSceneFps } from '../post/scene-fps.ts';
 import { downloadInputs } from './download-inputs.ts';
 import type { InputTaskContext } from './input-task.ts';
 import { TaskFailure } from './task-failure.ts';
 
 /** Frames wider than this are scaled down: a preview in a browser, not a master copy. */
-export const PREVIEW_VIDEO_MAX_WIDTH_PX = 1920;
+const PREVIEW_VIDEO_MAX_WIDTH_PX = 1920;
 
 /** Makes and uploads the preview video of the task's frames (every frame of the job). */
 export async function previewVideoTask(ctx: InputTaskContext): Promise<string> {
@@ -20,7 +20,7 @@ export async function previewVideoTask(ctx: InputTaskContext): Promise<string> {
   ctx.note(`preview video of ${task.frames.length} frame(s) at ${fps.fps}/${fps.fpsBase} fps`);
   const paths = await downloadInputs(ctx, task.frames, { prefix: 'frame_', describe: (n) => `frame ${n}` });
   const outPath = join(ctx.dir, 'preview.mp4');
-  let video;
+  let video: PreviewVideo;
   try {
     video = await assemblePreviewVideo({
       frames: task.frames.map((frame) => ({ frame, path: paths.get(frame)! })),

@@ -19,7 +19,7 @@ export interface LeaseIds {
 export const leaseGone = (err: unknown) => err instanceof FarmApiError && (err.status === 409 || err.status === 404);
 
 /** Warnings that ride on renewals: taken for one, given back when it fails (missing-files.ts). */
-export interface PendingWarnings {
+interface PendingWarnings {
   take(): string[];
   unsend(warnings: string[]): void;
 }
