@@ -27,7 +27,29 @@ import type { Dependency } from './deps/list-deps.ts';
 const FIXED_MTIME = new Date('2000-01-01T00:00:00Z');
 /** Formats that are compressed already: storing them is as small and much faster. */
 const STORED_EXTENSIONS = new Set([
-  'png', 'jpg', 'jpeg', 'webp', 'exr', 'gz', 'zip', 'zst', '7z', 'mp4', 'mov', 'mkv', 'avi', 'webm', 'mp3', 'ogg', 'flac', 'aac', 'm4a', 'jp2', 'tx', 'vdb', 'bphys',
+  'png',
+  'jpg',
+  'jpeg',
+  'webp',
+  'exr',
+  'gz',
+  'zip',
+  'zst',
+  '7z',
+  'mp4',
+  'mov',
+  'mkv',
+  'avi',
+  'webm',
+  'mp3',
+  'ogg',
+  'flac',
+  'aac',
+  'm4a',
+  'jp2',
+  'tx',
+  'vdb',
+  'bphys',
 ]);
 
 export interface BundlePlan {
@@ -119,7 +141,9 @@ export function outsideWarnings(mainBlend: string, outside: OutsideFile[], deps:
         dep && dep.ref !== file.path ? file.path : '',
         file.real === file.path ? '' : `a link to ${file.real}`,
         dep && dep.from !== main ? `named by ${dep.from}` : '',
-      ].filter(Boolean).join(', ');
+      ]
+        .filter(Boolean)
+        .join(', ');
       label = `${dep?.kind ?? 'file'} ${dep?.ref ?? file.path}${where ? ` (${where})` : ''}`;
     }
     groups.set(key, { label, kind: missingKindOf(key, dep?.kind), files: 1 });
@@ -166,7 +190,11 @@ async function fileHead(path: string): Promise<Buffer> {
  * Writes the archive of `plan` to `outPath`; returns its SHA-256 and size. `onBytes` reports the
  * source bytes read so far (for a progress bar).
  */
-export async function writeBundle(plan: BundlePlan, outPath: string, onBytes?: (bytes: number) => void): Promise<{ sha256: string; size: number; sourceBytes: number }> {
+export async function writeBundle(
+  plan: BundlePlan,
+  outPath: string,
+  onBytes?: (bytes: number) => void,
+): Promise<{ sha256: string; size: number; sourceBytes: number }> {
   const zip = new yazl.ZipFile();
   let sourceBytes = 0;
   for (const entry of plan.entries) {

@@ -32,7 +32,8 @@ const ITEM = /^(\d+)(?:-(\d+)(?:x(\d+))?)?$/;
 export function parseFrameList(text: string): FrameRange[] {
   if (text.length > MAX_FRAME_LIST_CHARS) throw new Error(`the frame list is longer than ${MAX_FRAME_LIST_CHARS} characters`);
   const items = text.split(',').map((s) => s.trim());
-  if (items.length > MAX_FRAME_RANGES) throw new Error(`the frame list has ${items.length} ranges, over the limit of ${MAX_FRAME_RANGES}: use steps (1-100x5) instead of listing frames`);
+  if (items.length > MAX_FRAME_RANGES)
+    throw new Error(`the frame list has ${items.length} ranges, over the limit of ${MAX_FRAME_RANGES}: use steps (1-100x5) instead of listing frames`);
   const ranges: FrameRange[] = [];
   for (const item of items) {
     if (item === '') throw new Error(`the frame list "${text}" has an empty item: write frames like 1-100, 1-100x5 or 1,5,10-20`);
@@ -68,9 +69,7 @@ export function countFrames(ranges: readonly FrameRange[]): number {
 
 /** Writes ranges back as a frame list (`1-9x4,12`). */
 export function formatFrameList(ranges: readonly FrameRange[]): string {
-  return ranges
-    .map(([start, end, step]) => (start === end ? `${start}` : step === 1 ? `${start}-${end}` : `${start}-${end}x${step}`))
-    .join(',');
+  return ranges.map(([start, end, step]) => (start === end ? `${start}` : step === 1 ? `${start}-${end}` : `${start}-${end}x${step}`)).join(',');
 }
 
 /** Whether the list has only one range of consecutive frames: such a job is a plain start-end job. */

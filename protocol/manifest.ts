@@ -27,7 +27,10 @@ const manifestFileSchema = z
   .object({
     path: projectPath('path'),
     sha256: sha256Schema('sha256'),
-    size: z.number({ error: 'size must be a number' }).int({ message: 'size must be a whole number of bytes' }).min(0, { message: 'size must not be negative' }),
+    size: z
+      .number({ error: 'size must be a number' })
+      .int({ message: 'size must be a whole number of bytes' })
+      .min(0, { message: 'size must not be negative' }),
   })
   .strict();
 
@@ -84,9 +87,7 @@ export const manifestBytes = (m: Manifest) => m.files.reduce((sum, f) => sum + f
  * keys in a fixed order, no spaces. Two submissions of the same project give the same text.
  */
 export function canonicalManifest(m: Manifest): string {
-  const files = [...m.files]
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-    .map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }));
+  const files = [...m.files].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)).map((f) => ({ path: f.path, sha256: f.sha256, size: f.size }));
   return JSON.stringify({ version: MANIFEST_VERSION, main_blend: m.main_blend, files });
 }
 

@@ -20,15 +20,12 @@ const frameNumber = (field: string) =>
     });
 
 const positiveInt = (field: string, max: number) =>
-  z.coerce
-    .number({ error: `${field} must be a number` })
-    .refine((n) => Number.isInteger(n) && n >= 1 && n <= max, {
-      message: `${field} must be a whole number from 1 to ${max}`,
-    });
+  z.coerce.number({ error: `${field} must be a number` }).refine((n) => Number.isInteger(n) && n >= 1 && n <= max, {
+    message: `${field} must be a whole number from 1 to ${max}`,
+  });
 
 /** An id minted by the master (UUID). Checked so that ids never carry path tricks. */
-const idSchema = (field: string) =>
-  z.string({ error: `${field} is required` }).regex(/^[0-9a-f-]{36}$/, { message: `${field} is not a valid id` });
+const idSchema = (field: string) => z.string({ error: `${field} is required` }).regex(/^[0-9a-f-]{36}$/, { message: `${field} is not a valid id` });
 
 /**
  * Why a name would be unsafe where names become paths (a CLI's output folder, a ZIP entry, a log
@@ -114,14 +111,18 @@ export const MAX_PREVIEW_VIDEO_FRAMES = 10_000;
 const TAG = /^[a-z0-9][a-z0-9_.-]{0,39}$/;
 const tagList = (field: string) =>
   z
-    .array(
-      z.string().regex(TAG, { message: `${field}: a tag is 1 to 40 lowercase letters, digits, "_", "." or "-", starting with a letter or digit` }),
-    )
+    .array(z.string().regex(TAG, { message: `${field}: a tag is 1 to 40 lowercase letters, digits, "_", "." or "-", starting with a letter or digit` }))
     .max(16, { message: `${field}: at most 16 tags` });
 /** Tags as a JSON array, or (in the seed's form fields) one comma-separated string. */
 export const tagsSchema = (field: string) =>
   z.preprocess(
-    (v) => (typeof v === 'string' ? v.split(',').map((t) => t.trim()).filter((t) => t !== '') : v),
+    (v) =>
+      typeof v === 'string'
+        ? v
+            .split(',')
+            .map((t) => t.trim())
+            .filter((t) => t !== '')
+        : v,
     tagList(field),
   );
 
@@ -134,10 +135,7 @@ const tilesSchema = z.coerce
   .meta({ description: 'Split a one-frame job into this many tiles, rendered by different nodes and stitched.' });
 /** A boolean, also as the form field strings "true"/"false"/"1"/"0". */
 const formBoolean = (field: string) =>
-  z.preprocess(
-    (v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v),
-    z.boolean({ error: `${field} must be true or false` }),
-  );
+  z.preprocess((v) => (v === 'true' || v === '1' ? true : v === 'false' || v === '0' ? false : v), z.boolean({ error: `${field} must be true or false` }));
 
 /**
  * The order a job's frames are handed out in: `sequential` (the default), or `progressive`: the
@@ -222,7 +220,6 @@ const maxNodeLossesSchema = positiveInt('max_node_losses', 100).meta({
   description: `Times in a row the node rendering a task may vanish (lease ran out, node restarted) before the job fails; default ${DEFAULT_MAX_NODE_LOSSES}.`,
 });
 
-
 /** The text fields of `POST /submit_job` (the file travels beside them). */
 export const submitJobFieldsSchema = z
   .object({
@@ -292,9 +289,7 @@ export const jobStatusSchema = z.object({
   /** Tiles of a split still; null for a job rendered whole. */
   tiles: z.number().nullable(),
   /** The job's preview video: null unless asked for; `url` once a node has made it. */
-  preview_video: z
-    .object({ status: z.enum(['waiting', ...TASK_STATUSES]), url: z.string().nullable(), size: z.number().nullable() })
-    .nullable(),
+  preview_video: z.object({ status: z.enum(['waiting', ...TASK_STATUSES]), url: z.string().nullable(), size: z.number().nullable() }).nullable(),
   /**
    * The job's inputs (only in `GET /jobs/{id}` and `GET /job_status/{id}`): its files, their bytes, and the bytes its
    * submission actually sent (blobs the master lacked; null where not measured: blend, zip).
@@ -401,7 +396,17 @@ export const taskAssignmentSchema = z.object({
    * resolution, see worker-node/blender/tile-border.ts). For `stitch`: `index` 0 and the count;
    * the tiles are its inputs, `GET /tasks/{task_id}/inputs/{index}`.
    */
-  tile: z.object({ index: z.number().int().min(0).max(MAX_TILES - 1), count: z.number().int().min(2).max(MAX_TILES) }).nullable().default(null),
+  tile: z
+    .object({
+      index: z
+        .number()
+        .int()
+        .min(0)
+        .max(MAX_TILES - 1),
+      count: z.number().int().min(2).max(MAX_TILES),
+    })
+    .nullable()
+    .default(null),
 });
 export type TaskAssignment = z.infer<typeof taskAssignmentSchema>;
 
@@ -424,7 +429,12 @@ export const updateTaskStatusSchema = z.object({
   peak_mem_mb: z.number().min(0).max(10_000_000).optional(),
   /** Problems that do not stop a render (a missing texture or library), shown on the job. */
   warnings: z
-    .array(z.string().min(1, { message: 'a warning must not be empty' }).max(MAX_WARNING_LENGTH, { message: `a warning is longer than ${MAX_WARNING_LENGTH} characters` }))
+    .array(
+      z
+        .string()
+        .min(1, { message: 'a warning must not be empty' })
+        .max(MAX_WARNING_LENGTH, { message: `a warning is longer than ${MAX_WARNING_LENGTH} characters` }),
+    )
     .max(MAX_WARNINGS_PER_UPDATE, { message: `at most ${MAX_WARNINGS_PER_UPDATE} warnings per update` })
     .optional(),
 });
@@ -520,16 +530,22 @@ export const sha256Schema = (field: string) =>
 export const MIN_PART_BYTES = 5 * 1024 * 1024;
 export const MAX_PARTS = 10_000;
 
-
 /** What the master knows of a stored blob (`GET /blobs/{sha256}?info`, `POST .../complete`). */
 export const blobInfoSchema = z.object({ sha256: z.string(), size: z.number() });
 export type BlobInfo = z.infer<typeof blobInfoSchema>;
 
 /** `POST /blobs/{sha256}/uploads`: start an upload, or resume the one already in progress. */
 export const startUploadSchema = z.object({
-  size: z.number({ error: 'size must be a number' }).int({ message: 'size must be a whole number of bytes' }).min(1, { message: 'size must be at least 1 byte' }),
+  size: z
+    .number({ error: 'size must be a number' })
+    .int({ message: 'size must be a whole number of bytes' })
+    .min(1, { message: 'size must be at least 1 byte' }),
   /** Preferred bytes per part; the master clamps it. A resumed upload keeps its own. */
-  part_size: z.number().int().min(MIN_PART_BYTES, { message: `part_size must be at least ${MIN_PART_BYTES} bytes (R2's minimum)` }).optional(),
+  part_size: z
+    .number()
+    .int()
+    .min(MIN_PART_BYTES, { message: `part_size must be at least ${MIN_PART_BYTES} bytes (R2's minimum)` })
+    .optional(),
 });
 
 /**
@@ -598,7 +614,10 @@ export const createJobSchema = z
   })
   .strict()
   .superRefine(checkFrames)
-  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, { message: 'main_blend is only for kind "zip" (a manifest names its own)', path: ['main_blend'] })
+  .refine((f) => f.kind === 'zip' || f.main_blend === undefined, {
+    message: 'main_blend is only for kind "zip" (a manifest names its own)',
+    path: ['main_blend'],
+  })
   .superRefine(checkPlacement);
 export type CreateJobRequest = z.infer<typeof createJobSchema>;
 /** A `POST /jobs` body as a client writes it (`frames` as text, before parsing). */

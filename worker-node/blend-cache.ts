@@ -29,7 +29,11 @@ const BLEND_NAME = /^[0-9a-f]{64}\.(blend|zip|manifest)$/;
 /** A manifest's project folder unused this long is removed when another is laid out. */
 const PROJECT_FOLDER_IDLE_MS = 3_600_000;
 const SHA256 = /^[0-9a-f]{64}$/;
-const isDir = (path: string) => stat(path).then((s) => s.isDirectory(), () => false);
+const isDir = (path: string) =>
+  stat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
 
 export class BlendCache {
   readonly dir: string;
@@ -139,7 +143,13 @@ export class BlendCache {
 
   private async fetch(blendFile: string, sha256: string, client: MasterClient | undefined): Promise<string> {
     const path = join(this.dir, blendFile);
-    if (await stat(path).then((s) => s.isFile(), () => false)) return path;
+    if (
+      await stat(path).then(
+        (s) => s.isFile(),
+        () => false,
+      )
+    )
+      return path;
     await mkdir(this.dir, { recursive: true });
     const tmp = `${path}.part-${randomUUID()}`;
     try {

@@ -79,10 +79,25 @@ export const SETTINGS = {
   '--blender': { value: 'PATH', env: 'BLENDER', fallback: 'blender on PATH', help: 'the Blender executable' },
   '--token': { value: 'TOKEN', env: 'FARM_NODE_TOKEN', help: "the master's enrolment token: used only to enrol; then the node uses its own credential" },
   '--grace-ms': { value: 'MS', fallback: '20000', help: 'on SIGTERM, how long the current task may finish' },
-  '--cache-size': { value: 'SIZE', env: 'FARM_CACHE_SIZE', fallback: '20G', help: 'the most the file cache keeps, e.g. 50G or 500M; least recently used files go first' },
+  '--cache-size': {
+    value: 'SIZE',
+    env: 'FARM_CACHE_SIZE',
+    fallback: '20G',
+    help: 'the most the file cache keeps, e.g. 50G or 500M; least recently used files go first',
+  },
   '--no-hot': { env: 'FARM_NO_HOT', help: 'one Blender process per task instead of one hot Blender per job (the variable: true or 1)' },
-  '--hot-max-frames': { value: 'N', env: 'FARM_HOT_MAX_FRAMES', fallback: String(DEFAULT_HOT_MAX_FRAMES), help: 'restart the hot Blender after N frames, 0 = never' },
-  '--hot-max-mem-mb': { value: 'MB', env: 'FARM_HOT_MAX_MEM_MB', fallback: 'half the RAM', help: 'restart it before the next task once it holds more than MB after one, 0 = never' },
+  '--hot-max-frames': {
+    value: 'N',
+    env: 'FARM_HOT_MAX_FRAMES',
+    fallback: String(DEFAULT_HOT_MAX_FRAMES),
+    help: 'restart the hot Blender after N frames, 0 = never',
+  },
+  '--hot-max-mem-mb': {
+    value: 'MB',
+    env: 'FARM_HOT_MAX_MEM_MB',
+    fallback: 'half the RAM',
+    help: 'restart it before the next task once it holds more than MB after one, 0 = never',
+  },
   '--tags': { value: 'a,b', env: 'FARM_NODE_TAGS', help: 'tags this node carries (lower case): a job with tags goes only to nodes carrying all of them' },
   '--gpu-slots': {
     value: 'MODE',
@@ -123,8 +138,10 @@ export const USAGE = [
 
 /** parseArgs' options, from the table. */
 const FLAG_OPTIONS = Object.fromEntries(
-  ENTRIES.filter(([name]) => name.startsWith('--'))
-    .map(([name, setting]) => [name.slice(2), { type: setting.value ? ('string' as const) : ('boolean' as const) }]),
+  ENTRIES.filter(([name]) => name.startsWith('--')).map(([name, setting]) => [
+    name.slice(2),
+    { type: setting.value ? ('string' as const) : ('boolean' as const) },
+  ]),
 );
 
 const PREVIEW_MODES = ['auto', 'on', 'off'] as const;
@@ -144,7 +161,12 @@ export function ffmpegCommand(env: NodeJS.ProcessEnv = process.env): string {
 
 /** Finds an executable the way a shell would: a path as given, or a name searched on PATH. */
 export function findExecutable(name: string, pathEnv = process.env.PATH ?? ''): string | null {
-  const candidates = name.includes('/') ? [resolve(name)] : pathEnv.split(delimiter).filter(Boolean).map((dir) => join(dir, name));
+  const candidates = name.includes('/')
+    ? [resolve(name)]
+    : pathEnv
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, name));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);
@@ -263,7 +285,14 @@ export async function loadConfig(argv: string[], env: NodeJS.ProcessEnv = proces
  * compared as written, and a job's tags are lower case too), each checked by the protocol's rule.
  */
 function parseTags(value: string | undefined): string[] {
-  const list = [...new Set((value ?? '').split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== ''))];
+  const list = [
+    ...new Set(
+      (value ?? '')
+        .split(',')
+        .map((t) => t.trim().toLowerCase())
+        .filter((t) => t !== ''),
+    ),
+  ];
   const parsed = tagsSchema('--tags').safeParse(list);
   if (!parsed.success) throw new ConfigError(`${parsed.error.issues[0]?.message ?? 'invalid tags'} (got "${value}")`);
   return parsed.data;

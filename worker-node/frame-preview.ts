@@ -99,21 +99,47 @@ export function choosePreviewTool(env: NodeJS.ProcessEnv = process.env): { tool:
  * Writes a JPEG preview of `framePath` to `outPath` with the given tool. Answers false when the
  * tool does not make previews of this format (Blender for browser formats, or 'off').
  */
-export async function makePreview(framePath: string, outPath: string, tool: PreviewTool, programs: { ffmpeg: string | null; blender: string }): Promise<boolean> {
+export async function makePreview(
+  framePath: string,
+  outPath: string,
+  tool: PreviewTool,
+  programs: { ffmpeg: string | null; blender: string },
+): Promise<boolean> {
   const ext = extname(framePath).toLowerCase();
   if (tool === 'ffmpeg' && programs.ffmpeg) {
     // -apply_trc: EXR holds linear light; show it with the sRGB curve, as Blender's view does.
     const input = ext === '.exr' ? ['-apply_trc', 'iec61966_2_1', '-i', framePath] : ['-i', framePath];
-    await run(programs.ffmpeg, [
-      '-hide_banner', '-loglevel', 'error', '-nostdin', '-y', ...input,
-      '-vf', `scale='min(${PREVIEW_WIDTH_PX},iw)':-2`, '-frames:v', '1', '-pix_fmt', 'yuvj420p', '-q:v', '4', outPath,
-    ], { timeout: 60_000 });
+    await run(
+      programs.ffmpeg,
+      [
+        '-hide_banner',
+        '-loglevel',
+        'error',
+        '-nostdin',
+        '-y',
+        ...input,
+        '-vf',
+        `scale='min(${PREVIEW_WIDTH_PX},iw)':-2`,
+        '-frames:v',
+        '1',
+        '-pix_fmt',
+        'yuvj420p',
+        '-q:v',
+        '4',
+        outPath,
+      ],
+      { timeout: 60_000 },
+    );
     return true;
   }
   if (tool === 'blender' && !BROWSER_FORMATS.has(ext)) {
-    await run(programs.blender, blenderArgs(null, ['--python-exit-code', '1', '--python-expr', BLENDER_PREVIEW_SCRIPT, '--', framePath, outPath, String(PREVIEW_WIDTH_PX)]), {
-      timeout: 120_000,
-    });
+    await run(
+      programs.blender,
+      blenderArgs(null, ['--python-exit-code', '1', '--python-expr', BLENDER_PREVIEW_SCRIPT, '--', framePath, outPath, String(PREVIEW_WIDTH_PX)]),
+      {
+        timeout: 120_000,
+      },
+    );
     return true;
   }
   return false;
@@ -147,8 +173,10 @@ export class FramePreviews {
     ({ tool: this.tool, ffmpeg: this.ffmpeg } = choosePreviewTool(deps.env));
     this.skipPngUpTo = driverPreviewSettings(deps.env)?.skip_png_up_to ?? 0;
     this.log.info(
-      this.tool === 'off' ? 'frame previews are off (FARM_PREVIEWS=off)'
-        : this.tool === 'ffmpeg' ? `frame previews made with ${this.ffmpeg} (a hot Blender writes those of its own frames)`
+      this.tool === 'off'
+        ? 'frame previews are off (FARM_PREVIEWS=off)'
+        : this.tool === 'ffmpeg'
+          ? `frame previews made with ${this.ffmpeg} (a hot Blender writes those of its own frames)`
           : 'frame previews made with Blender (install ffmpeg for faster previews, and previews of PNG/JPEG frames)',
     );
   }

@@ -53,8 +53,11 @@ async function main(): Promise<number> {
   // Tiles and stitching need only Blender; a preview video needs ffmpeg with libx264.
   const taskKinds: TaskKind[] = ['render', 'tile', 'stitch', ...(ffmpeg ? (['video'] as const) : [])];
   const slots = planNodeSlots(config, report);
-  log.info(`task kinds: ${taskKinds.join(', ')}${ffmpeg ? '' : ' (no ffmpeg with libx264: no preview videos)'}${config.tags.length ? `; tags: ${config.tags.join(', ')}` : ''}`);
-  for (const slot of slots) log.info(`${slots.length > 1 ? `slot ${slot.name}: ` : ''}${slot.label}; devices: ${slot.devices.map((d) => `${d.type} ${d.name}`).join('; ')}`);
+  log.info(
+    `task kinds: ${taskKinds.join(', ')}${ffmpeg ? '' : ' (no ffmpeg with libx264: no preview videos)'}${config.tags.length ? `; tags: ${config.tags.join(', ')}` : ''}`,
+  );
+  for (const slot of slots)
+    log.info(`${slots.length > 1 ? `slot ${slot.name}: ` : ''}${slot.label}; devices: ${slot.devices.map((d) => `${d.type} ${d.name}`).join('; ')}`);
 
   // One cache for every slot: a blend two slots need is downloaded once.
   const cache = new BlendCache(config.workDir, undefined, undefined, config.cacheBytes);

@@ -114,7 +114,14 @@ export class MasterClient {
   }
 
   /** Streams a rendered frame from disk with its SHA-256, which R2 verifies on arrival. */
-  async uploadFrame(args: { workerId: string; taskId: string; leaseId: string; frame: number; path: string; renderMs: number | null }): Promise<UploadResultResponse> {
+  async uploadFrame(args: {
+    workerId: string;
+    taskId: string;
+    leaseId: string;
+    frame: number;
+    path: string;
+    renderMs: number | null;
+  }): Promise<UploadResultResponse> {
     const ext = args.path.split('.').pop()!.toLowerCase();
     const [sha256, { size }] = await Promise.all([sha256File(args.path), stat(args.path)]);
     return this.retrying(`uploading frame ${args.frame}`, async () => {
@@ -134,7 +141,14 @@ export class MasterClient {
   }
 
   /** Uploads a frame's small preview image (JPEG or PNG) for the dashboard; the frame must be uploaded first. */
-  async uploadPreview(args: { workerId: string; taskId: string; leaseId: string; frame: number; path: string; contentType: 'image/jpeg' | 'image/png' }): Promise<void> {
+  async uploadPreview(args: {
+    workerId: string;
+    taskId: string;
+    leaseId: string;
+    frame: number;
+    path: string;
+    contentType: 'image/jpeg' | 'image/png';
+  }): Promise<void> {
     const { size } = await stat(args.path);
     await this.retrying(`uploading the preview of frame ${args.frame}`, async () => {
       const response = await this.http.send('PUT', `/tasks/${args.taskId}/frames/${args.frame}/preview`, {
@@ -195,29 +209,40 @@ export class MasterClient {
    * 404 (the input is not there) is raised at once as a FarmApiError. When the master sends an
    * x-farm-sha256 header, the file is checked against it.
    */
-  async downloadInput(args: { workerId: string; taskId: string; leaseId: string; n: number; dest: string; signal?: AbortSignal }): Promise<{ contentType: string; size: number }> {
-    return this.retrying(`downloading input ${args.n}`, async () => {
-      const response = await this.http.send('GET', `/tasks/${args.taskId}/inputs/${args.n}`, {
-        headers: { [HEADER_WORKER_ID]: args.workerId, [HEADER_LEASE_ID]: args.leaseId },
-        signal: args.signal,
-      });
-      const hash = createHash('sha256');
-      let size = 0;
-      const hasher = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          hash.update(chunk);
-          size += chunk.length;
-          done(null, chunk);
-        },
-      });
-      await pipeline(response.body, hasher, createWriteStream(args.dest), args.signal ? { signal: args.signal } : {});
-      const expected = header(response, HEADER_SHA256);
-      const got = hash.digest('hex');
-      if (expected !== undefined && expected.toLowerCase() !== got) {
-        throw new Error(`input ${args.n} arrived with SHA-256 ${got}, expected ${expected}: the download was corrupted`);
-      }
-      return { contentType: header(response, 'content-type') ?? 'application/octet-stream', size };
-    }, args.signal);
+  async downloadInput(args: {
+    workerId: string;
+    taskId: string;
+    leaseId: string;
+    n: number;
+    dest: string;
+    signal?: AbortSignal;
+  }): Promise<{ contentType: string; size: number }> {
+    return this.retrying(
+      `downloading input ${args.n}`,
+      async () => {
+        const response = await this.http.send('GET', `/tasks/${args.taskId}/inputs/${args.n}`, {
+          headers: { [HEADER_WORKER_ID]: args.workerId, [HEADER_LEASE_ID]: args.leaseId },
+          signal: args.signal,
+        });
+        const hash = createHash('sha256');
+        let size = 0;
+        const hasher = new Transform({
+          transform(chunk: Buffer, _enc, done) {
+            hash.update(chunk);
+            size += chunk.length;
+            done(null, chunk);
+          },
+        });
+        await pipeline(response.body, hasher, createWriteStream(args.dest), args.signal ? { signal: args.signal } : {});
+        const expected = header(response, HEADER_SHA256);
+        const got = hash.digest('hex');
+        if (expected !== undefined && expected.toLowerCase() !== got) {
+          throw new Error(`input ${args.n} arrived with SHA-256 ${got}, expected ${expected}: the download was corrupted`);
+        }
+        return { contentType: header(response, 'content-type') ?? 'application/octet-stream', size };
+      },
+      args.signal,
+    );
   }
 
   /** Streams a stored blend to `dest`, hashing as it goes; returns the hex SHA-256. */
@@ -238,7 +263,10 @@ export class MasterClient {
    */
   private async download(what: string, path: string, dest: string): Promise<string> {
     return this.retrying(what, async () => {
-      let offset = await stat(dest).then((s) => (s.isFile() ? s.size : 0), () => 0);
+      let offset = await stat(dest).then(
+        (s) => (s.isFile() ? s.size : 0),
+        () => 0,
+      );
       const response = await this.http.send('GET', path, offset > 0 ? { headers: { range: `bytes=${offset}-` } } : {}).catch((err: unknown) => {
         if (offset > 0 && err instanceof FarmApiError && err.status === 416) {
           offset = 0;
@@ -250,7 +278,9 @@ export class MasterClient {
         if (response.statusCode !== 200) {
           await response.body.dump().catch(() => {});
           await truncate(dest, 0);
-          throw new Error(`${what}: the master answered ${response.statusCode} (${String(response.headers['content-range'])}) to bytes=${offset}-; starting again`);
+          throw new Error(
+            `${what}: the master answered ${response.statusCode} (${String(response.headers['content-range'])}) to bytes=${offset}-; starting again`,
+          );
         }
         offset = 0;
       }

@@ -97,10 +97,18 @@ export async function runNodeSlot(slot: NodeSlot, deps: RunSlotDeps): Promise<vo
   const client = new MasterClient({
     baseUrl: config.masterUrl,
     enrolmentToken: config.token,
-    onRetry: (what, error, delayMs) => log.warn(`${what}: ${error instanceof FarmApiError ? error.summary : error.message}; retrying in ${Math.round(delayMs)} ms`),
+    onRetry: (what, error, delayMs) =>
+      log.warn(`${what}: ${error instanceof FarmApiError ? error.summary : error.message}; retrying in ${Math.round(delayMs)} ms`),
   });
   const hot = config.hot
-    ? new HotBlender({ blender: config.blender, threads: config.threads, maxFrames: config.hotMaxFrames, maxMemMb: config.hotMaxMemMb, idleMs: HOT_IDLE_MS, log })
+    ? new HotBlender({
+        blender: config.blender,
+        threads: config.threads,
+        maxFrames: config.hotMaxFrames,
+        maxMemMb: config.hotMaxMemMb,
+        idleMs: HOT_IDLE_MS,
+        log,
+      })
     : undefined;
   const previews = new FramePreviews({ client, log, blender: config.blender });
   const cache = { ensure: (...[file, sha, input]: Parameters<BlendCache['ensure']>) => deps.cache.ensure(file, sha, input, client) } as BlendCache;

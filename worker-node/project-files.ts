@@ -178,7 +178,13 @@ export function parseManifest(text: string, limits: UnpackLimits): Manifest {
     throw new UnsafeArchiveError('the manifest is not valid JSON');
   }
   const parsed = manifestSchema.safeParse(value);
-  if (!parsed.success) throw new UnsafeArchiveError(`the manifest is refused: ${parsed.error.issues.map((i) => i.message).join('; ').slice(0, 500)}`);
+  if (!parsed.success)
+    throw new UnsafeArchiveError(
+      `the manifest is refused: ${parsed.error.issues
+        .map((i) => i.message)
+        .join('; ')
+        .slice(0, 500)}`,
+    );
   const over = manifestOverLimits(parsed.data, limits);
   if (over) throw new UnsafeArchiveError(over);
   // The schema checks this too; a node checks again before it touches its disk.
@@ -188,7 +194,11 @@ export function parseManifest(text: string, limits: UnpackLimits): Manifest {
 }
 
 /** Whether a project file must be a private copy: Blender may write into its folder. */
-const inWrittenFolder = (path: string) => path.split('/').slice(0, -1).some((part) => WRITTEN_FOLDER.test(part));
+const inWrittenFolder = (path: string) =>
+  path
+    .split('/')
+    .slice(0, -1)
+    .some((part) => WRITTEN_FOLDER.test(part));
 
 /**
  * Lays out the project of `manifest` in `destDir` (which must not exist) from `cache`, fetching the

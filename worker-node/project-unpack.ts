@@ -105,7 +105,9 @@ function planExtraction(entries: yauzl.Entry[], limits: UnpackLimits): PlannedEn
     if (kind !== 'file' && kind !== 'dir') throw new UnsafeArchiveError(`entry "${entry.fileName}" is ${kind}; only files and folders are allowed`);
     if (entry.isEncrypted()) throw new UnsafeArchiveError(`entry "${entry.fileName}" is encrypted`);
     if (kind === 'file' && !entry.canDecodeFileData()) {
-      throw new UnsafeArchiveError(`entry "${entry.fileName}" uses compression method ${entry.compressionMethod}; only stored and deflated entries can be read`);
+      throw new UnsafeArchiveError(
+        `entry "${entry.fileName}" uses compression method ${entry.compressionMethod}; only stored and deflated entries can be read`,
+      );
     }
     declaredBytes += kind === 'file' ? entry.uncompressedSize : 0;
     if (declaredBytes > limits.maxBytes) {
@@ -210,7 +212,9 @@ export async function resolveMainBlend(projectDir: string, mainBlend: string | n
     const info = await lstat(path).catch(() => null);
     if (!path.startsWith(root + sep) || !info?.isFile()) {
       const found = await topLevelBlends(root);
-      throw new UnsafeArchiveError(`main_blend "${mainBlend}" is not a file in the project archive (its top-level .blend files: ${found.join(', ') || 'none'})`);
+      throw new UnsafeArchiveError(
+        `main_blend "${mainBlend}" is not a file in the project archive (its top-level .blend files: ${found.join(', ') || 'none'})`,
+      );
     }
     return path;
   }
@@ -224,7 +228,8 @@ export async function resolveMainBlend(projectDir: string, mainBlend: string | n
     }
   }
   if (blends.length === 1) return join(dir, blends[0]!);
-  if (blends.length === 0) throw new UnsafeArchiveError('the project archive has no .blend file at its top level: name the one to render with main_blend (farm submit --main)');
+  if (blends.length === 0)
+    throw new UnsafeArchiveError('the project archive has no .blend file at its top level: name the one to render with main_blend (farm submit --main)');
   throw new UnsafeArchiveError(
     `the project archive has ${blends.length} .blend files at its top level (${blends.slice(0, 10).join(', ')}): name the one to render with main_blend (farm submit --main)`,
   );
@@ -232,7 +237,10 @@ export async function resolveMainBlend(projectDir: string, mainBlend: string | n
 
 async function topLevelBlends(dir: string): Promise<string[]> {
   const items = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  return items.filter((d) => d.isFile() && /\.blend$/i.test(d.name)).map((d) => d.name).sort();
+  return items
+    .filter((d) => d.isFile() && /\.blend$/i.test(d.name))
+    .map((d) => d.name)
+    .sort();
 }
 
 /** Limits from FARM_PROJECT_MAX_FILES and FARM_PROJECT_MAX_BYTES, else the defaults; a bad value throws a SettingError. */

@@ -144,7 +144,14 @@ export class TaskRunner {
       if (!device) {
         // The master matched the job to this slot's devices; reaching here means they disagree.
         const has = backendsOf(gpus).join(', ');
-        return await this.fail(lease, label, `this node cannot render a job that asks for device "${task.device}": it renders with ${has}`, 'no_matching_device', '', logPath);
+        return await this.fail(
+          lease,
+          label,
+          `this node cannot render a job that asks for device "${task.device}": it renders with ${has}`,
+          'no_matching_device',
+          '',
+          logPath,
+        );
       }
       const fetched = await this.startAndFetchBlend(task, { lease, label, logPath }, held, stop, 'rendering');
       if (typeof fetched !== 'string') return fetched.outcome;
@@ -217,7 +224,15 @@ export class TaskRunner {
       const warnings = missingFound.all();
       if (warnings.length > 0) log.warn(`${label}: ${warnings.join('; ')}`);
       if (uploadError) {
-        return await this.fail(lease, label, `uploading ${tileTask ? 'the tile' : 'frames'}: ${(uploadError as Error).message}`, 'upload_failed', tail, logPath, warnings);
+        return await this.fail(
+          lease,
+          label,
+          `uploading ${tileTask ? 'the tile' : 'frames'}: ${(uploadError as Error).message}`,
+          'upload_failed',
+          tail,
+          logPath,
+          warnings,
+        );
       }
       const missing = task.frames.filter((f) => !uploaded.has(f));
       if (result.failure) return await this.fail(lease, label, result.failure.message, result.failure.reason, tail, logPath, warnings);
@@ -227,7 +242,15 @@ export class TaskRunner {
           result.exitCode === 0 && !result.signal
             ? `Blender exited 0 but did not save frame(s) ${missing.slice(0, 10).join(', ')}: ${failure.message}`
             : failure.message;
-        return await this.fail(lease, label, message, result.exitCode === 0 && failure.reason === 'unknown' ? 'missing_output' : failure.reason, tail, logPath, warnings);
+        return await this.fail(
+          lease,
+          label,
+          message,
+          result.exitCode === 0 && failure.reason === 'unknown' ? 'missing_output' : failure.reason,
+          tail,
+          logPath,
+          warnings,
+        );
       }
       await this.uploadLog(lease, logPath);
       await client.updateTask({
@@ -272,7 +295,18 @@ export class TaskRunner {
       const blendPath = fetched;
       let message: string;
       try {
-        message = await kind.work({ task, client, workerId, blender: config.blender, blendPath, dir, logPath, signal: held.signal, note, previews: this.deps.previews });
+        message = await kind.work({
+          task,
+          client,
+          workerId,
+          blender: config.blender,
+          blendPath,
+          dir,
+          logPath,
+          signal: held.signal,
+          note,
+          previews: this.deps.previews,
+        });
       } catch (err) {
         if (held.lost) return 'lease_lost';
         if (held.signal.aborted) return stop.aborted ? await this.release(lease, label) : 'aborted';

@@ -132,7 +132,13 @@ export async function downloadFrames(
       if (result.outcome === 'downloaded') report.downloaded++;
       else if (result.outcome === 'skipped') report.skipped++;
       else report.failed++;
-      report.frames.push({ frame: frame.frame, file: frame.file_name, sha256: frame.sha256, outcome: result.outcome, ...(result.error ? { error: result.error } : {}) });
+      report.frames.push({
+        frame: frame.frame,
+        file: frame.file_name,
+        sha256: frame.sha256,
+        outcome: result.outcome,
+        ...(result.error ? { error: result.error } : {}),
+      });
       onFrame(++done, frames.length);
     }
   };
@@ -158,7 +164,13 @@ function zipEntryNames(path: string): Promise<string[]> {
   });
 }
 
-const defaultDir = (name: string, jobId: string) => `${name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 60) || 'frames'}-${jobId.slice(0, 8)}`;
+const defaultDir = (name: string, jobId: string) =>
+  `${
+    name
+      .replace(/[^A-Za-z0-9._-]+/g, '_')
+      .replace(/^[._]+/, '')
+      .slice(0, 60) || 'frames'
+  }-${jobId.slice(0, 8)}`;
 
 export function register(program: Command): void {
   program
@@ -167,11 +179,16 @@ export function register(program: Command): void {
     .argument('<job>', 'job id (or its first characters)')
     .argument('[dir]', 'where to put the frames (default: ./NAME-ID)')
     .option('--zip', 'fetch one ZIP of every frame instead (not resumable)')
-    .option('--parallel <n>', 'frames fetched at once (1-16)', (value: string) => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1 || n > 16) throw new InvalidArgumentError('--parallel must be a whole number from 1 to 16.');
-      return n;
-    }, 4)
+    .option(
+      '--parallel <n>',
+      'frames fetched at once (1-16)',
+      (value: string) => {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1 || n > 16) throw new InvalidArgumentError('--parallel must be a whole number from 1 to 16.');
+        return n;
+      },
+      4,
+    )
     .option('--json', 'print what was fetched as JSON')
     .option('--no-progress', 'no progress bar')
     .action(
@@ -206,7 +223,12 @@ export function register(program: Command): void {
         }
 
         const useBar = !options.json && options.progress && Boolean(process.stderr.isTTY);
-        const bar = useBar ? new cliProgress.SingleBar({ stream: process.stderr, format: 'frames |{bar}| {value}/{total} {percentage}%', hideCursor: true }, cliProgress.Presets.shades_classic) : null;
+        const bar = useBar
+          ? new cliProgress.SingleBar(
+              { stream: process.stderr, format: 'frames |{bar}| {value}/{total} {percentage}%', hideCursor: true },
+              cliProgress.Presets.shades_classic,
+            )
+          : null;
         let started = false;
         const report = await downloadFrames(client, jobId, dir, options.parallel, (done, total) => {
           if (!bar) return;
@@ -220,13 +242,20 @@ export function register(program: Command): void {
           process.stdout.write(`${report.downloaded} downloaded, ${report.skipped} already there, ${report.failed} failed: ${dir}\n`);
           const stored = report.downloaded + report.skipped + report.failed;
           if (report.status !== 'completed' && stored < report.total_frames) {
-            process.stdout.write(`the job is ${report.status} with ${stored} of ${report.total_frames} frames stored: run farm download again later for the rest\n`);
+            process.stdout.write(
+              `the job is ${report.status} with ${stored} of ${report.total_frames} frames stored: run farm download again later for the rest\n`,
+            );
           }
         }
         const mismatched = report.frames.filter((f) => f.outcome === 'mismatch');
         const errored = report.frames.filter((f) => f.outcome === 'error');
         if (mismatched.length > 0) {
-          throw new IntegrityError(`${mismatched.length} frame(s) did not match their SHA-256 and were not kept (${mismatched.slice(0, 3).map((f) => f.frame).join(', ')}): run the command again`);
+          throw new IntegrityError(
+            `${mismatched.length} frame(s) did not match their SHA-256 and were not kept (${mismatched
+              .slice(0, 3)
+              .map((f) => f.frame)
+              .join(', ')}): run the command again`,
+          );
         }
         if (errored.length > 0) {
           process.stderr.write(`farm download: ${errored.length} frame(s) could not be fetched (${errored[0]!.error}); run the command again\n`);

@@ -12,11 +12,16 @@ export function register(program: Command): void {
       if (!(JOB_STATUSES as readonly string[]).includes(value)) throw new InvalidArgumentError(`--status must be one of ${JOB_STATUSES.join(', ')}.`);
       return value as JobStatus;
     })
-    .option('--limit <n>', 'how many jobs (1-200)', (value: string) => {
-      const n = Number(value);
-      if (!Number.isInteger(n) || n < 1 || n > 200) throw new InvalidArgumentError('--limit must be a whole number from 1 to 200.');
-      return n;
-    }, 20)
+    .option(
+      '--limit <n>',
+      'how many jobs (1-200)',
+      (value: string) => {
+        const n = Number(value);
+        if (!Number.isInteger(n) || n < 1 || n > 200) throw new InvalidArgumentError('--limit must be a whole number from 1 to 200.');
+        return n;
+      },
+      20,
+    )
     .option('--json', 'print the jobs as JSON')
     .action(
       action('list', async (options: { status?: JobStatus; limit: number; json?: boolean }, command: Command) => {

@@ -7,7 +7,7 @@ import { action, clientFor, printJson, resolveJobId } from '../context.ts';
 export function register(program: Command): void {
   program
     .command('logs')
-    .description("print the Blender log of the task that rendered a frame (its latest attempt)")
+    .description('print the Blender log of the task that rendered a frame (its latest attempt)')
     .argument('<job>', 'job id (or its first characters)')
     .argument('<frame>', 'a frame number of the job', (value: string) => {
       const n = Number(value);
@@ -23,13 +23,19 @@ export function register(program: Command): void {
         const task = tasks.find((t) => frame >= t.start_frame && frame <= t.end_frame);
         if (!task) {
           const job = await client.jobStatus(jobId);
-          const why = frame < job.start_frame || frame > job.end_frame
-            ? `frame ${frame} is not in job ${jobId} (frames ${job.start_frame}-${job.end_frame})`
-            : `no node has taken frame ${frame} of job ${jobId} yet, so it has no log; try again once it renders (farm watch ${jobId})`;
+          const why =
+            frame < job.start_frame || frame > job.end_frame
+              ? `frame ${frame} is not in job ${jobId} (frames ${job.start_frame}-${job.end_frame})`
+              : `no node has taken frame ${frame} of job ${jobId} yet, so it has no log; try again once it renders (farm watch ${jobId})`;
           throw new FarmApiError(404, 'GET', `/jobs/${jobId}/tasks`, why);
         }
         if (!task.log_url) {
-          throw new FarmApiError(404, 'GET', `/jobs/${jobId}/tasks`, `the task rendering frames ${task.start_frame}-${task.end_frame} (${task.status}) has no log yet: nodes upload it when the task ends`);
+          throw new FarmApiError(
+            404,
+            'GET',
+            `/jobs/${jobId}/tasks`,
+            `the task rendering frames ${task.start_frame}-${task.end_frame} (${task.status}) has no log yet: nodes upload it when the task ends`,
+          );
         }
         const log = await client.taskLog(jobId, task.task_id);
         if (options.json) printJson({ job_id: jobId, frame, task, log });

@@ -21,8 +21,10 @@ export interface WatchOptions {
 
 /** One line about a job, for logs and pipes. */
 function statusLine(job: JobStatusResponse, eta: number | null): string {
-  return `${job.status} ${formatPercent(job.progress)} ${job.completed_frames}/${job.total_frames} frames ` +
-    `(${job.running_frames} rendering, ${job.failed_frames} failed) ETA ${formatDuration(eta)}`;
+  return (
+    `${job.status} ${formatPercent(job.progress)} ${job.completed_frames}/${job.total_frames} frames ` +
+    `(${job.running_frames} rendering, ${job.failed_frames} failed) ETA ${formatDuration(eta)}`
+  );
 }
 
 /** Whether an error while watching is worth waiting out (the master restarting, a rate limit). */
@@ -104,38 +106,44 @@ export function register(program: Command): void {
         let lastLine = '';
         const startedAt = Date.now();
         try {
-          const final = await watchJob(client, jobId, options.interval * 1000, (job, eta) => {
-            if (options.json) {
-              const line = JSON.stringify({ ...job, eta_seconds: eta });
-              if (line !== lastLine) process.stdout.write(`${line}\n`);
-              lastLine = line;
-            } else if (useBar) {
-              const payload = {
-                frames: `${job.completed_frames}/${job.total_frames}`,
-                running: job.running_frames,
-                failed: job.failed_frames,
-                eta: formatDuration(eta),
-                status: job.status,
-              };
-              if (!progressBar) {
-                progressBar = new cliProgress.SingleBar(
-                  {
-                    stream: process.stderr,
-                    format: `${job.name} |{bar}| {percentage}% {frames} frames, {running} rendering, {failed} failed, ETA {eta} ({status})`,
-                    hideCursor: true,
-                  },
-                  cliProgress.Presets.shades_classic,
-                );
-                progressBar.start(job.total_frames, job.completed_frames, payload);
+          const final = await watchJob(
+            client,
+            jobId,
+            options.interval * 1000,
+            (job, eta) => {
+              if (options.json) {
+                const line = JSON.stringify({ ...job, eta_seconds: eta });
+                if (line !== lastLine) process.stdout.write(`${line}\n`);
+                lastLine = line;
+              } else if (useBar) {
+                const payload = {
+                  frames: `${job.completed_frames}/${job.total_frames}`,
+                  running: job.running_frames,
+                  failed: job.failed_frames,
+                  eta: formatDuration(eta),
+                  status: job.status,
+                };
+                if (!progressBar) {
+                  progressBar = new cliProgress.SingleBar(
+                    {
+                      stream: process.stderr,
+                      format: `${job.name} |{bar}| {percentage}% {frames} frames, {running} rendering, {failed} failed, ETA {eta} ({status})`,
+                      hideCursor: true,
+                    },
+                    cliProgress.Presets.shades_classic,
+                  );
+                  progressBar.start(job.total_frames, job.completed_frames, payload);
+                } else {
+                  progressBar.update(job.completed_frames, payload);
+                }
               } else {
-                progressBar.update(job.completed_frames, payload);
+                const line = statusLine(job, eta);
+                if (line !== lastLine) process.stdout.write(`${line}\n`);
+                lastLine = line;
               }
-            } else {
-              const line = statusLine(job, eta);
-              if (line !== lastLine) process.stdout.write(`${line}\n`);
-              lastLine = line;
-            }
-          }, abort.signal);
+            },
+            abort.signal,
+          );
           (progressBar as cliProgress.SingleBar | null)?.stop();
           if (!options.json) {
             const took = formatDuration((Date.now() - startedAt) / 1000);

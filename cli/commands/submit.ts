@@ -107,11 +107,13 @@ const wholeNumber = (flag: string, min: number, max: number) => (value: string) 
 };
 
 /** Parses a flag's value with a protocol schema, so the CLI refuses what the master would. */
-const bySchema = <T>(flag: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }) => (value: string): T => {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new InvalidArgumentError(`${flag}: ${parsed.error.issues[0]?.message ?? 'not valid'}.`);
-  return parsed.data;
-};
+const bySchema =
+  <T>(flag: string, schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: { issues: { message: string }[] } } }) =>
+  (value: string): T => {
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new InvalidArgumentError(`${flag}: ${parsed.error.issues[0]?.message ?? 'not valid'}.`);
+    return parsed.data;
+  };
 
 function say(text: string): void {
   process.stderr.write(`${text}\n`);
@@ -139,10 +141,15 @@ export async function submit(file: string, options: SubmitOptions, client: HttpC
     say(`asking Blender for the files ${basename(path)} needs…`);
     report = await listDependencies(path, options.blender);
     const here = (p: string) => relative(process.cwd(), p) || p;
-    const project = await splitByProject(path, report.files.map((f) => f.path));
+    const project = await splitByProject(
+      path,
+      report.files.map((f) => f.path),
+    );
     bundled = options.includeOutside ? [...project.inside, ...project.outside.map((f) => f.path)] : project.inside;
     warnings = [...dependencyWarnings(report, here), ...outsideWarnings(path, project.outside, report.files, options.includeOutside ?? false)];
-    say(`${report.files.length} file(s) besides the .blend (Blender ${report.blender_version}, scene "${report.scene.name}", frames ${report.scene.frame_start}-${report.scene.frame_end})`);
+    say(
+      `${report.files.length} file(s) besides the .blend (Blender ${report.blender_version}, scene "${report.scene.name}", frames ${report.scene.frame_start}-${report.scene.frame_end})`,
+    );
     for (const warning of warnings) say(`warning: ${warning}`);
     const leftOut = options.includeOutside ? 0 : project.outside.length;
     const unsendable = report.missing.length + report.unportable.length + leftOut;
@@ -298,10 +305,14 @@ export function register(program: Command): void {
     .argument('<file>', 'the .blend to render, or a .zip project')
     .option('--frames <list>', "frames to render, like 1-250, 7, 1-100x5 (every 5th) or 1,5,10-20 (default: the scene's range and frame step)")
     .option('--chunk-size <n>', 'frames per task (default: sized by the master)', wholeNumber('--chunk-size', 1, 10_000))
-    .option('--order <order>', 'sequential (default), or progressive: first, last, middle frame, then halves, so the whole shot renders roughly first', (value: string) => {
-      if (!(FRAME_ORDERS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--order must be one of ${FRAME_ORDERS.join(', ')}.`);
-      return value as FrameOrder;
-    })
+    .option(
+      '--order <order>',
+      'sequential (default), or progressive: first, last, middle frame, then halves, so the whole shot renders roughly first',
+      (value: string) => {
+        if (!(FRAME_ORDERS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--order must be one of ${FRAME_ORDERS.join(', ')}.`);
+        return value as FrameOrder;
+      },
+    )
     .option('--priority <n>', 'higher runs first, 0-100 (default 50)', wholeNumber('--priority', 0, 100))
     .option('--name <name>', 'job name (default: the file name)')
     .option('--max-attempts <n>', 'tries per task before the job fails (default 3)', wholeNumber('--max-attempts', 1, 20))
@@ -316,7 +327,8 @@ export function register(program: Command): void {
     .option('--parallel <n>', 'parts uploaded at once', wholeNumber('--parallel', 1, 16), 3)
     .option('--bundle-dir <dir>', 'where to write the temporary .zip bundle (default: the system temp folder)')
     .option('--device <device>', `what to render on: ${DEVICE_REQUIREMENTS.join(', ')} (default any)`, (value: string) => {
-      if (!(DEVICE_REQUIREMENTS as readonly string[]).includes(value)) throw new InvalidArgumentError(`--device must be one of ${DEVICE_REQUIREMENTS.join(', ')}.`);
+      if (!(DEVICE_REQUIREMENTS as readonly string[]).includes(value))
+        throw new InvalidArgumentError(`--device must be one of ${DEVICE_REQUIREMENTS.join(', ')}.`);
       return value as DeviceRequirement;
     })
     .option('--tags <list>', 'only nodes carrying all these tags render it, like gpu-24g,studio-a', bySchema('--tags', tagsSchema('tags')))
@@ -339,8 +351,12 @@ export function register(program: Command): void {
         try {
           const result = await submit(file, options, client, abort.signal);
           if (options.json) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-          else if (options.dryRun) process.stdout.write(`dry run: ${result.files} file(s) as ${result.kind}, frames ${result.total_frames}; nothing uploaded\n`);
-          else process.stdout.write(`job ${result.job_id} queued: ${result.total_frames} frame(s)${result.warnings.length ? `, ${result.warnings.length} warning(s)` : ''}\n`);
+          else if (options.dryRun)
+            process.stdout.write(`dry run: ${result.files} file(s) as ${result.kind}, frames ${result.total_frames}; nothing uploaded\n`);
+          else
+            process.stdout.write(
+              `job ${result.job_id} queued: ${result.total_frames} frame(s)${result.warnings.length ? `, ${result.warnings.length} warning(s)` : ''}\n`,
+            );
           return EXIT.ok;
         } catch (err) {
           if (abort.signal.aborted) return EXIT.interrupted;

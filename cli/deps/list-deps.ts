@@ -34,7 +34,14 @@ export type Dependency = z.infer<typeof dependencySchema>;
 const dependencyReportSchema = z.object({
   blender_version: z.string(),
   main: z.string(),
-  scene: z.object({ name: z.string(), frame_start: z.number(), frame_end: z.number(), frame_step: z.number().optional(), has_camera: z.boolean(), engine: z.string() }),
+  scene: z.object({
+    name: z.string(),
+    frame_start: z.number(),
+    frame_end: z.number(),
+    frame_step: z.number().optional(),
+    has_camera: z.boolean(),
+    engine: z.string(),
+  }),
   /** Files to bundle. */
   files: z.array(dependencySchema),
   /** Referenced by a `//` path but not on disk. */
@@ -102,7 +109,9 @@ export function dependencyWarnings(report: DependencyReport, relativeTo: (path: 
   const warnings: string[] = [];
   for (const dep of report.missing) {
     const kind = missingKindOf(dep.path, dep.kind);
-    warnings.push(`missing ${dep.kind === 'other' ? kind : dep.kind} ${dep.ref}${dep.id ? ` (${dep.id})` : ''}, needed by ${relativeTo(dep.from)}: not found at ${dep.path}; ${missingConsequence(kind)}`);
+    warnings.push(
+      `missing ${dep.kind === 'other' ? kind : dep.kind} ${dep.ref}${dep.id ? ` (${dep.id})` : ''}, needed by ${relativeTo(dep.from)}: not found at ${dep.path}; ${missingConsequence(kind)}`,
+    );
   }
   for (const dep of report.unportable) {
     warnings.push(

@@ -53,8 +53,7 @@ export interface UploadResult {
   alreadyStored: boolean;
 }
 
-const partLength = (state: UploadState, n: number) =>
-  n < state.part_count ? state.part_size : state.size - state.part_size * (state.part_count - 1);
+const partLength = (state: UploadState, n: number) => (n < state.part_count ? state.part_size : state.size - state.part_size * (state.part_count - 1));
 
 /** Whether the master already holds the blob `sha256` (of `size` bytes). */
 async function blobExists(client: HttpClient, sha256: string, size: number, signal?: AbortSignal): Promise<boolean> {
@@ -151,7 +150,8 @@ export async function uploadBlob(options: UploadOptions): Promise<UploadResult> 
         sentBytes += roundFinished;
       }
       const info = await client.json<BlobInfo>('POST', `/blobs/${sha256}/uploads/${state.upload_id}/complete`, retry);
-      if (info.sha256 !== sha256 || info.size !== size) throw new Error(`the master recorded ${info.sha256} (${info.size} bytes), not ${sha256} (${size} bytes)`);
+      if (info.sha256 !== sha256 || info.size !== size)
+        throw new Error(`the master recorded ${info.sha256} (${info.size} bytes), not ${sha256} (${size} bytes)`);
       return { sha256, size, sentBytes, skippedBytes, partsSent, partsSkipped: state.parts_done.length, alreadyStored: false };
     } catch (err) {
       // The master forgot the upload mid-way (aborted elsewhere, expired): start again, once or twice.

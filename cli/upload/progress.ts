@@ -36,7 +36,11 @@ export function createProgress(label: string, total: number, enabled = true, str
     if (done >= total) return '0s';
     if (speed <= 0) return '…';
     const seconds = Math.ceil((total - done) / speed);
-    return seconds >= 3600 ? `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m` : seconds >= 60 ? `${Math.floor(seconds / 60)}m${seconds % 60}s` : `${seconds}s`;
+    return seconds >= 3600
+      ? `${Math.floor(seconds / 3600)}h${Math.floor((seconds % 3600) / 60)}m`
+      : seconds >= 60
+        ? `${Math.floor(seconds / 60)}m${seconds % 60}s`
+        : `${seconds}s`;
   };
   if (!enabled) return { update() {}, stop() {} };
   if (stream.isTTY) {
@@ -63,7 +67,10 @@ export function createProgress(label: string, total: number, enabled = true, str
   }
   let lastLine = 0;
   let last = { done: 0, sent: 0 };
-  const line = () => stream.write(`${label}: ${total ? Math.floor((last.done / total) * 100) : 100}% (${formatBytes(last.done)} of ${formatBytes(total)}, ${rate(last.sent)})\n`);
+  const line = () =>
+    stream.write(
+      `${label}: ${total ? Math.floor((last.done / total) * 100) : 100}% (${formatBytes(last.done)} of ${formatBytes(total)}, ${rate(last.sent)})\n`,
+    );
   return {
     update(done, sent) {
       last = { done, sent };

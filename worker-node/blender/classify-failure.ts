@@ -4,15 +4,7 @@
  */
 import { parseBlenderLine } from './output-parser.ts';
 
-type BlenderFailureReason =
-  | 'corrupt_file'
-  | 'newer_blender'
-  | 'no_camera'
-  | 'out_of_memory'
-  | 'killed'
-  | 'crashed'
-  | 'missing_output'
-  | 'unknown';
+type BlenderFailureReason = 'corrupt_file' | 'newer_blender' | 'no_camera' | 'out_of_memory' | 'killed' | 'crashed' | 'missing_output' | 'unknown';
 
 export interface BlenderFailure {
   reason: BlenderFailureReason;
@@ -131,7 +123,12 @@ export function classifyBlenderFailure(outcome: BlenderRunOutcome): BlenderFailu
   if (scriptFailed) {
     return { reason: 'unknown', message: `a --python-expr failed: ${pythonException(tail) ?? scriptFailed} (${status})` };
   }
-  const last = errors.at(-1) ?? tail.map((l) => l.trim()).filter((l) => l !== '' && l !== 'Blender quit').at(-1);
+  const last =
+    errors.at(-1) ??
+    tail
+      .map((l) => l.trim())
+      .filter((l) => l !== '' && l !== 'Blender quit')
+      .at(-1);
   return {
     reason: 'unknown',
     message: last ? `Blender failed: "${last}" (${status})` : `Blender failed without an error message (${status})`,

@@ -27,8 +27,7 @@ export interface RenderSpec {
  * attempt; with `use_placeholder` on it writes an empty file before rendering. Both are
  * per-file settings a farm must not inherit.
  */
-export const OVERWRITE_OUTPUT_EXPR =
-  'import bpy; r = bpy.context.scene.render; r.use_overwrite = True; r.use_placeholder = False';
+export const OVERWRITE_OUTPUT_EXPR = 'import bpy; r = bpy.context.scene.render; r.use_overwrite = True; r.use_placeholder = False';
 
 /** Blender's -f and -s read "-N" and "+N" as relative to the scene range, so only 0 and up are absolute. */
 const MAX_FRAME = 1_048_574;

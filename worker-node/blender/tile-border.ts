@@ -37,7 +37,11 @@ export interface Tile {
  * the top, left to right. Throws when a tile would have no pixels.
  */
 export function tileGrid(width: number, height: number, n: number): Tile[] {
-  for (const [name, value] of [['width', width], ['height', height], ['tile count', n]] as const) {
+  for (const [name, value] of [
+    ['width', width],
+    ['height', height],
+    ['tile count', n],
+  ] as const) {
     if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a whole number of at least 1, got ${value}`);
   }
   // Square tiles of equal area: rows / cols = height / width with rows * cols = n.

@@ -17,7 +17,9 @@ export const renderSizeProbe = jsonLineProbe<RenderSize>(
   'FARM_RENDER_SIZE',
   '{"width": r.resolution_x * r.resolution_percentage // 100, "height": r.resolution_y * r.resolution_percentage // 100}',
   ({ width, height }) =>
-    Number.isInteger(width) && Number.isInteger(height) && (width as number) > 0 && (height as number) > 0 ? { width: width as number, height: height as number } : undefined,
+    Number.isInteger(width) && Number.isInteger(height) && (width as number) > 0 && (height as number) > 0
+      ? { width: width as number, height: height as number }
+      : undefined,
 );
 
 /**

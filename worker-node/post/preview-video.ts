@@ -81,7 +81,10 @@ export async function assemblePreviewVideo(spec: PreviewVideoSpec): Promise<Prev
   const frames = [...spec.frames].sort((a, b) => a.frame - b.frame);
   const ext = extname(frames[0]!.path).toLowerCase();
   const odd = frames.find((f) => extname(f.path).toLowerCase() !== ext);
-  if (odd) throw new Error(`making the preview video: frame ${odd.frame} is ${extname(odd.path) || 'without extension'} but frame ${frames[0]!.frame} is ${ext}; all frames must be one format`);
+  if (odd)
+    throw new Error(
+      `making the preview video: frame ${odd.frame} is ${extname(odd.path) || 'without extension'} but frame ${frames[0]!.frame} is ${ext}; all frames must be one format`,
+    );
   const repeated = frames.find((f, i) => i > 0 && f.frame === frames[i - 1]!.frame);
   if (repeated) throw new Error(`making the preview video: frame ${repeated.frame} is given twice`);
   await Promise.all(frames.map((f) => checkFrameFile(f)));
@@ -102,13 +105,40 @@ export async function assemblePreviewVideo(spec: PreviewVideoSpec): Promise<Prev
     const args = [
       // -xerror: by default ffmpeg skips a frame it cannot decode and still exits 0, which
       // would silently shorten the video. -progress: key=value lines, frame=N among them.
-      '-hide_banner', '-nostdin', '-loglevel', 'error', '-xerror', '-nostats', '-progress', 'pipe:1', '-y',
-      '-framerate', frameRate.text, '-start_number', '1', '-i', join(seqDir.replaceAll('%', '%%'), `%06d${ext}`),
-      '-vf', filters.join(','),
-      '-c:v', H264_ENCODER, '-preset', 'veryfast', '-crf', '20', '-pix_fmt', 'yuv420p',
+      '-hide_banner',
+      '-nostdin',
+      '-loglevel',
+      'error',
+      '-xerror',
+      '-nostats',
+      '-progress',
+      'pipe:1',
+      '-y',
+      '-framerate',
+      frameRate.text,
+      '-start_number',
+      '1',
+      '-i',
+      join(seqDir.replaceAll('%', '%%'), `%06d${ext}`),
+      '-vf',
+      filters.join(','),
+      '-c:v',
+      H264_ENCODER,
+      '-preset',
+      'veryfast',
+      '-crf',
+      '20',
+      '-pix_fmt',
+      'yuv420p',
       // Same rate out as in: no frame is dropped or duplicated.
-      '-r', frameRate.text,
-      '-movflags', '+faststart', '-an', '-f', 'mp4', partPath,
+      '-r',
+      frameRate.text,
+      '-movflags',
+      '+faststart',
+      '-an',
+      '-f',
+      'mp4',
+      partPath,
     ];
     let encodedFrames = 0;
     // ffmpeg's own messages, without the progress lines, for an error report.

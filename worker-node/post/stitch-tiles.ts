@@ -104,7 +104,14 @@ function checkCoverage(tiles: readonly TileFile[], width: number, height: number
   }
   const covered = new Uint8Array(width * height);
   for (const { rect, path } of tiles) {
-    const inside = [rect.x, rect.y, rect.width, rect.height].every(Number.isInteger) && rect.x >= 0 && rect.y >= 0 && rect.width >= 1 && rect.height >= 1 && rect.x + rect.width <= width && rect.y + rect.height <= height;
+    const inside =
+      [rect.x, rect.y, rect.width, rect.height].every(Number.isInteger) &&
+      rect.x >= 0 &&
+      rect.y >= 0 &&
+      rect.width >= 1 &&
+      rect.height >= 1 &&
+      rect.x + rect.width <= width &&
+      rect.y + rect.height <= height;
     if (!inside) throw new Error(`stitching tiles: the rectangle of ${path}, ${JSON.stringify(rect)}, is not inside ${width}x${height}`);
     for (let y = rect.y; y < rect.y + rect.height; y++) {
       for (let x = rect.x; x < rect.x + rect.width; x++) {

@@ -56,11 +56,7 @@ export interface ProcessResult {
  * `onLine`. Resolves once the process has exited, whatever its exit code; rejects only when
  * the process cannot be started or the log file cannot be opened.
  */
-export async function runProcess(
-  cmd: string,
-  args: readonly string[],
-  options: RunProcessOptions = {},
-): Promise<ProcessResult> {
+export async function runProcess(cmd: string, args: readonly string[], options: RunProcessOptions = {}): Promise<ProcessResult> {
   const tailLines = options.tailLines ?? DEFAULT_TAIL_LINES;
   const killGraceMs = options.killGraceMs ?? DEFAULT_KILL_GRACE_MS;
   const commandLine = formatCommandLine(cmd, args);

@@ -14,7 +14,9 @@ const PARALLEL_DOWNLOADS = 4;
 
 /** File extensions of the image types the master serves frames and tiles as (the first extension of each type). */
 const EXTENSION_OF_TYPE: Record<string, string> = Object.fromEntries(
-  Object.entries(FRAME_CONTENT_TYPES).reverse().map(([ext, type]) => [type, ext]),
+  Object.entries(FRAME_CONTENT_TYPES)
+    .reverse()
+    .map(([ext, type]) => [type, ext]),
 );
 
 /** Magic numbers, for an input served without a specific type (application/octet-stream). */
@@ -53,7 +55,14 @@ async function downloadOne(ctx: InputTaskContext, n: number, options: DownloadIn
   const base = join(ctx.dir, `${options.prefix}${String(n).padStart(6, '0')}`);
   const part = `${base}.part`;
   try {
-    const { contentType } = await ctx.client.downloadInput({ workerId: ctx.workerId, taskId: ctx.task.task_id, leaseId: ctx.task.lease_id, n, dest: part, signal: ctx.signal });
+    const { contentType } = await ctx.client.downloadInput({
+      workerId: ctx.workerId,
+      taskId: ctx.task.task_id,
+      leaseId: ctx.task.lease_id,
+      n,
+      dest: part,
+      signal: ctx.signal,
+    });
     const ext = EXTENSION_OF_TYPE[contentType.split(';')[0]!.trim().toLowerCase()] ?? (await sniffExtension(part));
     if (!ext) throw new Error(`the master sent ${options.describe(n)} as ${contentType}, which is not an image type this node knows`);
     const path = `${base}.${ext}`;

@@ -30,9 +30,17 @@ export async function sceneRenderSize(blender: string, blendPath: string, signal
  * render size is read from the file first, and the grid computed from it, as the stitch task
  * computes it again. Throws a TaskFailure when the task or the file cannot make a tile.
  */
-export async function planTileRender(blender: string, blendPath: string, task: TaskAssignment, signal?: AbortSignal): Promise<{ tile: Tile; pythonExpr: string }> {
+export async function planTileRender(
+  blender: string,
+  blendPath: string,
+  task: TaskAssignment,
+  signal?: AbortSignal,
+): Promise<{ tile: Tile; pythonExpr: string }> {
   if (!task.tile || task.frames.length !== 1) {
-    throw new TaskFailure('tile_failed', `a tile task needs one frame and a tile; got frames ${task.frames.slice(0, 5).join(', ')} and tile ${JSON.stringify(task.tile)}`);
+    throw new TaskFailure(
+      'tile_failed',
+      `a tile task needs one frame and a tile; got frames ${task.frames.slice(0, 5).join(', ')} and tile ${JSON.stringify(task.tile)}`,
+    );
   }
   const { index, count } = task.tile;
   try {

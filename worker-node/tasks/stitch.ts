@@ -18,18 +18,32 @@ import { TaskFailure } from './task-failure.ts';
 export async function stitchTask(ctx: InputTaskContext): Promise<string> {
   const { task } = ctx;
   const frame = task.frames[0]!;
-  if (task.frames.length !== 1 || !task.tile) throw new TaskFailure('stitch_failed', `a stitch task needs one frame and a tile count; got frames ${task.frames.slice(0, 5).join(', ')} and tile ${JSON.stringify(task.tile)}`);
+  if (task.frames.length !== 1 || !task.tile)
+    throw new TaskFailure(
+      'stitch_failed',
+      `a stitch task needs one frame and a tile count; got frames ${task.frames.slice(0, 5).join(', ')} and tile ${JSON.stringify(task.tile)}`,
+    );
   const { count } = task.tile;
   const { width, height } = await sceneRenderSize(ctx.blender, ctx.blendPath, ctx.signal);
   const tiles = tileGrid(width, height, count);
   ctx.note(`stitching ${count} tiles of frame ${frame} into ${width}x${height}`);
-  const paths = await downloadInputs(ctx, tiles.map((t) => t.index), { prefix: 'tile_', describe: (n) => `tile ${n} of frame ${frame}` });
+  const paths = await downloadInputs(
+    ctx,
+    tiles.map((t) => t.index),
+    { prefix: 'tile_', describe: (n) => `tile ${n} of frame ${frame}` },
+  );
   for (const [n, path] of paths) {
-    if (extname(path) !== '.png') throw new TaskFailure('stitch_failed', `tile ${n} of frame ${frame} is not a PNG (${extname(path)}); tiles are rendered as PNG`);
+    if (extname(path) !== '.png')
+      throw new TaskFailure('stitch_failed', `tile ${n} of frame ${frame} is not a PNG (${extname(path)}); tiles are rendered as PNG`);
   }
   const out = join(ctx.dir, `frame_${String(frame).padStart(6, '0')}.png`);
   try {
-    await stitchTiles(tiles.map((t) => ({ rect: t.rect, path: paths.get(t.index)! })), width, height, out);
+    await stitchTiles(
+      tiles.map((t) => ({ rect: t.rect, path: paths.get(t.index)! })),
+      width,
+      height,
+      out,
+    );
   } catch (err) {
     throw new TaskFailure('stitch_failed', (err as Error).message, { cause: err });
   }

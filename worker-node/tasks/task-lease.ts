@@ -71,7 +71,8 @@ export class TaskLease {
 
   /** Drops the task: the master says the lease is gone. */
   loseLease(why: unknown): void {
-    if (!this.lost) this.options.log.warn(`lease on ${this.options.label} lost (${why instanceof FarmApiError ? why.summary : (why as Error).message}); dropping the task`);
+    if (!this.lost)
+      this.options.log.warn(`lease on ${this.options.label} lost (${why instanceof FarmApiError ? why.summary : (why as Error).message}); dropping the task`);
     this.lost = true;
     this.work.abort();
   }
