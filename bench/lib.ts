@@ -32,7 +32,8 @@ export function machineInfo(): string {
   const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
   let blender = 'no Blender';
   try {
-    blender = /Blender [\d.]+/.exec(execFileSync(process.env.BLENDER ?? 'blender', ['-b', '--factory-startup', '--version'], { encoding: 'utf8' }))?.[0] ?? blender;
+    blender =
+      /Blender [\d.]+/.exec(execFileSync(process.env.BLENDER ?? 'blender', ['-b', '--factory-startup', '--version'], { encoding: 'utf8' }))?.[0] ?? blender;
   } catch {
     // Benchmarks without Blender still describe the machine.
   }
@@ -168,7 +169,9 @@ export function workerdByRole(wranglerPid: number, port: number): { proxy: numbe
  * `heap({ live: true })` collects garbage first, so it answers what the isolate still holds:
  * garbage (spent stream chunks) waits for V8's own schedule and inflates the plain figure.
  */
-export async function workerInspector(wranglerPid: number): Promise<{ heap(options?: { live?: boolean }): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
+export async function workerInspector(
+  wranglerPid: number,
+): Promise<{ heap(options?: { live?: boolean }): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
   const args = readFileSync(`/proc/${wranglerPid}/cmdline`, 'utf8').split('\0');
   const port = args[args.indexOf('--inspector-port') + 1];
   const [target] = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
@@ -283,7 +286,22 @@ export async function startBareWorker(opts: { dir: string; name: string; main: s
   const wrangler = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
   const child = spawn(
     process.execPath,
-    [wrangler, 'dev', '-c', config, '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(await freePort()), '--persist-to', opts.persistDir, '--log-level', 'warn'],
+    [
+      wrangler,
+      'dev',
+      '-c',
+      config,
+      '--port',
+      String(port),
+      '--ip',
+      '127.0.0.1',
+      '--inspector-port',
+      String(await freePort()),
+      '--persist-to',
+      opts.persistDir,
+      '--log-level',
+      'warn',
+    ],
     { cwd: opts.dir, env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' }, detached: true, stdio: 'ignore' },
   );
   const url = `http://127.0.0.1:${port}`;
@@ -297,10 +315,18 @@ export async function startBareWorker(opts: { dir: string; name: string; main: s
  * "rendering" when the node reports it runs). Times are in ms from `since` (a `performance.now()`);
  * `token` is a submitter token for a master that requires one.
  */
-export async function waitForPickup(masterUrl: string, jobId: string, since: number, timeoutMs = 60_000, token?: string): Promise<{ claimedMs: number; runningMs: number }> {
+export async function waitForPickup(
+  masterUrl: string,
+  jobId: string,
+  since: number,
+  timeoutMs = 60_000,
+  token?: string,
+): Promise<{ claimedMs: number; runningMs: number }> {
   let claimedMs: number | undefined;
   for (;;) {
-    const { tasks } = (await (await fetch(`${masterUrl}/jobs/${jobId}/tasks`, { headers: authHeaders(token) })).json()) as { tasks: { message: string | null; status: string }[] };
+    const { tasks } = (await (await fetch(`${masterUrl}/jobs/${jobId}/tasks`, { headers: authHeaders(token) })).json()) as {
+      tasks: { message: string | null; status: string }[];
+    };
     if (tasks.length > 0) claimedMs ??= performance.now() - since;
     if (tasks.some((t) => t.message === 'rendering' || t.status === 'completed')) {
       const runningMs = performance.now() - since;
@@ -321,13 +347,32 @@ export async function startMeteredMaster(opts: { name: string; vars?: Record<str
   const persistDir = tempDir(`${opts.name}-state`);
   const wrangler = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
   const env = { ...process.env, CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' };
-  const migrate = spawnSync(process.execPath, [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], { cwd: ROOT, env, encoding: 'utf8' });
+  const migrate = spawnSync(process.execPath, [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
+    cwd: ROOT,
+    env,
+    encoding: 'utf8',
+  });
   if (migrate.status !== 0) throw new Error(`applying migrations failed: ${migrate.stderr}${migrate.stdout}`);
   const vars = Object.entries({ FARM_ALLOW_ANONYMOUS: 'true', ...opts.vars }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
   const child = spawn(
     process.execPath,
-    [wrangler, 'dev', join(ROOT, 'bench', 'metered-master.ts'), '--port', String(port), '--ip', '127.0.0.1', '--inspector-port', String(await freePort()),
-      '--persist-to', persistDir, '--log-level', 'warn', '--test-scheduled', ...vars],
+    [
+      wrangler,
+      'dev',
+      join(ROOT, 'bench', 'metered-master.ts'),
+      '--port',
+      String(port),
+      '--ip',
+      '127.0.0.1',
+      '--inspector-port',
+      String(await freePort()),
+      '--persist-to',
+      persistDir,
+      '--log-level',
+      'warn',
+      '--test-scheduled',
+      ...vars,
+    ],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   mkdirSync(join(OUTPUT_DIR, 'logs'), { recursive: true });

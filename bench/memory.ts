@@ -32,7 +32,23 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { runFarm } from '../test/e2e/upload-measure.ts';
-import { BENCH_MASTER_VARS, BLENDER, isMain, machineInfo, makeScene, report, rssMb, runBench, startMaster, startNode, tempDir, verdict, waitForJob, workerdByRole, workerInspector } from './lib.ts';
+import {
+  BENCH_MASTER_VARS,
+  BLENDER,
+  isMain,
+  machineInfo,
+  makeScene,
+  report,
+  rssMb,
+  runBench,
+  startMaster,
+  startNode,
+  tempDir,
+  verdict,
+  waitForJob,
+  workerdByRole,
+  workerInspector,
+} from './lib.ts';
 
 export interface MemoryResult {
   masterGrowthMb: number;
@@ -99,7 +115,10 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
   const inspector = await workerInspector(master.process.pid!);
   const isolateSamples: number[] = [];
   const isolateTimer = setInterval(() => {
-    inspector.heap().then(({ jsMb, buffersMb }) => isolateSamples.push(jsMb + buffersMb), () => {});
+    inspector.heap().then(
+      ({ jsMb, buffersMb }) => isolateSamples.push(jsMb + buffersMb),
+      () => {},
+    );
   }, 250);
   let node: ReturnType<typeof startNode> | undefined;
   try {
@@ -157,12 +176,22 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
     if (options.masterOnly) {
       console.log('results:');
       report('master (workerd) RSS before upload', baselineMb, 'MB');
-      report(`master growth during ${options.mib} MiB upload`, masterGrowthMb, 'MB', `${upload.part_count} parts of ${(upload.part_size / 2 ** 20).toFixed(0)} MiB in ${uploadSeconds.toFixed(1)} s`);
+      report(
+        `master growth during ${options.mib} MiB upload`,
+        masterGrowthMb,
+        'MB',
+        `${upload.part_count} parts of ${(upload.part_size / 2 ** 20).toFixed(0)} MiB in ${uploadSeconds.toFixed(1)} s`,
+      );
       report('  peak while the parts arrived', partsPeakMb - baselineMb, 'MB', `${partsSeconds.toFixed(1)} s`);
       report('  peak during complete', completePeakMb - baselineMb, 'MB', `${(uploadSeconds - partsSeconds).toFixed(1)} s`);
       report('  2 s after complete', settledMb - baselineMb, 'MB');
       report('  of which the workerd running the Worker', runtimeGrowthMb, 'MB', 'the rest is the dev proxy');
-      report("  the Worker's isolate (JS heap + buffers)", isolateGrowthMb, 'MB', `${isolateBaselineMb.toFixed(1)} MB before; ${(isolatePartsPeakMb - isolateBaselineMb).toFixed(1)} MB while the parts arrived`);
+      report(
+        "  the Worker's isolate (JS heap + buffers)",
+        isolateGrowthMb,
+        'MB',
+        `${isolateBaselineMb.toFixed(1)} MB before; ${(isolatePartsPeakMb - isolateBaselineMb).toFixed(1)} MB while the parts arrived`,
+      );
       verdict('master growth during upload (MB)', masterGrowthMb, '<= 64', masterGrowthMb <= 64);
       return { masterGrowthMb, nodeDownloadPeakMb: 0, nodeRenderPeakMb: 0 };
     }
@@ -200,12 +229,22 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
 
     console.log('results:');
     report('master (workerd) RSS before upload', baselineMb, 'MB');
-    report(`master growth during ${options.mib} MiB upload`, masterGrowthMb, 'MB', `${upload.part_count} parts of ${(upload.part_size / 2 ** 20).toFixed(0)} MiB in ${uploadSeconds.toFixed(1)} s, ${(options.mib / uploadSeconds).toFixed(0)} MiB/s`);
+    report(
+      `master growth during ${options.mib} MiB upload`,
+      masterGrowthMb,
+      'MB',
+      `${upload.part_count} parts of ${(upload.part_size / 2 ** 20).toFixed(0)} MiB in ${uploadSeconds.toFixed(1)} s, ${(options.mib / uploadSeconds).toFixed(0)} MiB/s`,
+    );
     report('  peak while the parts arrived', partsPeakMb - baselineMb, 'MB', `${partsSeconds.toFixed(1)} s`);
     report('  peak during complete', completePeakMb - baselineMb, 'MB', `${(uploadSeconds - partsSeconds).toFixed(1)} s`);
     report('  2 s after complete', settledMb - baselineMb, 'MB');
     report('  of which the workerd running the Worker', runtimeGrowthMb, 'MB', 'the rest is the dev proxy');
-    report("  the Worker's isolate (JS heap + buffers)", isolateGrowthMb, 'MB', `${isolateBaselineMb.toFixed(1)} MB before; ${(isolatePartsPeakMb - isolateBaselineMb).toFixed(1)} MB while the parts arrived`);
+    report(
+      "  the Worker's isolate (JS heap + buffers)",
+      isolateGrowthMb,
+      'MB',
+      `${isolateBaselineMb.toFixed(1)} MB before; ${(isolatePartsPeakMb - isolateBaselineMb).toFixed(1)} MB while the parts arrived`,
+    );
     report('master growth while the node downloads it', masterDownloadGrowthMb, 'MB');
     report(`node RSS peak, downloading ${options.mib} MiB`, nodeDownloadPeakMb, 'MB', `download and failed render in ${downloadSeconds.toFixed(1)} s`);
     report('node RSS peak, rendering 12 frames', nodeRenderPeakMb, 'MB');
@@ -227,7 +266,9 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
  * memory while the CLI uploads it, the CLI's, and the node's while it fetches the file into its
  * cache, lays the project out and renders.
  */
-export async function benchProjectMemory(options: { mib: number }): Promise<MemoryResult & { isolateGrowthMb: number; liveGrowthMb: number; cliPeakMb: number }> {
+export async function benchProjectMemory(options: {
+  mib: number;
+}): Promise<MemoryResult & { isolateGrowthMb: number; liveGrowthMb: number; cliPeakMb: number }> {
   console.log(`memory: a project with a ${options.mib} MiB texture, sent with farm submit and rendered by a node`);
   const dir = tempDir('bench-memory-project');
   mkdirSync(join(dir, 'tex'));
@@ -236,8 +277,17 @@ export async function benchProjectMemory(options: { mib: number }): Promise<Memo
   makeScene('make_anim_scene.py', [blend, '--frames', '4', '--width', '128', '--height', '96']);
   // A fake user keeps the image in the file without any material using it: it travels, and the
   // render never reads it (its bytes are noise, not a PNG Blender could decode).
-  execFileSync(BLENDER, ['-b', '--factory-startup', blend, '--python-expr',
-    'import bpy; i = bpy.data.images.new("big", 4, 4); i.source = "FILE"; i.filepath = "//tex/big.png"; i.use_fake_user = True; bpy.ops.wm.save_mainfile()'], { stdio: 'ignore' });
+  execFileSync(
+    BLENDER,
+    [
+      '-b',
+      '--factory-startup',
+      blend,
+      '--python-expr',
+      'import bpy; i = bpy.data.images.new("big", 4, 4); i.source = "FILE"; i.filepath = "//tex/big.png"; i.use_fake_user = True; bpy.ops.wm.save_mainfile()',
+    ],
+    { stdio: 'ignore' },
+  );
 
   const master = await startMaster({ name: 'bench-memory-project', vars: BENCH_MASTER_VARS });
   const masterRss = () => {
@@ -251,7 +301,10 @@ export async function benchProjectMemory(options: { mib: number }): Promise<Memo
   let ticks = 0;
   const isolateTimer = setInterval(() => {
     const live = ++ticks % 8 === 0;
-    inspector.heap({ live }).then(({ jsMb, buffersMb }) => (live ? liveSamples : isolateSamples).push(jsMb + buffersMb), () => {});
+    inspector.heap({ live }).then(
+      ({ jsMb, buffersMb }) => (live ? liveSamples : isolateSamples).push(jsMb + buffersMb),
+      () => {},
+    );
   }, 250);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   let node: ReturnType<typeof startNode> | undefined;
@@ -267,7 +320,10 @@ export async function benchProjectMemory(options: { mib: number }): Promise<Memo
 
     const during = sampler(masterRss);
     const started = performance.now();
-    const run = await runFarm(['--master', master.url, 'submit', blend, '--frames', '1-4', '--json', '--no-progress', '--no-preview-video'], { env: { BLENDER }, timeoutMs: 1_800_000 });
+    const run = await runFarm(['--master', master.url, 'submit', blend, '--frames', '1-4', '--json', '--no-progress', '--no-preview-video'], {
+      env: { BLENDER },
+      timeoutMs: 1_800_000,
+    });
     if (run.code !== 0) throw new Error(`farm submit failed (exit ${run.code}): ${run.stderr}`);
     const uploadSeconds = (performance.now() - started) / 1000;
     const job = JSON.parse(run.stdout) as { job_id: string; uploaded_bytes: number };
@@ -293,7 +349,12 @@ export async function benchProjectMemory(options: { mib: number }): Promise<Memo
     report('master (workerd) RSS before upload', baselineMb, 'MB');
     report('master growth during the submission', masterGrowthMb, 'MB', 'workerd + local R2/D1 + dev proxy');
     report("  the Worker's isolate (JS heap + buffers), as sampled", isolateGrowthMb, 'MB', `${isolateBaselineMb.toFixed(1)} MB before; garbage included`);
-    report("  the Worker's isolate, live (after a collection)", liveGrowthMb, 'MB', `${liveBaselineMb.toFixed(1)} MB before; ${liveSamples.length - liveFrom} samples`);
+    report(
+      "  the Worker's isolate, live (after a collection)",
+      liveGrowthMb,
+      'MB',
+      `${liveBaselineMb.toFixed(1)} MB before; ${liveSamples.length - liveFrom} samples`,
+    );
     report('CLI RSS peak', run.peakRss / 2 ** 20, 'MB');
     report('node RSS peak: fetch into the cache, lay out, render 4 frames', nodePeakMb, 'MB', `${nodeSeconds.toFixed(1)} s`);
     verdict('Worker isolate growth during the submission, as sampled (MB)', isolateGrowthMb, '<= 64', isolateGrowthMb <= 64);
@@ -312,7 +373,12 @@ export async function benchProjectMemory(options: { mib: number }): Promise<Memo
 
 if (isMain(import.meta)) {
   const { values } = parseArgs({
-    options: { mib: { type: 'string', default: '1024' }, 'part-mib': { type: 'string' }, 'master-only': { type: 'boolean', default: false }, project: { type: 'boolean', default: false } },
+    options: {
+      mib: { type: 'string', default: '1024' },
+      'part-mib': { type: 'string' },
+      'master-only': { type: 'boolean', default: false },
+      project: { type: 'boolean', default: false },
+    },
   });
   runBench(async () => {
     console.log(`machine: ${machineInfo()}`);

@@ -75,7 +75,14 @@ async function phase(name: string, dir: string, persistDir: string, fn: (url: st
   try {
     const idle: Sample[] = [];
     const isolate: number[] = [];
-    const isolateTimer = setInterval(() => void sink.isolateMb().then((mb) => isolate.push(mb), () => {}), 250);
+    const isolateTimer = setInterval(
+      () =>
+        void sink.isolateMb().then(
+          (mb) => isolate.push(mb),
+          () => {},
+        ),
+      250,
+    );
     const idleTimer = setInterval(() => idle.push(sink.memory()), 100);
     await new Promise((r) => setTimeout(r, 2_000));
     clearInterval(idleTimer);
@@ -91,7 +98,14 @@ async function phase(name: string, dir: string, persistDir: string, fn: (url: st
     samples.push(sink.memory());
     isolate.push(await sink.isolateMb());
     const growth = (of: (s: Sample) => number) => Math.max(...samples.map(of)) - mean(idle.map(of));
-    return { name, proxyMb: growth((s) => s.proxy), runtimeMb: growth((s) => s.runtime), totalMb: growth((s) => s.proxy + s.runtime), isolateMb: Math.max(...isolate) - mean(isolateIdle), seconds };
+    return {
+      name,
+      proxyMb: growth((s) => s.proxy),
+      runtimeMb: growth((s) => s.runtime),
+      totalMb: growth((s) => s.proxy + s.runtime),
+      isolateMb: Math.max(...isolate) - mean(isolateIdle),
+      seconds,
+    };
   } finally {
     await sink.stop();
   }
@@ -122,8 +136,12 @@ export async function benchUploadSink(options: { mib: number; partMib: number; r
   };
   try {
     const results = [
-      await phase('read in JS and drop', dir, persistDir, (url) => each(async (_n, offset, length) => void (await put(`${url}/discard`, file, offset, length)))),
-      await phase('pipe into a DigestStream', dir, persistDir, (url) => each(async (_n, offset, length) => void (await put(`${url}/digest`, file, offset, length)))),
+      await phase('read in JS and drop', dir, persistDir, (url) =>
+        each(async (_n, offset, length) => void (await put(`${url}/discard`, file, offset, length))),
+      ),
+      await phase('pipe into a DigestStream', dir, persistDir, (url) =>
+        each(async (_n, offset, length) => void (await put(`${url}/digest`, file, offset, length))),
+      ),
       await phase('stream into local R2 + complete', dir, persistDir, async (url) => {
         const { upload_id } = (await (await fetch(`${url}/r2/start`, { method: 'POST' })).json()) as { upload_id: string };
         const etags: R2UploadedPart[] = [];
@@ -138,7 +156,12 @@ export async function benchUploadSink(options: { mib: number; partMib: number; r
     ];
     console.log('results:');
     for (const r of results) {
-      report(`workerd growth: ${r.name}`, r.totalMb, 'MB', `dev proxy ${r.proxyMb.toFixed(0)} MB, runtime ${r.runtimeMb.toFixed(0)} MB, of which the Worker's isolate ${r.isolateMb.toFixed(1)} MB; ${r.seconds.toFixed(1)} s`);
+      report(
+        `workerd growth: ${r.name}`,
+        r.totalMb,
+        'MB',
+        `dev proxy ${r.proxyMb.toFixed(0)} MB, runtime ${r.runtimeMb.toFixed(0)} MB, of which the Worker's isolate ${r.isolateMb.toFixed(1)} MB; ${r.seconds.toFixed(1)} s`,
+      );
     }
     return results;
   } finally {
@@ -147,7 +170,9 @@ export async function benchUploadSink(options: { mib: number; partMib: number; r
 }
 
 if (isMain(import.meta)) {
-  const { values } = parseArgs({ options: { mib: { type: 'string', default: '256' }, 'part-mib': { type: 'string', default: '16' }, 'read-mib': { type: 'string', default: '4' } } });
+  const { values } = parseArgs({
+    options: { mib: { type: 'string', default: '256' }, 'part-mib': { type: 'string', default: '16' }, 'read-mib': { type: 'string', default: '4' } },
+  });
   runBench(async () => {
     console.log(`machine: ${machineInfo()}`);
     await benchUploadSink({ mib: Number(values.mib), partMib: Number(values['part-mib']), readMib: Number(values['read-mib']) });

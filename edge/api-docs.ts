@@ -81,14 +81,19 @@ export function renderApiDocs(spec: Json): string {
         (paramRows
           ? `<h4>Parameters</h4><table><thead><tr><th scope="col">name</th><th scope="col">in</th><th scope="col">type</th><th scope="col">required</th><th scope="col">notes</th></tr></thead><tbody>${paramRows}</tbody></table>`
           : '') +
-        (bodyContent ? `<h4>Body <code>${escapeHtml(bodyContent[0])}</code></h4>${escapeHtml(body!.description ?? '')}${fieldTable(bodyContent[1].schema as Json, components)}` : '') +
+        (bodyContent
+          ? `<h4>Body <code>${escapeHtml(bodyContent[0])}</code></h4>${escapeHtml(body!.description ?? '')}${fieldTable(bodyContent[1].schema as Json, components)}`
+          : '') +
         `<h4>Answers</h4><ul>${responses}</ul></section>`;
       byTag.set(tag, [...(byTag.get(tag) ?? []), section]);
     }
   }
   const toc = [...byTag.keys()].map((tag) => `<li><a href="#tag-${escapeHtml(tag.replace(/\s+/g, '-'))}">${escapeHtml(tag)}</a></li>`).join('');
   const sections = [...byTag.entries()]
-    .map(([tag, ops]) => `<section aria-labelledby="tag-${escapeHtml(tag.replace(/\s+/g, '-'))}"><h2 id="tag-${escapeHtml(tag.replace(/\s+/g, '-'))}">${escapeHtml(tag)}</h2>${ops.join('')}</section>`)
+    .map(
+      ([tag, ops]) =>
+        `<section aria-labelledby="tag-${escapeHtml(tag.replace(/\s+/g, '-'))}"><h2 id="tag-${escapeHtml(tag.replace(/\s+/g, '-'))}">${escapeHtml(tag)}</h2>${ops.join('')}</section>`,
+    )
     .join('');
   const payload = components.WebhookPayload;
   return `<!doctype html>

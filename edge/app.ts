@@ -70,5 +70,3 @@ app.onError((err, c) => {
   console.error(`${c.req.method} ${new URL(c.req.url).pathname} failed:`, err);
   return c.json({ error: 'internal error in the master; the request changed nothing it reported' }, 500);
 });
-
-export type AppType = typeof app;

@@ -40,12 +40,7 @@ import { fail } from './errors.ts';
 export type Access = 'public' | 'submitter' | 'node' | 'enrol' | 'node-or-submitter';
 
 /** Who sent a request, once the middleware has checked the credential. */
-export type Principal =
-  | { kind: 'anonymous' }
-  | { kind: 'public' }
-  | { kind: 'submitter' }
-  | { kind: 'enrolment' }
-  | { kind: 'node'; workerId: string };
+export type Principal = { kind: 'anonymous' } | { kind: 'public' } | { kind: 'submitter' } | { kind: 'enrolment' } | { kind: 'node'; workerId: string };
 
 /**
  * Routes (method and path as registered) that do not take a submitter token. A route missing
@@ -82,7 +77,7 @@ export function routeAccess(method: string, path: string): Access {
 }
 
 /** Node credentials start with this, so the master looks only those up in D1. */
-export const NODE_CREDENTIAL_PREFIX = 'farm_node_';
+const NODE_CREDENTIAL_PREFIX = 'farm_node_';
 
 const RATE_WINDOW_MS = 60_000;
 const encoder = new TextEncoder();

@@ -68,7 +68,10 @@ function headerProblem(bytes: Uint8Array): HeaderProblem | null {
     return null;
   }
   if (!/\d/.test(first)) {
-    return { kind: 'bad', text: `unknown pointer size '${show(first)}' (Blender writes '_' for 4 bytes or '-' for 8 bytes, or the header size in digits since 5.0)` };
+    return {
+      kind: 'bad',
+      text: `unknown pointer size '${show(first)}' (Blender writes '_' for 4 bytes or '-' for 8 bytes, or the header size in digits since 5.0)`,
+    };
   }
   // The 17-byte header of Blender 5.0 and later.
   if (text.length < 9) return cut();
@@ -175,8 +178,7 @@ function unzstd(input: Uint8Array): Promise<{ out: Uint8Array } | { error: strin
  */
 export async function checkBlendHeader(head: Uint8Array, field: string): Promise<BlendEncoding> {
   if (head.length === 0) fail(400, `${field} is empty`);
-  const refuse = (problem: HeaderProblem & { text: string }, inside = ''): never =>
-    fail(400, `${field} is not a .blend: ${inside}${problem.text}`);
+  const refuse = (problem: HeaderProblem & { text: string }, inside = ''): never => fail(400, `${field} is not a .blend: ${inside}${problem.text}`);
 
   if (startsWith(head, GZIP_MAGIC)) {
     const problem = headerProblem(await gunzipHead(head, MAX_HEADER_BYTES));

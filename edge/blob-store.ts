@@ -27,7 +27,7 @@ import { pipeObject } from './object-response.ts';
 import { blendKey, blobUploadKey } from './storage-keys.ts';
 
 /** R2 aborts multipart uploads left incomplete for 7 days; ours are restarted a day before. */
-export const UPLOAD_MAX_AGE_MS = 6 * 24 * 3600 * 1000;
+const UPLOAD_MAX_AGE_MS = 6 * 24 * 3600 * 1000;
 
 export interface StoredBlob extends BlobInfo {
   key: string;
@@ -45,7 +45,7 @@ export async function findBlob(db: D1Database, bucket: R2Bucket, sha256: string)
 }
 
 /** Bytes per part for a blob of `size`: the preferred size, raised so that 10,000 parts suffice. */
-export function choosePartSize(size: number, preferred: number, config: FarmConfig): number {
+function choosePartSize(size: number, preferred: number, config: FarmConfig): number {
   const mib = 1024 * 1024;
   let partSize = Math.max(MIN_PART_BYTES, Math.min(preferred, config.maxUploadBytes));
   partSize = Math.max(partSize, Math.ceil(size / MAX_PARTS / mib) * mib);
@@ -56,7 +56,7 @@ export function choosePartSize(size: number, preferred: number, config: FarmConf
 }
 
 /** Size of part `n` (1-based) of an upload. */
-export function partBytes(upload: Pick<UploadRow, 'size' | 'partSize' | 'partCount'>, n: number): number {
+function partBytes(upload: Pick<UploadRow, 'size' | 'partSize' | 'partCount'>, n: number): number {
   return n < upload.partCount ? upload.partSize : upload.size - upload.partSize * (upload.partCount - 1);
 }
 
@@ -168,7 +168,8 @@ export async function storePart(
       fail(404, `R2 no longer has upload ${upload.id} (expired or completed); start it again with POST /blobs/${upload.sha256}/uploads`);
     }
     // "Network connection lost" is what R2 says when the client stops sending mid-part.
-    if (/length|stream|body|disconnect|closed|aborted|network connection lost/i.test(text)) fail(400, `part ${n} ended before its Content-Length: send the whole part again`);
+    if (/length|stream|body|disconnect|closed|aborted|network connection lost/i.test(text))
+      fail(400, `part ${n} ended before its Content-Length: send the whole part again`);
     throw err;
   }
   const recorded = await recordPart(db, { uploadId: upload.id, partNumber: n, size: expected, etag, createdAt: Date.now() });
@@ -184,7 +185,7 @@ function hex(buffer: ArrayBuffer): string {
  * SHA-256 of a stored object, streamed through workerd's DigestStream a range at a time
  * (bounded memory; about 1 s of CPU per few hundred MB, see docs/api.md, Blob endpoints).
  */
-export async function digestObject(bucket: R2Bucket, key: string): Promise<{ sha256: string; size: number }> {
+async function digestObject(bucket: R2Bucket, key: string): Promise<{ sha256: string; size: number }> {
   const head = await bucket.head(key);
   if (!head) fail(404, `the object ${key} is gone`);
   const digest = new crypto.DigestStream('SHA-256');
@@ -202,7 +203,10 @@ export async function completeUpload(db: D1Database, bucket: R2Bucket, upload: U
   const missing: number[] = [];
   for (let n = 1; n <= upload.partCount; n++) if (!have.has(n)) missing.push(n);
   if (missing.length > 0) {
-    fail(409, `upload ${upload.id} is missing ${missing.length} part(s) (${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''}); send them, then complete`);
+    fail(
+      409,
+      `upload ${upload.id} is missing ${missing.length} part(s) (${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''}); send them, then complete`,
+    );
   }
   const multipart = bucket.resumeMultipartUpload(upload.key, upload.r2UploadId);
   try {

@@ -118,7 +118,10 @@ function parseConfig(env: Env): FarmConfig {
     // Not an on/off setting: the switch that opens the master opens it only on the exact word,
     // and anything else keeps it closed (a closed master says why on every request).
     allowAnonymous: env.FARM_ALLOW_ANONYMOUS === 'true',
-    submitTokens: (env.FARM_SUBMIT_TOKEN ?? '').split(',').map((t) => t.trim()).filter(Boolean),
+    submitTokens: (env.FARM_SUBMIT_TOKEN ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter(Boolean),
     nodeToken: env.FARM_NODE_TOKEN?.trim() || null,
     webhookSecret: env.FARM_WEBHOOK_SECRET?.trim() || null,
     leaseMs: positive('LEASE_MS', 60_000),

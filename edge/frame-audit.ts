@@ -11,7 +11,7 @@ import { parseObjectKey } from './storage-keys.ts';
 /** Objects listed (and checked against D1) per step; one bound JSON array per D1 query. */
 const PAGE = 500;
 /** The audit answers for up to this many objects in one request, and says when it stopped. */
-export const MAX_AUDITED_OBJECTS = 100_000;
+const MAX_AUDITED_OBJECTS = 100_000;
 
 /** Where `frameKey` puts every frame object of a job. */
 const framePrefix = (jobId: string) => `renders/${jobId}/`;
@@ -50,7 +50,10 @@ async function* listFrameObjects(bucket: R2Bucket, jobId: string): AsyncGenerato
 export async function sweepUnrecordedFrames(db: D1Database, bucket: R2Bucket, jobId: string): Promise<number> {
   let deleted = 0;
   for await (const objects of listFrameObjects(bucket, jobId)) {
-    const orphans = await unrecordedFrameKeys(db, objects.map((o) => o.key));
+    const orphans = await unrecordedFrameKeys(
+      db,
+      objects.map((o) => o.key),
+    );
     if (orphans.length > 0) {
       await bucket.delete(orphans);
       deleted += orphans.length;
@@ -86,7 +89,12 @@ export async function auditJobStorage(db: D1Database, bucket: R2Bucket, jobId: s
       stored.add(object.key);
       bytes += object.size;
     }
-    unrecordedCount += (await unrecordedFrameKeys(db, objects.map((o) => o.key))).length;
+    unrecordedCount += (
+      await unrecordedFrameKeys(
+        db,
+        objects.map((o) => o.key),
+      )
+    ).length;
     if (stored.size >= MAX_AUDITED_OBJECTS) {
       complete = false;
       break;

@@ -12,15 +12,7 @@
  * frame_step-th listed frame from its start_frame to its end_frame, both listed
  * (protocol/frame-list.ts framesOfTask).
  */
-import {
-  countFrames,
-  framesOfTask,
-  isFrameOfTask,
-  isPlainRange,
-  rangeFrameCount,
-  type FrameRange,
-  type TaskSpan,
-} from '../protocol/frame-list.ts';
+import { countFrames, framesOfTask, isFrameOfTask, isPlainRange, rangeFrameCount, type FrameRange, type TaskSpan } from '../protocol/frame-list.ts';
 import { jobFrameRanges } from '../protocol/schemas.ts';
 import { fail } from './errors.ts';
 

@@ -14,7 +14,6 @@ import { assertLease, assertTaskFrame } from './task-lease.ts';
 import { frameKey } from './storage-keys.ts';
 import { unknownWorker } from './workers-registry.ts';
 
-
 /** Checks a frame file extension against the allowed image types. */
 export function frameExtension(value: string | undefined | null): string {
   const ext = (value ?? '').toLowerCase();

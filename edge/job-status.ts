@@ -12,7 +12,7 @@ import { jobRowRanges } from './frame-ranges.ts';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export async function loadJobRow(db: D1Database, jobId: string): Promise<JobRow | null> {
+async function loadJobRow(db: D1Database, jobId: string): Promise<JobRow | null> {
   return (await jobRow(db, jobId)) ?? null;
 }
 
@@ -61,8 +61,7 @@ export async function describeJob(db: D1Database, job: JobRow, now = Date.now())
     started_at: iso(job.started_at),
     finished_at: iso(job.finished_at),
     avg_frame_ms: avgFrameMs,
-    eta_seconds:
-      avgFrameMs !== null && (RUNNABLE as readonly JobStatus[]).includes(job.status) ? Math.round((remaining * avgFrameMs) / parallel / 1000) : null,
+    eta_seconds: avgFrameMs !== null && (RUNNABLE as readonly JobStatus[]).includes(job.status) ? Math.round((remaining * avgFrameMs) / parallel / 1000) : null,
     max_attempts: job.max_attempts,
     max_node_losses: job.max_node_losses,
   };

@@ -13,7 +13,7 @@ import { wakeWaitingNodes } from './work-signal.ts';
  * How far back the cron looks for leases that ran out since its previous run: two runs, so that
  * a run that starts late or is skipped still wakes the nodes (at worst twice for one lease).
  */
-export const EXPIRY_LOOKBACK_MS = 2 * 60_000;
+const EXPIRY_LOOKBACK_MS = 2 * 60_000;
 
 /**
  * The cron's sweep: applies the rule, and wakes the nodes waiting for work when a lease ran out

@@ -15,7 +15,7 @@ import { fail } from './errors.ts';
 import { manifestKey } from './storage-keys.ts';
 
 /** SHA-256 of no bytes: an empty file needs no upload (uploads are at least a byte). */
-export const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+const EMPTY_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 /** D1 caps one bound value at 2 MB; file lists go in as JSON pages below that. */
 const FILES_JSON_PAGE_BYTES = 1_000_000;
@@ -51,7 +51,8 @@ export async function storeManifest(db: D1Database, bucket: R2Bucket, config: Fa
     if ((f.size === 0) !== (f.sha256 === EMPTY_SHA256)) {
       fail(400, `file "${f.path.slice(0, 200)}": size ${f.size} does not go with SHA-256 ${f.sha256} (only an empty file has the empty hash)`);
     }
-    if (f.size > config.maxBlobBytes) fail(413, `file "${f.path.slice(0, 200)}" has ${f.size} bytes, over this master's limit of ${config.maxBlobBytes} bytes per file (MAX_BLOB_BYTES)`);
+    if (f.size > config.maxBlobBytes)
+      fail(413, `file "${f.path.slice(0, 200)}" has ${f.size} bytes, over this master's limit of ${config.maxBlobBytes} bytes per file (MAX_BLOB_BYTES)`);
   }
   const text = canonicalManifest(manifest);
   const sha256 = await manifestSha256(text);
@@ -88,10 +89,17 @@ export async function requireCompleteManifest(db: D1Database, sha256: string): P
   if (!manifest) fail(404, `no manifest ${sha256} on this master: send it first (POST /manifests, or \`farm submit\`)`);
   const missing = await missingBlobs(db, sha256);
   if (missing.length > 0) {
-    fail(409, `manifest ${sha256.slice(0, 12)} names ${missing.length} blob(s) the master lacks (${missing.slice(0, 5).map((b) => b.sha256.slice(0, 12)).join(', ')}${missing.length > 5 ? ', …' : ''}): upload them first (POST /blobs/{sha256}/uploads)`);
+    fail(
+      409,
+      `manifest ${sha256.slice(0, 12)} names ${missing.length} blob(s) the master lacks (${missing
+        .slice(0, 5)
+        .map((b) => b.sha256.slice(0, 12))
+        .join(', ')}${missing.length > 5 ? ', …' : ''}): upload them first (POST /blobs/{sha256}/uploads)`,
+    );
   }
   const row = await manifestCheck(db, sha256, manifest.checked_at);
-  if (row && row.wrong_size > 0) fail(400, `manifest ${sha256.slice(0, 12)} gives ${row.wrong_size} file(s) a size other than that of the stored blob with their hash`);
+  if (row && row.wrong_size > 0)
+    fail(400, `manifest ${sha256.slice(0, 12)} gives ${row.wrong_size} file(s) a size other than that of the stored blob with their hash`);
   return { manifest, sentBytes: Number(row?.sent ?? 0) };
 }
 
@@ -107,7 +115,12 @@ export async function jobInputs(
 ): Promise<NonNullable<JobStatusResponse['inputs']>> {
   if (job.input_kind !== 'manifest') {
     const kind = job.input_kind === 'zip' ? 'zip' : 'blend';
-    return { kind, files: [{ path: job.blend_file, sha256: job.blend_sha256, size: Number(job.blend_size) }], total_bytes: Number(job.blend_size), sent_bytes: null };
+    return {
+      kind,
+      files: [{ path: job.blend_file, sha256: job.blend_sha256, size: Number(job.blend_size) }],
+      total_bytes: Number(job.blend_size),
+      sent_bytes: null,
+    };
   }
   const files = (await manifestFileList(db, job.blend_sha256)).map((f) => ({ ...f, size: Number(f.size) }));
   return { kind: 'manifest', files, total_bytes: files.reduce((sum, f) => sum + f.size, 0), sent_bytes: job.input_sent_bytes ?? null };

@@ -10,10 +10,10 @@
 import type { Context } from 'hono';
 import { fail } from './errors.ts';
 
-export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Bytes `offset`..`offset + length - 1` of `key`, read a chunk at a time into one stream. */
-export function rangedBody(bucket: R2Bucket, key: string, offset: number, length: number, chunkBytes = READ_CHUNK_BYTES): ReadableStream<Uint8Array> {
+function rangedBody(bucket: R2Bucket, key: string, offset: number, length: number, chunkBytes = READ_CHUNK_BYTES): ReadableStream<Uint8Array> {
   const { readable, writable } = new FixedLengthStream(length);
   const copy = async () => {
     for (let pos = offset; pos < offset + length; pos += chunkBytes) {
@@ -59,13 +59,7 @@ function parseRange(header: string | undefined, size: number): { offset: number;
  * The object at `key` as an attachment named `fileName` (or shown inline with its content type,
  * as a browser's <video> wants it); 206 for a range; 404 when absent.
  */
-export async function objectResponse(
-  c: Context,
-  bucket: R2Bucket,
-  key: string,
-  fileName: string,
-  inline?: { contentType: string },
-): Promise<Response> {
+export async function objectResponse(c: Context, bucket: R2Bucket, key: string, fileName: string, inline?: { contentType: string }): Promise<Response> {
   const head = await bucket.head(key);
   if (!head) fail(404, `no file named ${fileName}`);
   const headers = new Headers({

@@ -71,7 +71,12 @@ export interface StoreStreamOptions {
  * a larger one goes up as an R2 multipart upload, one part in memory at a time (R2 wants every
  * part but the last of one size). A failure aborts the upload, so nothing is left behind.
  */
-export async function storeStream(bucket: R2Bucket, key: string, stream: ReadableStream<Uint8Array>, options: StoreStreamOptions = {}): Promise<StreamedObject> {
+export async function storeStream(
+  bucket: R2Bucket,
+  key: string,
+  stream: ReadableStream<Uint8Array>,
+  options: StoreStreamOptions = {},
+): Promise<StreamedObject> {
   const headBytes = options.headBytes ?? 64 * 1024;
   const digest = new crypto.DigestStream('SHA-256');
   const hash = digest.getWriter();

@@ -59,7 +59,13 @@ export type ClaimResult = (
  * claim-redelivery.ts), finds that claim again instead of making another.
  */
 export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<ClaimResult> {
-  const { worker, jobsEnded: ended, made, lease: row, uploadedFrames } = await runClaim(db, {
+  const {
+    worker,
+    jobsEnded: ended,
+    made,
+    lease: row,
+    uploadedFrames,
+  } = await runClaim(db, {
     workerId: opts.workerId,
     now: opts.now,
     leaseMs: opts.leaseMs,
@@ -76,17 +82,45 @@ export async function claimTask(db: D1Database, opts: ClaimOptions): Promise<Cla
   if (!made) {
     // Nothing new was claimed, but the lease id names a task: this node's earlier claim, if still live.
     const live =
-      row.worker_id === opts.workerId && row.task_status === 'running' && row.lease_expires_at >= opts.now &&
+      row.worker_id === opts.workerId &&
+      row.task_status === 'running' &&
+      row.lease_expires_at >= opts.now &&
       (RUNNABLE as readonly string[]).includes(row.job_status);
     if (!live) return { outcome: 'claim_id_used', jobsEnded };
   }
-  const { id, job_id, start_frame, end_frame, frame_step, attempts, kind, tile_index, lease_expires_at, name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges } = row;
+  const {
+    id,
+    job_id,
+    start_frame,
+    end_frame,
+    frame_step,
+    attempts,
+    kind,
+    tile_index,
+    lease_expires_at,
+    name,
+    blend_file,
+    blend_sha256,
+    blend_size,
+    input_kind,
+    main_blend,
+    device,
+    tiles,
+    frame_ranges,
+  } = row;
   return {
     outcome: 'claimed',
     jobsEnded,
     redelivered: !made,
     claimed: {
-      id, job_id, start_frame, end_frame, frame_step, attempts, kind, tile_index,
+      id,
+      job_id,
+      start_frame,
+      end_frame,
+      frame_step,
+      attempts,
+      kind,
+      tile_index,
       prefetched: {
         job: { name, blend_file, blend_sha256, blend_size, input_kind, main_blend, device, tiles, frame_ranges },
         uploadedFrames,

@@ -43,13 +43,11 @@ export const pendingFrameKey = (uploadId: string) => `uploads/${uploadId}`;
  * mid-way never overwrites the bytes that the task's new holder stored for the same frame, and a
  * retry on the same lease replaces its own object. The last part is still the frame's file name.
  */
-export const frameKey = (jobId: string, frame: number, ext: string, uploadId: string) =>
-  `renders/${jobId}/${uploadId}/${frameFileName(frame, ext)}`;
+export const frameKey = (jobId: string, frame: number, ext: string, uploadId: string) => `renders/${jobId}/${uploadId}/${frameFileName(frame, ext)}`;
 export const logKey = (jobId: string, taskId: string, attempt: number) => `logs/${jobId}/${taskId}-${attempt}.log`;
 
 /** A frame's preview (a small JPEG or PNG made by the node); one key per upload, like frames. */
-export const previewKey = (jobId: string, frame: number, ext: 'jpg' | 'png', uploadId: string) =>
-  `previews/${jobId}/${uploadId}/${frameFileName(frame, ext)}`;
+export const previewKey = (jobId: string, frame: number, ext: 'jpg' | 'png', uploadId: string) => `previews/${jobId}/${uploadId}/${frameFileName(frame, ext)}`;
 
 /**
  * What a tile or video task produced (`PUT /tasks/{id}/output`): a tile's PNG or the job's preview

@@ -21,7 +21,7 @@ export function assertLease(task: TaskRow | null, taskId: string, workerId: stri
 /** Answers 400 unless `frame` is one of the frames task `task` renders (taskFrames). */
 export function assertTaskFrame(task: TaskRow, frame: number): void {
   if (!isTaskFrame(task.frame_ranges, task, frame)) {
-    const listed = task.frame_ranges === null ? '' : ', those of the job\'s frame list';
+    const listed = task.frame_ranges === null ? '' : ", those of the job's frame list";
     const step = task.frame_step > 1 ? `, step ${task.frame_step} through the job's frames` : '';
     fail(400, `frame ${frame} is not in task ${task.id} (frames ${task.start_frame}-${task.end_frame}${listed}${step})`);
   }

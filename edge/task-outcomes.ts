@@ -43,7 +43,9 @@ export async function completeTask(
     fail(409, `task ${taskId} is a ${held.kind} task and its output was not uploaded: PUT /tasks/${taskId}/output before reporting completed`);
   }
   const have = new Set(await storedTaskFrames(db, taskId));
-  const missing = taskFrames(held.frame_ranges, held).filter((f) => !have.has(f)).slice(0, 20);
+  const missing = taskFrames(held.frame_ranges, held)
+    .filter((f) => !have.has(f))
+    .slice(0, 20);
   fail(409, `frame(s) ${missing.join(', ')} of task ${taskId} were not uploaded: upload every frame before reporting completed`);
 }
 

@@ -25,7 +25,7 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 /** The first problem zod found in `input`, as one sentence. */
-export function describeIssue(error: z.ZodError, input?: unknown): string {
+function describeIssue(error: z.ZodError, input?: unknown): string {
   const issue = error.issues[0];
   if (!issue) return 'invalid input';
   const field = issue.path.join('.');

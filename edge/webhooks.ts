@@ -59,7 +59,7 @@ const REQUEST_CLAIM_LIMIT = 4;
 const CRON_CLAIM_LIMIT = 4;
 
 /** Header names a receiver reads (lower-case on the wire; HTTP header names are case-insensitive). */
-export const WEBHOOK_HEADERS = {
+const WEBHOOK_HEADERS = {
   event: 'x-farm-event',
   delivery: 'x-farm-delivery',
   timestamp: 'x-farm-timestamp',
@@ -90,7 +90,7 @@ function toHex(buffer: ArrayBuffer): string {
  * secret, of `<timestamp>.<body>` (the timestamp as sent in `X-Farm-Timestamp`, the body's exact
  * bytes). Signing the timestamp lets a receiver refuse an old call replayed.
  */
-export async function signWebhook(secret: string, timestampS: number, body: string): Promise<string> {
+async function signWebhook(secret: string, timestampS: number, body: string): Promise<string> {
   const key = await crypto.subtle.importKey('raw', encoder.encode(secret), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']);
   return `sha256=${toHex(await crypto.subtle.sign('HMAC', key, encoder.encode(`${timestampS}.${body}`)))}`;
 }
@@ -101,7 +101,7 @@ export async function signWebhook(secret: string, timestampS: number, body: stri
  * again (a new `finished_at`) gets a new one. Shaped as a UUID (version 8: custom) for receivers
  * that keep ids in a uuid column.
  */
-export async function webhookDeliveryId(jobId: string, event: WebhookPayload['event'], finishedAt: number | null): Promise<string> {
+async function webhookDeliveryId(jobId: string, event: WebhookPayload['event'], finishedAt: number | null): Promise<string> {
   const bytes = new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(`${jobId}\n${event}\n${finishedAt ?? ''}`))).slice(0, 16);
   bytes[6] = (bytes[6]! & 0x0f) | 0x80;
   bytes[8] = (bytes[8]! & 0x3f) | 0x80;

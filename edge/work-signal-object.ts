@@ -7,7 +7,6 @@ import { DurableObject } from 'cloudflare:workers';
 import { MAX_WAIT_MS } from '../protocol/schemas.ts';
 import type { Env } from './env.ts';
 
-
 /**
  * The wake-up object. Its state is memory only: the generation and the waiting calls. Losing it
  * (the object restarts) is harmless: the generation restarts under a new epoch, which differs from
@@ -53,4 +52,3 @@ export class WorkSignal extends DurableObject<Env> {
     });
   }
 }
-

@@ -95,7 +95,9 @@ export const tasks = sqliteTable(
   'tasks',
   {
     id: text('id').primaryKey(),
-    jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
+    jobId: text('job_id')
+      .notNull()
+      .references(() => jobs.id, { onDelete: 'cascade' }),
     startFrame: integer('start_frame').notNull(),
     endFrame: integer('end_frame').notNull(),
     /**
@@ -154,7 +156,9 @@ export const tasks = sqliteTable(
 export const frames = sqliteTable(
   'frames',
   {
-    jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
+    jobId: text('job_id')
+      .notNull()
+      .references(() => jobs.id, { onDelete: 'cascade' }),
     frame: integer('frame').notNull(),
     taskId: text('task_id'),
     workerId: text('worker_id'),
@@ -208,7 +212,9 @@ export const workers = sqliteTable(
 export const jobBlocklist = sqliteTable(
   'job_blocklist',
   {
-    jobId: text('job_id').notNull().references(() => jobs.id, { onDelete: 'cascade' }),
+    jobId: text('job_id')
+      .notNull()
+      .references(() => jobs.id, { onDelete: 'cascade' }),
     workerId: text('worker_id').notNull(),
     failures: integer('failures').notNull().default(0),
     lastReason: text('last_reason'),
@@ -274,7 +280,9 @@ export const blobUploads = sqliteTable(
 export const blobUploadParts = sqliteTable(
   'blob_upload_parts',
   {
-    uploadId: text('upload_id').notNull().references(() => blobUploads.id, { onDelete: 'cascade' }),
+    uploadId: text('upload_id')
+      .notNull()
+      .references(() => blobUploads.id, { onDelete: 'cascade' }),
     partNumber: integer('part_number').notNull(),
     size: integer('size').notNull(),
     etag: text('etag').notNull(),

@@ -31,9 +31,7 @@ const FILES: Record<string, string> = {
 const MODIFIED = new Date('2000-01-01T00:00:00Z');
 
 export const addonRoutes = new Hono<AppEnv>().get('/addon.zip', () => {
-  const zip = downloadZip(
-    Object.entries(FILES).map(([name, text]) => ({ name: `render_farm/${name}`, input: text, lastModified: MODIFIED })),
-  );
+  const zip = downloadZip(Object.entries(FILES).map(([name, text]) => ({ name: `render_farm/${name}`, input: text, lastModified: MODIFIED })));
   return new Response(zip.body, {
     headers: {
       'content-type': 'application/zip',

@@ -45,7 +45,13 @@ export const blobJobRoutes = new Hono<AppEnv>().post('/jobs', async (c) => {
   const blendFile = inputFileName(blob.sha256, body.kind);
   const jobId = await insertJob(c.env.DB, {
     ...jobSettings(body, frames),
-    name: body.name ?? (body.main_blend?.split('/').pop()?.replace(/\.blend$/i, '') || `job ${blob.sha256.slice(0, 8)}`),
+    name:
+      body.name ??
+      (body.main_blend
+        ?.split('/')
+        .pop()
+        ?.replace(/\.blend$/i, '') ||
+        `job ${blob.sha256.slice(0, 8)}`),
     blendFile,
     sha256: blob.sha256,
     size: blob.size,
@@ -69,7 +75,13 @@ async function createManifestJob(c: Context<AppEnv>, body: CreateJobRequest, fra
   const blendFile = inputFileName(manifest.sha256, 'manifest');
   const jobId = await insertJob(c.env.DB, {
     ...jobSettings(body, frames),
-    name: body.name ?? (manifest.main_blend.split('/').pop()!.replace(/\.blend$/i, '') || `job ${manifest.sha256.slice(0, 8)}`),
+    name:
+      body.name ??
+      (manifest.main_blend
+        .split('/')
+        .pop()!
+        .replace(/\.blend$/i, '') ||
+        `job ${manifest.sha256.slice(0, 8)}`),
     blendFile,
     sha256: manifest.sha256,
     size: Number(manifest.total_bytes),

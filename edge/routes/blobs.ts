@@ -48,7 +48,8 @@ export const blobRoutes = new Hono<AppEnv>()
     const n = partNumber(c.req.param('n'));
     const length = contentLength(c);
     if (length === null) fail(411, 'a part needs a Content-Length header (the body is streamed into R2 as it arrives)');
-    if (length > c.get('config').maxUploadBytes) fail(413, `a part of ${length} bytes is over the limit of ${c.get('config').maxUploadBytes} bytes per request`);
+    if (length > c.get('config').maxUploadBytes)
+      fail(413, `a part of ${length} bytes is over the limit of ${c.get('config').maxUploadBytes} bytes per request`);
     const body = c.req.raw.body;
     if (!body) fail(400, 'the part is empty');
     const upload = await requireUpload(c.env.DB, sha256, uploadId);

@@ -30,7 +30,7 @@ function parseList<T>(json: string | null): T[] {
  * The nodes as the API lists them, with their current task (a running task whose lease has not
  * run out). `workerId` narrows the list to one node.
  */
-export async function describeWorkers(db: D1Database, leaseMs: number, workerId?: string, now = Date.now()): Promise<WorkerInfo[]> {
+async function describeWorkers(db: D1Database, leaseMs: number, workerId?: string, now = Date.now()): Promise<WorkerInfo[]> {
   const results = await workerList(db, now, workerId);
   return results.map((w) => {
     const online = now - w.last_seen_at <= onlineWindowMs(leaseMs);

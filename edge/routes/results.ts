@@ -1,12 +1,6 @@
 /** Frame and log uploads from render nodes: the seed's multipart form and raw bodies, all streamed. */
 import { Hono } from 'hono';
-import {
-  HEADER_LEASE_ID,
-  HEADER_RENDER_MS,
-  HEADER_SHA256,
-  HEADER_WORKER_ID,
-  uploadResultFieldsSchema,
-} from '../../protocol/schemas.ts';
+import { HEADER_LEASE_ID, HEADER_RENDER_MS, HEADER_SHA256, HEADER_WORKER_ID, uploadResultFieldsSchema } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { actAsWorker } from '../auth.ts';
 import { loadTask, recordTaskLog } from '../db/tasks.ts';
@@ -22,7 +16,10 @@ const rawFrameParamsSchema = z.object({
   worker_id: z.string().regex(/^[0-9a-f-]{36}$/, { message: `the ${HEADER_WORKER_ID} header is missing or not a valid id` }),
   lease_id: z.string().regex(/^[0-9a-f-]{36}$/, { message: `the ${HEADER_LEASE_ID} header is missing or not a valid id` }),
   frame: uploadResultFieldsSchema.shape.frame,
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: `the ${HEADER_SHA256} header must be a hex SHA-256` }).optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, { message: `the ${HEADER_SHA256} header must be a hex SHA-256` })
+    .optional(),
   render_ms: uploadResultFieldsSchema.shape.render_ms,
 });
 

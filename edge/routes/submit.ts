@@ -12,7 +12,22 @@ import { storeStream, type StreamedObject } from '../request-body.ts';
 import { blendFileName, submittedBlobKey } from '../storage-keys.ts';
 import { multipartError, openMultipart, parseOr400, partText } from '../validation.ts';
 
-const FIELDS: readonly string[] = ['start_frame', 'end_frame', 'frames', 'chunk_size', 'priority', 'name', 'max_attempts', 'max_node_losses', 'webhook_url', 'device', 'tags', 'tiles', 'preview_video', 'order'];
+const FIELDS: readonly string[] = [
+  'start_frame',
+  'end_frame',
+  'frames',
+  'chunk_size',
+  'priority',
+  'name',
+  'max_attempts',
+  'max_node_losses',
+  'webhook_url',
+  'device',
+  'tags',
+  'tiles',
+  'preview_video',
+  'order',
+];
 
 /** The form's fields, checked, and the job's frames (checked against MAX_FRAMES_PER_JOB). */
 function checkFields(raw: Record<string, string>, maxFramesPerJob: number) {
@@ -77,7 +92,11 @@ export const submitRoutes = new Hono<AppEnv>().post('/submit_job', async (c) => 
 
   // The file's name as the client sent it may carry a path ("C:\\scenes\\x.blend", "../x.blend"):
   // only its last part, without control characters, names the job.
-  const fileName = file.name.split(/[\\/]/).pop()!.replace(/[\u0000-\u001f\u007f]/g, '').trim();
+  const fileName = file.name
+    .split(/[\\/]/)
+    .pop()!
+    .replace(/[\u0000-\u001f\u007f]/g, '')
+    .trim();
   const name = fields.name ?? (fileName.replace(/\.blend$/i, '').replace(/^\.+$/, '') || 'untitled');
   // One row, whatever the frame count: tasks are created as nodes claim frame ranges.
   const jobId = await insertJob(c.env.DB, {

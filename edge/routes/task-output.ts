@@ -24,7 +24,10 @@ import { requireJobRow } from '../job-status.ts';
 const leaseHeadersSchema = z.object({
   worker_id: z.string().regex(/^[0-9a-f-]{36}$/, { message: `the ${HEADER_WORKER_ID} header is missing or not a valid id` }),
   lease_id: z.string().regex(/^[0-9a-f-]{36}$/, { message: `the ${HEADER_LEASE_ID} header is missing or not a valid id` }),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, { message: `the ${HEADER_SHA256} header must be a hex SHA-256` }).optional(),
+  sha256: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/, { message: `the ${HEADER_SHA256} header must be a hex SHA-256` })
+    .optional(),
 });
 
 const inputNumberSchema = z.coerce

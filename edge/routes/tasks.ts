@@ -1,11 +1,6 @@
 /** The render node's side of the protocol: claiming work and reporting on it. */
 import { Hono, type Context } from 'hono';
-import {
-  getJobSchema,
-  updateTaskStatusSchema,
-  type TaskAssignment,
-  type UpdateTaskStatusResponse,
-} from '../../protocol/schemas.ts';
+import { getJobSchema, updateTaskStatusSchema, type TaskAssignment, type UpdateTaskStatusResponse } from '../../protocol/schemas.ts';
 import type { AppEnv } from '../app-env.ts';
 import { fail } from '../errors.ts';
 import { executionContext } from '../execution-context.ts';

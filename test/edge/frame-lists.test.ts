@@ -40,8 +40,14 @@ describe('a job with frames 1-9x4,12', () => {
     const worker = await registerWorker();
 
     const tasks = await claimAll(worker);
-    expect(tasks.map((t) => t.frames)).toEqual([[1, 5], [9, 12]]);
-    expect(tasks.map((t) => [t.start_frame, t.end_frame])).toEqual([[1, 5], [9, 12]]);
+    expect(tasks.map((t) => t.frames)).toEqual([
+      [1, 5],
+      [9, 12],
+    ]);
+    expect(tasks.map((t) => [t.start_frame, t.end_frame])).toEqual([
+      [1, 5],
+      [9, 12],
+    ]);
     const before = await jobStatus(job.job_id);
     expect(before).toMatchObject({ total_frames: 4, start_frame: 1, end_frame: 12, frames: '1-9x4,12', running_frames: 4, queued_frames: 0 });
 
@@ -90,7 +96,11 @@ describe('POST /jobs with frames', () => {
   it('takes the frame list (the blob is looked up only after the frames are checked)', async () => {
     const sha = 'b'.repeat(64);
     await expectError(await postJson('/jobs', { blob_sha256: sha, kind: 'blend', frames: '1-10x3' }), 404, `no blob ${sha}`);
-    await expectError(await postJson('/jobs', { blob_sha256: sha, kind: 'blend', frames: '10-1' }), 400, '"10-1" counts down: write the lower frame first (1-10)');
+    await expectError(
+      await postJson('/jobs', { blob_sha256: sha, kind: 'blend', frames: '10-1' }),
+      400,
+      '"10-1" counts down: write the lower frame first (1-10)',
+    );
     await expectError(await postJson('/jobs', { blob_sha256: sha, kind: 'blend' }), 400, 'start_frame is required (or frames');
   });
 });
