@@ -172,6 +172,21 @@ export function workerdByRole(wranglerPid: number, port: number): { proxy: numbe
 export async function workerInspector(
   wranglerPid: number,
 ): Promise<{ heap(options?: { live?: boolean }): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
+  // A connection made while wrangler is still settling the Worker can stay silent: a call that
+  // gets no answer in 10 s counts as a failed connection, and a fresh one is tried.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connectInspector(wranglerPid);
+    } catch (err) {
+      if (attempt === 5) throw err;
+      await new Promise((r) => setTimeout(r, 2_000));
+    }
+  }
+}
+
+async function connectInspector(
+  wranglerPid: number,
+): Promise<{ heap(options?: { live?: boolean }): Promise<{ jsMb: number; buffersMb: number }>; close(): void }> {
   const args = readFileSync(`/proc/${wranglerPid}/cmdline`, 'utf8').split('\0');
   const port = args[args.indexOf('--inspector-port') + 1];
   const [target] = (await (await fetch(`http://127.0.0.1:${port}/json`)).json()) as { webSocketDebuggerUrl: string }[];
@@ -190,12 +205,24 @@ export async function workerInspector(
     pending.delete(message.id);
   });
   const call = <T>(method: string) =>
-    new Promise<T>((resolve) => {
+    new Promise<T>((resolve, reject) => {
       const id = ++lastId;
-      pending.set(id, resolve as (result: unknown) => void);
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error(`the Worker's inspector did not answer ${method} in 10 s`));
+      }, 10_000);
+      pending.set(id, (result) => {
+        clearTimeout(timer);
+        resolve(result as T);
+      });
       ws.send(JSON.stringify({ id, method }));
     });
-  await call('Runtime.enable');
+  try {
+    await call('Runtime.enable');
+  } catch (err) {
+    ws.close();
+    throw err;
+  }
   return {
     heap: async (options) => {
       if (options?.live) await call('HeapProfiler.collectGarbage');
