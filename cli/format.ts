@@ -49,7 +49,7 @@ export function describeStatus(job: JobStatusResponse, eta: number | null = job.
   const lines = [
     `job      ${job.name} (${job.job_id})`,
     `status   ${job.status}`,
-    `progress ${bar(job.progress)} ${formatPercent(job.progress)}  ${job.completed_frames}/${job.total_frames} frames (${job.start_frame}-${job.end_frame})`,
+    `progress ${bar(job.progress)} ${formatPercent(job.progress)}  ${job.completed_frames}/${job.total_frames} frames (${job.frames ?? `${job.start_frame}-${job.end_frame}`}${job.order === 'progressive' ? ', progressive order' : ''})`,
     `frames   ${frameCounts(job)}`,
     `time     mean ${job.avg_frame_ms === null ? '–' : formatDuration(job.avg_frame_ms / 1000)} per frame, ETA ${formatDuration(eta)}`,
     `priority ${job.priority}`,
