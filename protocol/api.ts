@@ -118,6 +118,7 @@ export const blocklistResponseSchema = z.object({
 export type BlocklistResponse = z.infer<typeof blocklistResponseSchema>;
 
 const WEBHOOK_STATES = ['armed', 'sending', 'delivered', 'failed'] as const;
+export type WebhookState = (typeof WEBHOOK_STATES)[number];
 
 /** `GET /jobs/{job_id}/webhook`: where the job's notification stands. */
 export const webhookStatusSchema = z.object({

@@ -6,6 +6,9 @@
  * and tasks (frame ranges) are created only when nodes claim them.
  */
 import { sqliteTable, text, integer, index, primaryKey, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import type { WebhookState } from '../../protocol/api.ts';
+import type { DeviceRequirement, FrameOrder, InputKind, TaskKind, TaskStatus } from '../../protocol/schemas.ts';
+import type { StoredJobStatus } from './state-machine.ts';
 
 export const jobs = sqliteTable(
   'jobs',
@@ -16,7 +19,7 @@ export const jobs = sqliteTable(
      * JOB_STATUSES, or 'deleted': the job answers 404 everywhere while the cron removes its rows and
      * objects page by page (edge/job-deletion.ts).
      */
-    status: text('status').notNull().default('queued'),
+    status: text('status').$type<StoredJobStatus>().notNull().default('queued'),
     priority: integer('priority').notNull().default(50),
     startFrame: integer('start_frame').notNull(),
     endFrame: integer('end_frame').notNull(),
@@ -33,12 +36,12 @@ export const jobs = sqliteTable(
      * FRAME_ORDERS: `sequential` hands frames out in order; `progressive` hands out first, last,
      * middle, then halves, its `next_frame` counting the frames handed out (edge/frame-order.ts).
      */
-    frameOrder: text('frame_order').notNull().default('sequential'),
+    frameOrder: text('frame_order').$type<FrameOrder>().notNull().default('sequential'),
     blendFile: text('blend_file').notNull(),
     blendSha256: text('blend_sha256').notNull(),
     blendSize: integer('blend_size').notNull(),
     /** 'blend': blend_file is the .blend; 'zip': a project archive the node unpacks (see blobs). */
-    inputKind: text('input_kind').notNull().default('blend'),
+    inputKind: text('input_kind').$type<InputKind>().notNull().default('blend'),
     /** For a zip: the .blend to render, relative to the archive root; null: the only top-level one. */
     mainBlend: text('main_blend'),
     maxAttempts: integer('max_attempts').notNull().default(3),
@@ -65,13 +68,13 @@ export const jobs = sqliteTable(
     /** Called with POST when the job completes or fails (see edge/webhooks.ts). */
     webhookUrl: text('webhook_url'),
     /** null (no webhook) | armed (waiting for the job to finish) | sending | delivered | failed. */
-    webhookState: text('webhook_state'),
+    webhookState: text('webhook_state').$type<WebhookState>(),
     webhookAttempts: integer('webhook_attempts').notNull().default(0),
     webhookLastError: text('webhook_last_error'),
     webhookUpdatedAt: integer('webhook_updated_at'),
     webhookDeliveredAt: integer('webhook_delivered_at'),
     /** What the job renders on (DEVICE_REQUIREMENTS): only nodes with a matching backend claim it. */
-    device: text('device').notNull().default('any'),
+    device: text('device').$type<DeviceRequirement>().notNull().default('any'),
     /** JSON array of tags: only nodes that carry all of them claim the job. */
     tags: text('tags').notNull().default('[]'),
     /** A split still: its one frame is rendered as this many tile tasks, then one stitch task. */
@@ -107,7 +110,7 @@ export const tasks = sqliteTable(
      */
     frameStep: integer('frame_step').notNull().default(1),
     /** queued (waiting for a node) | running (leased) | completed | failed (attempts exhausted). */
-    status: text('status').notNull(),
+    status: text('status').$type<TaskStatus>().notNull(),
     workerId: text('worker_id'),
     leaseId: text('lease_id'),
     leaseExpiresAt: integer('lease_expires_at'),
@@ -137,7 +140,7 @@ export const tasks = sqliteTable(
     createdAt: integer('created_at').notNull(),
     updatedAt: integer('updated_at').notNull(),
     /** render | tile | stitch | video (TASK_KINDS). Tiles, stitches and videos are made queued. */
-    kind: text('kind').notNull().default('render'),
+    kind: text('kind').$type<TaskKind>().notNull().default('render'),
     /** Which tile of the job's split still a tile task renders. */
     tileIndex: integer('tile_index'),
     /** What a tile or video task produced (`PUT /tasks/{id}/output`): R2 key, size, SHA-256. */

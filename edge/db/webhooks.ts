@@ -3,10 +3,14 @@
  * recording each attempt. Every write after the claim requires the claim (`sending`), so a caller
  * whose claim was taken over writes nothing.
  */
-import { sql } from 'drizzle-orm';
-import { all, openDb, run } from './client.ts';
+import { type SQL, sql } from 'drizzle-orm';
+import type { WebhookState } from '../../protocol/api.ts';
+import { all, name, openDb, run } from './client.ts';
 import type { JobRow } from './jobs.ts';
 import { FINISHED, statusIn } from './state-machine.ts';
+
+/** A webhook state as an SQL constant, checked against protocol/'s names by the compiler. */
+const hook = (s: WebhookState): SQL => name(s);
 
 export type WebhookJobRow = JobRow & { webhook_url: string; webhook_attempts: number; webhook_last_error: string | null };
 
@@ -18,12 +22,12 @@ export type WebhookJobRow = JobRow & { webhook_url: string; webhook_attempts: nu
 export async function claimWebhooks(d1: D1Database, now: number, staleBefore: number, limit: number): Promise<WebhookJobRow[]> {
   return all(
     openDb(d1),
-    sql`UPDATE jobs SET webhook_state = 'sending', webhook_updated_at = ${now},
-          webhook_attempts = CASE WHEN webhook_state = 'armed' THEN 0 ELSE webhook_attempts END,
-          webhook_last_error = CASE WHEN webhook_state = 'armed' THEN NULL ELSE webhook_last_error END
+    sql`UPDATE jobs SET webhook_state = ${hook('sending')}, webhook_updated_at = ${now},
+          webhook_attempts = CASE WHEN webhook_state = ${hook('armed')} THEN 0 ELSE webhook_attempts END,
+          webhook_last_error = CASE WHEN webhook_state = ${hook('armed')} THEN NULL ELSE webhook_last_error END
         WHERE id IN (SELECT id FROM jobs
-          WHERE (webhook_state = 'armed' AND ${statusIn('jobs', FINISHED)})
-             OR (webhook_state = 'sending' AND webhook_updated_at < ${staleBefore})
+          WHERE (webhook_state = ${hook('armed')} AND ${statusIn('jobs', FINISHED)})
+             OR (webhook_state = ${hook('sending')} AND webhook_updated_at < ${staleBefore})
           LIMIT ${limit})
         RETURNING *`,
   );
@@ -33,8 +37,8 @@ export async function claimWebhooks(d1: D1Database, now: number, staleBefore: nu
 export async function webhookDelivered(d1: D1Database, jobId: string, now: number): Promise<void> {
   await run(
     openDb(d1),
-    sql`UPDATE jobs SET webhook_state = 'delivered', webhook_attempts = webhook_attempts + 1, webhook_last_error = NULL,
-          webhook_delivered_at = ${now}, webhook_updated_at = ${now} WHERE id = ${jobId} AND webhook_state = 'sending'`,
+    sql`UPDATE jobs SET webhook_state = ${hook('delivered')}, webhook_attempts = webhook_attempts + 1, webhook_last_error = NULL,
+          webhook_delivered_at = ${now}, webhook_updated_at = ${now} WHERE id = ${jobId} AND webhook_state = ${hook('sending')}`,
   );
 }
 
@@ -43,11 +47,14 @@ export async function webhookAttemptFailed(d1: D1Database, jobId: string, error:
   await run(
     openDb(d1),
     sql`UPDATE jobs SET webhook_attempts = webhook_attempts + 1, webhook_last_error = ${error}, webhook_updated_at = ${now}
-        WHERE id = ${jobId} AND webhook_state = 'sending'`,
+        WHERE id = ${jobId} AND webhook_state = ${hook('sending')}`,
   );
 }
 
 /** The attempts ran out. */
 export async function webhookFailed(d1: D1Database, jobId: string, now: number): Promise<void> {
-  await run(openDb(d1), sql`UPDATE jobs SET webhook_state = 'failed', webhook_updated_at = ${now} WHERE id = ${jobId} AND webhook_state = 'sending'`);
+  await run(
+    openDb(d1),
+    sql`UPDATE jobs SET webhook_state = ${hook('failed')}, webhook_updated_at = ${now} WHERE id = ${jobId} AND webhook_state = ${hook('sending')}`,
+  );
 }
