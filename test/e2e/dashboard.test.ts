@@ -211,6 +211,11 @@ describe('the dashboard in Chromium', () => {
     await row.locator('text=100.0%').waitFor();
     expect(await row.locator('progress').getAttribute('aria-label')).toBe('Progress of dashboard shot');
     await page.screenshot({ path: join(SCREENSHOTS, 'jobs.png'), fullPage: true });
+    // The add-on is one click away, and the link fetches the zip Blender installs.
+    const addon = await page.getByRole('link', { name: 'Blender add-on' }).getAttribute('href');
+    const zip = await fetch(new URL(addon!, master.url));
+    expect(zip.headers.get('content-type')).toBe('application/zip');
+    expect(Buffer.from(await zip.arrayBuffer()).subarray(0, 4)).toEqual(Buffer.from('PK\x03\x04', 'latin1'));
 
     await page.getByRole('link', { name: 'Nodes' }).click();
     const nodeRow = page.locator('table.nodes tbody tr', { hasText: 'dash-node' });
