@@ -20,8 +20,7 @@
  * never fails the frame or the task.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, open, rm } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { PREVIEW_WIDTH_PX } from '../protocol/api.ts';
@@ -164,10 +163,13 @@ export class FramePreviews {
   private readonly tool: PreviewTool;
   private readonly ffmpeg: string | null;
   private readonly skipPngUpTo: number;
-  private dir: Promise<string> | null = null;
+  /** Where previews are made, under the node's work dir: nothing is left behind in the system's temp folder. */
+  private readonly dir: string;
+  private made: Promise<unknown> | null = null;
 
-  constructor(deps: { client: MasterClient; log: Logger; blender: string; env?: NodeJS.ProcessEnv }) {
+  constructor(deps: { client: MasterClient; log: Logger; blender: string; workDir: string; env?: NodeJS.ProcessEnv }) {
     this.client = deps.client;
+    this.dir = join(deps.workDir, 'previews');
     this.log = deps.log;
     this.blender = deps.blender;
     ({ tool: this.tool, ffmpeg: this.ffmpeg } = choosePreviewTool(deps.env));
@@ -205,8 +207,8 @@ export class FramePreviews {
     // The hot Blender skips these too (hot_render.py). An unreadable frame fails below, logged.
     const width = this.skipPngUpTo > 0 ? await pngWidth(target.path).catch(() => null) : null;
     if (width !== null && width <= this.skipPngUpTo) return;
-    this.dir ??= mkdtemp(join(tmpdir(), 'farm-previews-'));
-    const out = join(await this.dir, `${target.taskId}-${target.frame}.jpg`);
+    await (this.made ??= mkdir(this.dir, { recursive: true }));
+    const out = join(this.dir, `${target.taskId}-${target.frame}.jpg`);
     try {
       if (!(await makePreview(target.path, out, this.tool, { ffmpeg: this.ffmpeg, blender: this.blender }))) return;
       await this.client.uploadPreview({ ...frame, path: out, contentType: 'image/jpeg' });

@@ -110,7 +110,7 @@ export async function runNodeSlot(slot: NodeSlot, deps: RunSlotDeps): Promise<vo
         log,
       })
     : undefined;
-  const previews = new FramePreviews({ client, log, blender: config.blender });
+  const previews = new FramePreviews({ client, log, blender: config.blender, workDir: config.workDir });
   const cache = { ensure: (...[file, sha, input]: Parameters<BlendCache['ensure']>) => deps.cache.ensure(file, sha, input, client) } as BlendCache;
   const makeRunner = (workerId: string) => withStopSignal(new TaskRunner({ config, client, cache, workerId, log, hot, previews, gpus: slot.gpus }), stopRender);
   try {

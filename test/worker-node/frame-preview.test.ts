@@ -91,7 +91,7 @@ describe('FramePreviews.send', () => {
         uploads.push({ frame: args.frame, contentType: args.contentType, bytes: readFileSync(args.path), leaseId: args.leaseId, path: args.path });
       },
     } as unknown as MasterClient;
-    const previews = new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: process.env.PATH } });
+    const previews = new FramePreviews({ client, log: silentLog, blender: BLENDER, workDir: dir, env: { PATH: process.env.PATH } });
     await previews.send({ workerId: 'w', taskId: 't', leaseId: 'lease-1', frame: 1, path: exr });
     expect(uploads).toHaveLength(1);
     expect(uploads[0]).toMatchObject({ frame: 1, contentType: 'image/jpeg', leaseId: 'lease-1' });
@@ -110,14 +110,14 @@ describe('FramePreviews.send', () => {
     const bin = join(dir, 'failing-ffmpeg');
     mkdirSync(bin, { recursive: true });
     writeFileSync(join(bin, 'ffmpeg'), '#!/bin/sh\nexit 1\n', { mode: 0o755 });
-    const previews = new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } });
+    const previews = new FramePreviews({ client, log: silentLog, blender: BLENDER, workDir: dir, env: { PATH: bin } });
     const written = join(dir, 'frame_000002.preview.jpg');
     writeFileSync(written, 'driver preview');
     await previews.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 2, path: png, previewPath: written });
     expect(uploads).toEqual([{ frame: 2, bytes: Buffer.from('driver preview') }]);
     expect(existsSync(written)).toBe(false);
 
-    const real = new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: process.env.PATH } });
+    const real = new FramePreviews({ client, log: silentLog, blender: BLENDER, workDir: dir, env: { PATH: process.env.PATH } });
     await real.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 1, path: exr, previewPath: join(dir, 'gone.preview.jpg') });
     expect(uploads).toHaveLength(2);
     expect(jpegSize(uploads[1]!.bytes).width).toBe(PREVIEW_WIDTH_PX);
@@ -145,7 +145,7 @@ describe('FramePreviews.send', () => {
     const ran = join(dir, 'ffmpeg-ran');
     writeFileSync(join(bin, 'ffmpeg'), `#!/bin/sh\necho x >> ${ran}\nfor last; do :; done\nprintf jpeg > "$last"\n`, { mode: 0o755 });
 
-    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, workDir: dir, env: { PATH: bin } }).send({
       workerId: 'w',
       taskId: 't',
       leaseId: 'l',
@@ -154,14 +154,14 @@ describe('FramePreviews.send', () => {
     });
     expect(uploads).toEqual([]);
     expect(existsSync(ran)).toBe(false);
-    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin } }).send({
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, workDir: dir, env: { PATH: bin } }).send({
       workerId: 'w',
       taskId: 't',
       leaseId: 'l',
       frame: 3,
       path: wide,
     });
-    await new FramePreviews({ client, log: silentLog, blender: BLENDER, env: { PATH: bin, FARM_PREVIEWS: 'on' } }).send({
+    await new FramePreviews({ client, log: silentLog, blender: BLENDER, workDir: dir, env: { PATH: bin, FARM_PREVIEWS: 'on' } }).send({
       workerId: 'w',
       taskId: 't',
       leaseId: 'l',
@@ -180,7 +180,7 @@ describe('FramePreviews.send', () => {
         throw new Error('409 lease ended');
       },
     } as unknown as MasterClient;
-    const previews = new FramePreviews({ client, log, blender: BLENDER, env: { PATH: process.env.PATH } });
+    const previews = new FramePreviews({ client, log, blender: BLENDER, workDir: dir, env: { PATH: process.env.PATH } });
     await previews.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 3, path: join(dir, 'missing.exr') });
     await previews.send({ workerId: 'w', taskId: 't', leaseId: 'l', frame: 1, path: exr });
     expect(warnings).toHaveLength(2);
