@@ -152,7 +152,9 @@ export async function runClaim(d1: D1Database, p: ClaimParams): Promise<ClaimRow
     // 1. Leases that ran out on a task lost too often.
     ...lostNodeStatements(db, p.now),
     // 2. Re-lease a released or expired task, unless a job of higher priority has fresh frames;
-    //    an expired lease counts as a node lost, not as an attempt (RELEASE_COUNTS).
+    //    an expired lease counts as a node lost, not as an attempt (RELEASE_COUNTS). A job's tasks
+    //    go again in the order they were first handed out (rowid: task rows are inserted as they
+    //    are carved), which is frame order for a sequential job and pass order for a progressive one.
     all<ClaimedTask>(
       db,
       sql`UPDATE tasks SET status = ${taskState('running')}, worker_id = ${w}, lease_id = ${p.leaseId}, lease_expires_at = ${expires},
@@ -164,7 +166,7 @@ export async function runClaim(d1: D1Database, p: ClaimParams): Promise<ClaimRow
               AND ${taskFits(w)}
               AND j.priority >= COALESCE((SELECT MAX(j2.priority) FROM jobs j2 WHERE ${statusIn('j2', RUNNABLE)}
                     AND j2.next_frame <= j2.end_frame AND ${jobFits('j2', w)} AND ${deviceFits('j2', w)}), -1)
-            ORDER BY j.priority DESC, j.created_at, t.start_frame LIMIT 1)
+            ORDER BY j.priority DESC, j.created_at, t.rowid LIMIT 1)
             AND ${leaseUnused}
           RETURNING ${CLAIMED_COLUMNS}`,
     ),

@@ -109,6 +109,19 @@ describe('a progressive job of 9 frames', () => {
     expect(again).toMatchObject({ task_id: third.task_id, start_frame: 3, end_frame: 7, frames: [3] });
   });
 
+  it('tasks whose leases ran out go again in the order they were first handed out, not by frame', async () => {
+    await submitOk({ start_frame: 1, end_frame: 9, chunk_size: 1, order: 'progressive' });
+    const worker = await registerWorker();
+    const handedOut = [];
+    for (let i = 0; i < 5; i++) handedOut.push(await claim(worker));
+    expect(handedOut.map((t) => t.frames)).toEqual([[1], [9], [5], [3], [7]]);
+    // Frame 3's lease runs out before frame 5's: the middle still goes first.
+    await expireLease(handedOut[3]!.task_id, 2_000);
+    await expireLease(handedOut[2]!.task_id, 1_000);
+    expect((await claim(worker)).frames).toEqual([5]);
+    expect((await claim(worker)).frames).toEqual([3]);
+  });
+
   it("a task that fails for good names its frames and their step in the job's error", async () => {
     const job = await submitOk({ start_frame: 1, end_frame: 9, chunk_size: 2, order: 'progressive', max_attempts: 1 });
     const worker = await registerWorker();
