@@ -6,12 +6,12 @@
  * baseline measured in the same run, on the same machine, so the ratios mean something even on a
  * machine that other work is slowing down.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { Pool, WebSocket } from 'undici';
-import { authHeaders, freePort, killGroup, OUTPUT_DIR, ROOT, tempDir, waitFor, type Master } from '../test/e2e/harness.ts';
+import { authHeaders, freePort, killGroup, ROOT, startMaster, waitFor, type Master } from '../test/e2e/harness.ts';
 import { descendants } from '../test/e2e/upload-measure.ts';
 
 export type { RenderNode } from '../test/e2e/harness.ts';
@@ -369,44 +369,6 @@ export async function waitForPickup(
  * meters on its requests, D1 rows, R2 operations and Durable Object calls) and with wrangler's
  * `--test-scheduled`, so `GET /__scheduled` runs the cron handler as the cron trigger would.
  */
-export async function startMeteredMaster(opts: { name: string; vars?: Record<string, string> }): Promise<Master> {
-  const port = await freePort();
-  const persistDir = tempDir(`${opts.name}-state`);
-  const wrangler = join(ROOT, 'node_modules', 'wrangler', 'bin', 'wrangler.js');
-  const env = { ...process.env, CI: 'true', CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1' };
-  const migrate = spawnSync(process.execPath, [wrangler, 'd1', 'migrations', 'apply', 'DB', '--local', '--persist-to', persistDir], {
-    cwd: ROOT,
-    env,
-    encoding: 'utf8',
-  });
-  if (migrate.status !== 0) throw new Error(`applying migrations failed: ${migrate.stderr}${migrate.stdout}`);
-  const vars = Object.entries({ FARM_ALLOW_ANONYMOUS: 'true', ...opts.vars }).flatMap(([k, v]) => ['--var', `${k}:${v}`]);
-  const child = spawn(
-    process.execPath,
-    [
-      wrangler,
-      'dev',
-      join(ROOT, 'bench', 'metered-master.ts'),
-      '--port',
-      String(port),
-      '--ip',
-      '127.0.0.1',
-      '--inspector-port',
-      String(await freePort()),
-      '--persist-to',
-      persistDir,
-      '--log-level',
-      'warn',
-      '--test-scheduled',
-      ...vars,
-    ],
-    { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  mkdirSync(join(OUTPUT_DIR, 'logs'), { recursive: true });
-  const log = createWriteStream(join(OUTPUT_DIR, 'logs', `master-${opts.name}.log`), { flags: 'a' });
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor('the metered master to answer /time', async () => (await fetch(`${url}/time`)).ok, 60_000);
-  return { url, port, persistDir, process: child, stop: (signal = 'SIGTERM') => killGroup(child, signal) };
+export function startMeteredMaster(opts: { name: string; vars?: Record<string, string> }): Promise<Master> {
+  return startMaster({ ...opts, wranglerArgs: [join(ROOT, 'bench', 'metered-master.ts'), '--test-scheduled'] });
 }

@@ -71,6 +71,36 @@ function sampler(measure: () => number) {
   };
 }
 
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * The Worker's isolate as V8 counts it (JS heap + ArrayBuffers), sampled every 250 ms, garbage
+ * included; with `live`, every 2 s after a collection instead, until `liveUnavailable()` (the
+ * inspector of `wrangler dev` stopped answering HeapProfiler.collectGarbage once the master served
+ * static assets).
+ */
+function isolateSampler(inspector: Awaited<ReturnType<typeof workerInspector>>, live = false) {
+  const samples: number[] = [];
+  const liveSamples: number[] = [];
+  let collect = live;
+  let ticks = 0;
+  const timer = setInterval(() => {
+    const collected = collect && ++ticks % 8 === 0;
+    inspector.heap({ live: collected }).then(
+      ({ jsMb, buffersMb }) => (collected ? liveSamples : samples).push(jsMb + buffersMb),
+      () => {},
+    );
+  }, 250);
+  return {
+    samples,
+    liveSamples,
+    liveUnavailable: () => {
+      collect = false;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
+
 /** Writes `mib` MiB of pseudo-random bytes, starting with `header`. Returns the SHA-256. */
 export async function writeBigFile(path: string, mib: number, header = 'BLENDER-v304'): Promise<string> {
   const hash = createHash('sha256');
@@ -111,15 +141,9 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
     runtimeSamples.push(runtimeMb);
     return runtimeMb + proxy.reduce((sum, pid) => sum + rssMb(pid), 0);
   };
-  // The Worker's isolate as V8 counts it, sampled alongside.
   const inspector = await workerInspector(master.process.pid!);
-  const isolateSamples: number[] = [];
-  const isolateTimer = setInterval(() => {
-    inspector.heap().then(
-      ({ jsMb, buffersMb }) => isolateSamples.push(jsMb + buffersMb),
-      () => {},
-    );
-  }, 250);
+  const isolate = isolateSampler(inspector);
+  const isolateSamples = isolate.samples;
   let node: ReturnType<typeof startNode> | undefined;
   try {
     // Baseline: the master idle after start-up.
@@ -127,7 +151,6 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
     await new Promise((r) => setTimeout(r, 2_000));
     const baseline = idle.stop();
     const baselineMb = baseline.reduce((a, b) => a + b, 0) / baseline.length;
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const runtimeBaselineMb = mean(runtimeSamples);
     const runtimeUploadFrom = runtimeSamples.length;
     const isolateBaselineMb = mean(isolateSamples);
@@ -252,7 +275,7 @@ export async function benchMemory(options: { mib: number; partMib?: number; mast
     verdict('node RSS peak (MB)', Math.max(nodeDownloadPeakMb, nodeRenderPeakMb), '<= 150', Math.max(nodeDownloadPeakMb, nodeRenderPeakMb) <= 150);
     return { masterGrowthMb, nodeDownloadPeakMb, nodeRenderPeakMb };
   } finally {
-    clearInterval(isolateTimer);
+    isolate.stop();
     inspector.close();
     await node?.stop();
     await master.stop();
@@ -295,21 +318,8 @@ export async function benchProjectMemory(options: {
     return [...proxy, ...runtime].reduce((sum, pid) => sum + rssMb(pid), 0);
   };
   const inspector = await workerInspector(master.process.pid!);
-  // As sampled every 250 ms (garbage included), and live (after a collection) every 2 s where the
-  // inspector answers HeapProfiler.collectGarbage (under `wrangler dev` with static assets it
-  // does not: the live figure is then left out).
-  const isolateSamples: number[] = [];
-  const liveSamples: number[] = [];
-  let canCollect = true;
-  let ticks = 0;
-  const isolateTimer = setInterval(() => {
-    const live = canCollect && ++ticks % 8 === 0;
-    inspector.heap({ live }).then(
-      ({ jsMb, buffersMb }) => (live ? liveSamples : isolateSamples).push(jsMb + buffersMb),
-      () => {},
-    );
-  }, 250);
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const isolate = isolateSampler(inspector, true);
+  const { samples: isolateSamples, liveSamples } = isolate;
   let node: ReturnType<typeof startNode> | undefined;
   try {
     const idle = sampler(masterRss);
@@ -318,7 +328,8 @@ export async function benchProjectMemory(options: {
     const isolateBaselineMb = mean(isolateSamples);
     const isolateFrom = isolateSamples.length;
     const liveBaseline = await inspector.heap({ live: true }).catch(() => null);
-    canCollect = liveBaseline !== null;
+    const canCollect = liveBaseline !== null;
+    if (!canCollect) isolate.liveUnavailable();
     const liveBaselineMb = liveBaseline ? liveBaseline.jsMb + liveBaseline.buffersMb : Number.NaN;
     const liveFrom = liveSamples.length;
 
@@ -370,7 +381,7 @@ export async function benchProjectMemory(options: {
     verdict('node RSS peak (MB)', nodePeakMb, '<= 150', nodePeakMb <= 150);
     return { masterGrowthMb, isolateGrowthMb, liveGrowthMb, cliPeakMb: run.peakRss / 2 ** 20, nodeDownloadPeakMb: nodePeakMb, nodeRenderPeakMb: nodePeakMb };
   } finally {
-    clearInterval(isolateTimer);
+    isolate.stop();
     inspector.close();
     await node?.stop();
     await master.stop();

@@ -108,6 +108,8 @@ export async function startMaster(opts: {
   vars?: Record<string, string>;
   /** false: a restart on a persistDir that is migrated already (saves starting wrangler twice). */
   migrate?: boolean;
+  /** More arguments of `wrangler dev`: another entry point of the same Worker, flags. */
+  wranglerArgs?: string[];
 }): Promise<Master> {
   const port = opts.port ?? (await freePort());
   const persistDir = opts.persistDir ?? tempDir(`${opts.name}-state`);
@@ -138,6 +140,7 @@ export async function startMaster(opts: {
       '--log-level',
       'warn',
       ...vars,
+      ...(opts.wranglerArgs ?? []),
     ],
     { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );

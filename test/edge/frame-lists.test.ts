@@ -2,13 +2,11 @@
 import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
-import type { TaskAssignment } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
   expectError,
   expectRefusedUnchanged,
-  getJob,
   json,
   jobRow,
   pngBytes,
@@ -20,18 +18,8 @@ import {
   update,
   uploadFrame,
   jobStatus,
+  claimAll,
 } from './helpers.ts';
-
-/** Claims until the master answers 204 and returns every assignment. */
-async function claimAll(workerId: string): Promise<TaskAssignment[]> {
-  const tasks: TaskAssignment[] = [];
-  for (;;) {
-    const res = await getJob(workerId);
-    if (res.status === 204) return tasks;
-    tasks.push(await json<TaskAssignment>(res, 200));
-    expect(tasks.length).toBeLessThan(20);
-  }
-}
 
 describe('a job with frames 1-9x4,12', () => {
   it('hands out exactly frames 1, 5, 9 and 12, counts 4 frames, completes after those four and zips four', async () => {
@@ -39,7 +27,7 @@ describe('a job with frames 1-9x4,12', () => {
     expect(job.total_frames).toBe(4);
     const worker = await registerWorker();
 
-    const tasks = await claimAll(worker);
+    const tasks = await claimAll(worker, 20);
     expect(tasks.map((t) => t.frames)).toEqual([
       [1, 5],
       [9, 12],
@@ -66,7 +54,7 @@ describe('a job with frames 1-9x4,12', () => {
   it('with adaptive chunks, each claim takes the next listed frame', async () => {
     await submitOk({ frames: '12,1-9x4' });
     const worker = await registerWorker();
-    const tasks = await claimAll(worker);
+    const tasks = await claimAll(worker, 20);
     expect(tasks.map((t) => t.frames)).toEqual([[1], [5], [9], [12]]);
   });
 

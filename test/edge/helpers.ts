@@ -121,6 +121,17 @@ export async function claim(workerId: string): Promise<TaskAssignment> {
   return json<TaskAssignment>(await getJob(workerId), 200);
 }
 
+/** Claims until the master answers 204 and returns every assignment; `fewerThan` of them or more fails the test. */
+export async function claimAll(workerId: string, fewerThan = 200): Promise<TaskAssignment[]> {
+  const tasks: TaskAssignment[] = [];
+  for (;;) {
+    const res = await getJob(workerId);
+    if (res.status === 204) return tasks;
+    tasks.push(await json<TaskAssignment>(res, 200));
+    expect(tasks.length).toBeLessThan(fewerThan);
+  }
+}
+
 /** `POST /update_task_status` on behalf of the node that holds `task`. */
 export function update(
   workerId: string,

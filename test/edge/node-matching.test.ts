@@ -5,8 +5,8 @@
  * GPU detection (test/worker-node/gpu-detect.test.ts).
  */
 import { expect, it } from 'vitest';
-import type { RegisterWorkerRequest, RegisterWorkerResponse, TaskAssignment } from '../../protocol/schemas.ts';
-import { getJob, json, postJson, submitOk } from './helpers.ts';
+import type { RegisterWorkerRequest, RegisterWorkerResponse } from '../../protocol/schemas.ts';
+import { claimAll, json, postJson, submitOk } from './helpers.ts';
 
 const CPU = [{ type: 'CPU', name: 'EPYC' }];
 const TWO_GPUS = [...CPU, { type: 'CUDA', name: 'RTX A4000' }, { type: 'OPTIX', name: 'RTX A4000' }];
@@ -16,14 +16,7 @@ async function node(name: string, extra: Partial<RegisterWorkerRequest>): Promis
 }
 
 /** Every job `workerId` claims until it gets no more work. */
-async function claimAll(workerId: string): Promise<string[]> {
-  const jobs: string[] = [];
-  for (;;) {
-    const res = await getJob(workerId);
-    if (res.status === 204) return jobs;
-    jobs.push((await json<TaskAssignment>(res, 200)).job_id);
-  }
-}
+const claimedJobs = async (workerId: string): Promise<string[]> => (await claimAll(workerId)).map((t) => t.job_id);
 
 it('a CPU-only node claims CPU and untagged jobs but no GPU job; a GPU node claims the GPU jobs whose tags it carries', async () => {
   const cpu = await node('cpu-only', { devices: CPU });
@@ -37,7 +30,7 @@ it('a CPU-only node claims CPU and untagged jobs but no GPU job; a GPU node clai
   await submitOk({ start_frame: 1, end_frame: 1, device: 'gpu', tags: 'studio-b' });
 
   // A job without tags runs on a node without tags; nothing needing a GPU goes to the CPU.
-  expect(await claimAll(cpu)).toEqual([cpuJob.job_id]);
+  expect(await claimedJobs(cpu)).toEqual([cpuJob.job_id]);
   // The GPU node takes every GPU job, by any backend it has, whose tags it carries.
-  expect(await claimAll(gpu)).toEqual([gpuJob.job_id, cudaJob.job_id, optixJob.job_id, bigVram.job_id]);
+  expect(await claimedJobs(gpu)).toEqual([gpuJob.job_id, cudaJob.job_id, optixJob.job_id, bigVram.job_id]);
 });

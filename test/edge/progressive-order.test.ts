@@ -6,14 +6,12 @@ import { env } from 'cloudflare:workers';
 import { unzipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import type { TaskListResponse } from '../../protocol/api.ts';
-import type { TaskAssignment } from '../../protocol/schemas.ts';
 import {
   call,
   claim,
   expectError,
   expectRefusedUnchanged,
   expireLease,
-  getJob,
   json,
   jobRow,
   jobStatus,
@@ -25,18 +23,8 @@ import {
   submitOk,
   update,
   uploadFrame,
+  claimAll,
 } from './helpers.ts';
-
-/** Claims until the master answers 204 and returns every assignment. */
-async function claimAll(workerId: string): Promise<TaskAssignment[]> {
-  const tasks: TaskAssignment[] = [];
-  for (;;) {
-    const res = await getJob(workerId);
-    if (res.status === 204) return tasks;
-    tasks.push(await json<TaskAssignment>(res, 200));
-    expect(tasks.length).toBeLessThan(200);
-  }
-}
 
 /**
  * The progressive order of `frames`, written independently of the master's arithmetic: first and
